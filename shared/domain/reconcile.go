@@ -1,0 +1,56 @@
+package domain
+
+// CacheView is what Redis holds for a campaign, as the reconciler reads it.
+type CacheView struct {
+	Present bool
+	Version int64
+	Stock   int64
+	Issued  int64 // granted plus reserved, as counted by the claim script
+}
+
+// DBView is what MySQL holds for the same campaign.
+type DBView struct {
+	Version int64
+	Stock   int64
+	Issued  int64 // claims recorded by the ledger
+}
+
+// Drift is the reconciler's verdict on one campaign.
+type Drift string
+
+const (
+	DriftNone Drift = ""
+	// DriftMissing: the cache lost the campaign; it must be rebuilt from MySQL (claims answer 503 meanwhile).
+	DriftMissing Drift = "missing"
+	// DriftStaleVersion: the cache is behind MySQL; the change is republished so cachesync applies it.
+	DriftStaleVersion Drift = "stale_version"
+	// DriftAheadVersion: the cache claims a version MySQL never wrote, which only a bug or a restore of an
+	// older database explains; it is reported and the campaign is rebuilt from MySQL.
+	DriftAheadVersion Drift = "ahead_version"
+	// DriftIssuedBehind: MySQL records more units than Redis counted. Redis decides stock, so this means
+	// Redis may issue more than stock allows; the cache's issued count is raised to MySQL's.
+	DriftIssuedBehind Drift = "issued_behind"
+	// DriftIssuedAhead: Redis counts units MySQL does not have yet. Normal while the ledger drains; once
+	// inFlight (grants the ledger has not written) is accounted for, a remainder means lost grants to replay.
+	DriftIssuedAhead Drift = "issued_ahead"
+)
+
+// Reconcile compares one campaign's cache and database views. inFlight is the number of grants known to
+// be on their way to MySQL (in the Redis stream but not yet in the ledger).
+func Reconcile(db DBView, cache CacheView, inFlight int64) Drift {
+	switch {
+	case !cache.Present:
+		return DriftMissing
+	case cache.Version < db.Version:
+		return DriftStaleVersion
+	case cache.Version > db.Version:
+		return DriftAheadVersion
+	case cache.Stock != db.Stock:
+		return DriftStaleVersion
+	case cache.Issued < db.Issued:
+		return DriftIssuedBehind
+	case cache.Issued > db.Issued+inFlight:
+		return DriftIssuedAhead
+	}
+	return DriftNone
+}
