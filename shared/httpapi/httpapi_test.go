@@ -12,8 +12,10 @@ import (
 	"github.com/benefit-issuance/benefits/shared/domain"
 )
 
-type unavailable struct{ *domain.Error }
+type unavailable struct{ err *domain.Error }
 
+func (u unavailable) Error() string           { return u.err.Error() }
+func (u unavailable) Unwrap() error           { return u.err }
 func (unavailable) RetryAfter() time.Duration { return 3 * time.Second }
 
 func TestRouterAndErrors(t *testing.T) {
