@@ -1,0 +1,130 @@
+package mq
+
+import (
+	"bytes"
+	"context"
+	"encoding/json"
+	"fmt"
+	"os"
+	"path/filepath"
+	"time"
+
+	rmq "github.com/apache/rocketmq-clients/golang/v5"
+	"github.com/apache/rocketmq-clients/golang/v5/credentials"
+
+	"github.com/benefit-issuance/benefits/shared/domain"
+	"github.com/benefit-issuance/benefits/shared/fault"
+)
+
+func bytesReader(b []byte) *bytes.Reader { return bytes.NewReader(b) }
+
+// Config names the broker and the topics.
+type Config struct {
+	Endpoint     string // host:port of the RocketMQ 5 proxy
+	AccessKey    string
+	SecretKey    string
+	Namespace    string
+	ChangesTopic string
+	GrantsTopic  string
+	// SendAttempts is the client's own retry count for one send (the design's "synchronous send with
+	// retries"); the outbox relay covers what still fails.
+	SendAttempts int32
+	// LogDir receives the client's own log file. The client defaults to $user.home/logs, which is unset
+	// on FC and resolves to /logs, a read-only path there; /tmp is writable.
+	LogDir string
+}
+
+// ConfigureClientLogging points the RocketMQ client's file logger somewhere writable and quiet. It must
+// run before the first client is created.
+func ConfigureClientLogging(dir string) {
+	if dir == "" {
+		dir = filepath.Join(os.TempDir(), "rocketmqlogs")
+	}
+	if os.Getenv(rmq.CLIENT_LOG_ROOT) == "" {
+		_ = os.Setenv(rmq.CLIENT_LOG_ROOT, dir)
+	}
+	if os.Getenv(rmq.CLIENT_LOG_LEVEL) == "" {
+		_ = os.Setenv(rmq.CLIENT_LOG_LEVEL, "warn")
+	}
+	rmq.ResetLogger()
+}
+
+// Publisher sends change events and grants. It is safe for concurrent use.
+type Publisher struct {
+	producer rmq.Producer
+	cfg      Config
+}
+
+// NewPublisher starts a producer. A broker that cannot be reached is a retryable failure: FC retries
+// the invocation and the outbox or the grant stream keeps what was not sent.
+func NewPublisher(cfg Config) (*Publisher, error) {
+	if cfg.Endpoint == "" {
+		return nil, fmt.Errorf("rocketmq: endpoint is required")
+	}
+	if cfg.SendAttempts <= 0 {
+		cfg.SendAttempts = 3
+	}
+	ConfigureClientLogging(cfg.LogDir)
+	var topics []string
+	for _, t := range []string{cfg.ChangesTopic, cfg.GrantsTopic} {
+		if t != "" {
+			topics = append(topics, t)
+		}
+	}
+	p, err := rmq.NewProducer(&rmq.Config{
+		Endpoint:    cfg.Endpoint,
+		NameSpace:   cfg.Namespace,
+		Credentials: &credentials.SessionCredentials{AccessKey: cfg.AccessKey, AccessSecret: cfg.SecretKey},
+	}, rmq.WithTopics(topics...), rmq.WithMaxAttempts(cfg.SendAttempts))
+	if err != nil {
+		return nil, fault.Permanent(fmt.Errorf("rocketmq producer: %w", err))
+	}
+	if err := p.Start(); err != nil {
+		return nil, fault.Retryable(fmt.Errorf("rocketmq producer start: %w", err))
+	}
+	return &Publisher{producer: p, cfg: cfg}, nil
+}
+
+// PublishChange sends {entity, id, version}; keyed by the entity so operators can find it.
+func (p *Publisher) PublishChange(ctx context.Context, ev ChangeEvent) error {
+	if err := ev.Validate(); err != nil {
+		return fault.Permanent(err)
+	}
+	body, err := json.Marshal(ev)
+	if err != nil {
+		return fault.Permanent(err)
+	}
+	msg := &rmq.Message{Topic: p.cfg.ChangesTopic, Body: body}
+	msg.SetTag(ev.Entity)
+	msg.SetKeys(ev.Entity + ":" + ev.ID)
+	return p.send(ctx, msg)
+}
+
+// PublishGrant sends a granted claim to the ledger; keyed by claim id, which is also MySQL's key.
+func (p *Publisher) PublishGrant(ctx context.Context, c domain.Claim) error {
+	body, err := json.Marshal(c)
+	if err != nil {
+		return fault.Permanent(err)
+	}
+	msg := &rmq.Message{Topic: p.cfg.GrantsTopic, Body: body}
+	msg.SetTag(TagGrant)
+	msg.SetKeys(c.ID)
+	return p.send(ctx, msg)
+}
+
+func (p *Publisher) send(ctx context.Context, msg *rmq.Message) error {
+	if _, ok := ctx.Deadline(); !ok {
+		var cancel context.CancelFunc
+		ctx, cancel = context.WithTimeout(ctx, 5*time.Second)
+		defer cancel()
+	}
+	if _, err := p.producer.Send(ctx, msg); err != nil {
+		return fault.Retryable(fmt.Errorf("rocketmq send to %s: %w", msg.Topic, err))
+	}
+	return nil
+}
+
+// Close stops the producer.
+func (p *Publisher) Close() error {
+	return p.producer.GracefulStop()
+}

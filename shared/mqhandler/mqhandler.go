@@ -1,0 +1,175 @@
+// Package mqhandler runs RocketMQ-triggered functions: it turns FC's CloudEvents into messages and
+// wraps the per-message handler in small middlewares, after watermill's router middleware: a recoverer,
+// a short in-process retry, and a poison recorder. The outcome rules are the design's:
+//
+//   - success: the message is done;
+//   - a permanent failure (bad data, a row that is gone, a panic): recorded and acknowledged, never retried
+//     forever, so it cannot block the messages behind it;
+//   - a retryable failure (timeout, reset): the invocation returns an error, FC's trigger redelivers the
+//     batch with backoff, and after the last retry the dead-letter queue holds it.
+package mqhandler
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"log/slog"
+	"strings"
+	"time"
+
+	"github.com/aliyun/fc-runtime-go-sdk/fccontext"
+
+	"github.com/benefit-issuance/benefits/shared/fault"
+	"github.com/benefit-issuance/benefits/shared/fcevents"
+	"github.com/benefit-issuance/benefits/shared/obs"
+)
+
+// Message is one RocketMQ message as the trigger delivered it.
+type Message struct {
+	ID         string
+	Topic      string
+	Tag        string
+	Keys       []string
+	Body       []byte
+	Properties map[string]string
+}
+
+// Handler processes one message.
+type Handler func(ctx context.Context, msg Message) error
+
+// Middleware wraps a handler.
+type Middleware func(Handler) Handler
+
+// Chain applies middlewares so that the first listed is the outermost.
+func Chain(h Handler, mws ...Middleware) Handler {
+	for i := len(mws) - 1; i >= 0; i-- {
+		h = mws[i](h)
+	}
+	return h
+}
+
+// Messages converts an invocation payload (one CloudEvent or a batch) into messages.
+func Messages(payload []byte) ([]Message, error) {
+	events, err := fcevents.DecodeRocketMQ(payload)
+	if err != nil {
+		return nil, err
+	}
+	out := make([]Message, 0, len(events))
+	for _, ev := range events {
+		msg := Message{
+			ID:         ev.ID,
+			Topic:      ev.Data.Topic,
+			Tag:        ev.Data.SystemProperties[fcevents.PropertyTags],
+			Body:       []byte(ev.Data.Body),
+			Properties: ev.Data.UserProperties,
+		}
+		if id := ev.Data.SystemProperties[fcevents.PropertyMsgID]; id != "" {
+			msg.ID = id
+		}
+		if keys := ev.Data.SystemProperties[fcevents.PropertyKeys]; keys != "" {
+			msg.Keys = strings.Fields(keys)
+		}
+		out = append(out, msg)
+	}
+	return out, nil
+}
+
+// Recoverer turns a panic into a permanent error: a handler that panics on a message will panic on it
+// again, so retrying only delays the messages behind it.
+func Recoverer() Middleware {
+	return func(h Handler) Handler {
+		return func(ctx context.Context, msg Message) (err error) {
+			defer func() {
+				if r := recover(); r != nil {
+					err = fault.Permanent(fmt.Errorf("panic handling message %s: %v", msg.ID, r))
+				}
+			}()
+			return h(ctx, msg)
+		}
+	}
+}
+
+// Retry retries retryable failures a few times in-process before giving the message back to the
+// broker, which smooths over a blip without paying the broker's backoff.
+type Retry struct {
+	MaxRetries      int
+	InitialInterval time.Duration
+	MaxInterval     time.Duration
+}
+
+func (r Retry) Middleware() Middleware {
+	return func(h Handler) Handler {
+		return func(ctx context.Context, msg Message) error {
+			wait := r.InitialInterval
+			for attempt := 0; ; attempt++ {
+				err := h(ctx, msg)
+				if err == nil || !fault.IsRetryable(err) || attempt >= r.MaxRetries {
+					return err
+				}
+				obs.Logger(ctx).Warn("retrying message", "message_id", msg.ID, "attempt", attempt+1, "error", err.Error())
+				select {
+				case <-ctx.Done():
+					return fault.Retryable(errors.Join(err, ctx.Err()))
+				case <-time.After(wait):
+				}
+				wait *= 2
+				if r.MaxInterval > 0 && wait > r.MaxInterval {
+					wait = r.MaxInterval
+				}
+			}
+		}
+	}
+}
+
+// PoisonRecorder stores a message that cannot be processed, with why, so operators can see and replay it.
+type PoisonRecorder func(ctx context.Context, msg Message, cause error) error
+
+// Poison acknowledges permanent failures after recording them. If recording fails the failure becomes
+// retryable: a poison message is never dropped unrecorded.
+func Poison(record PoisonRecorder) Middleware {
+	return func(h Handler) Handler {
+		return func(ctx context.Context, msg Message) error {
+			err := h(ctx, msg)
+			if err == nil || fault.IsRetryable(err) {
+				return err
+			}
+			obs.Logger(ctx).Error("poison message recorded and acknowledged", "message_id", msg.ID, "topic", msg.Topic, "error", err.Error())
+			if recErr := record(ctx, msg, err); recErr != nil {
+				return fault.Retryable(fmt.Errorf("recording poison message %s: %w", msg.ID, recErr))
+			}
+			return nil
+		}
+	}
+}
+
+// Result is what the function returns to FC for a batch.
+type Result struct {
+	Processed int `json:"processed"`
+}
+
+// Invocation adapts a per-message handler to an FC event function. Messages run in order; the first
+// retryable failure fails the invocation so FC's trigger redelivers the batch (handlers are idempotent,
+// so the messages already done are harmless to repeat). A payload that is not a RocketMQ event at all
+// is an error: with errorsTolerance ALL the trigger's dead-letter queue receives it after its retries.
+func Invocation(h Handler, log *slog.Logger) func(context.Context, json.RawMessage) (Result, error) {
+	return func(ctx context.Context, payload json.RawMessage) (Result, error) {
+		requestID := ""
+		if fcCtx, ok := fccontext.FromContext(ctx); ok {
+			requestID = fcCtx.RequestID
+		}
+		ctx = obs.WithRequest(ctx, log, requestID)
+		msgs, err := Messages(payload)
+		if err != nil {
+			obs.Logger(ctx).Error("payload is not a RocketMQ event", "error", err.Error())
+			return Result{}, err
+		}
+		for i, msg := range msgs {
+			if err := h(ctx, msg); err != nil {
+				obs.Logger(ctx).Warn("message failed; the batch will be redelivered", "message_id", msg.ID, "index", i, "error", err.Error())
+				return Result{Processed: i}, err
+			}
+		}
+		return Result{Processed: len(msgs)}, nil
+	}
+}

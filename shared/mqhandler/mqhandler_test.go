@@ -1,0 +1,98 @@
+package mqhandler
+
+import (
+	"context"
+	"errors"
+	"log/slog"
+	"os"
+	"testing"
+	"time"
+
+	"github.com/benefit-issuance/benefits/shared/fault"
+)
+
+func TestMessagesFromFixtures(t *testing.T) {
+	raw, err := os.ReadFile("../fcevents/testdata/rocketmq-event-batch.json")
+	if err != nil {
+		t.Fatal(err)
+	}
+	msgs, err := Messages(raw)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(msgs) != 2 || msgs[0].Tag != "campaign" || msgs[1].Tag != "user" || string(msgs[1].Body) != `{"entity":"user","id":"u1","version":2}` ||
+		len(msgs[0].Keys) != 1 || msgs[0].Keys[0] != "campaign:cmp_1" {
+		t.Fatalf("messages: %+v", msgs)
+	}
+}
+
+func TestMiddlewareOutcomes(t *testing.T) {
+	transient := fault.Retryable(errors.New("timeout"))
+	cases := []struct {
+		name         string
+		failures     []error // returned by successive calls; nil after the list
+		recordFails  bool
+		wantErr      bool
+		wantRetry    bool
+		wantRecorded int
+		wantCalls    int
+	}{
+		{"success", nil, false, false, false, 0, 1},
+		{"blip healed by in-process retry", []error{transient}, false, false, false, 0, 2},
+		{"persistent transient goes back to the broker", []error{transient, transient, transient, transient}, false, true, true, 0, 3},
+		{"permanent is recorded and acknowledged", []error{errors.New("row is gone")}, false, false, false, 1, 1},
+		{"panic is recorded and acknowledged", []error{errPanic}, false, false, false, 1, 1},
+		{"recording failure becomes retryable", []error{errors.New("bad")}, true, true, true, 1, 1},
+	}
+	for _, tc := range cases {
+		t.Run(tc.name, func(t *testing.T) {
+			calls, recorded := 0, 0
+			h := func(ctx context.Context, msg Message) error {
+				calls++
+				if calls-1 < len(tc.failures) {
+					if tc.failures[calls-1] == errPanic {
+						panic("nil map")
+					}
+					return tc.failures[calls-1]
+				}
+				return nil
+			}
+			record := func(ctx context.Context, msg Message, cause error) error {
+				recorded++
+				if tc.recordFails {
+					return errors.New("db down")
+				}
+				return nil
+			}
+			chain := Chain(h, Poison(record), Retry{MaxRetries: 2, InitialInterval: time.Millisecond}.Middleware(), Recoverer())
+			err := chain(context.Background(), Message{ID: "m1"})
+			if (err != nil) != tc.wantErr || (err != nil && fault.IsRetryable(err) != tc.wantRetry) {
+				t.Fatalf("err = %v", err)
+			}
+			if recorded != tc.wantRecorded || calls != tc.wantCalls {
+				t.Fatalf("recorded %d calls %d, want %d and %d", recorded, calls, tc.wantRecorded, tc.wantCalls)
+			}
+		})
+	}
+}
+
+var errPanic = errors.New("panic marker")
+
+func TestInvocationStopsAtFirstRetryableFailure(t *testing.T) {
+	raw, _ := os.ReadFile("../fcevents/testdata/rocketmq-event-batch.json")
+	var seen []string
+	h := func(ctx context.Context, msg Message) error {
+		seen = append(seen, msg.Tag)
+		if msg.Tag == "campaign" {
+			return fault.Retryable(errors.New("redis reset"))
+		}
+		return nil
+	}
+	res, err := Invocation(h, slog.Default())(context.Background(), raw)
+	if err == nil || res.Processed != 0 || len(seen) != 1 {
+		t.Fatalf("res %+v err %v seen %v", res, err, seen)
+	}
+	if _, err := Invocation(h, slog.Default())(context.Background(), []byte(`{"not":`)); err == nil {
+		t.Fatal("a garbage payload must fail the invocation")
+	}
+}
