@@ -1,0 +1,275 @@
+// Package rediscache is the Redis adapter: the claim decision and the version-fenced cache of campaigns
+// and users, as Lua scripts run with EVALSHA (falling back to EVAL after a SCRIPT FLUSH or a restart).
+//
+// Key layout. Every key of one campaign shares the hash tag {c:<id>} and every key of one user {u:<id>},
+// so each script touches one slot and the layout works on Redis Cluster. Scripts name keys only through
+// KEYS.
+//
+//	bn:{c:ID}:camp     hash   the campaign's rule fields, version, issued (granted + reserved) and
+//	                          remaining = max(0, stock − issued)
+//	bn:{c:ID}:held     hash   user → units held
+//	bn:{c:ID}:claims   hash   claim id → claim JSON, state pending or granted
+//	bn:{c:ID}:pending  zset   claim id → reservation time of points claims awaiting their debit
+//	bn:{c:ID}:grants   stream one entry per granted unit, replayed to the ledger by the timer
+//	bn:{u:ID}:user     hash   version, known, registered_ms, member, credits, debits
+//	bn:{u:ID}:req      hash   request id → campaign id the request is bound to
+//	bn:{u:ID}:debits   hash   claim id → cost debited, or "void:<reservation>"
+//	bn:{u:ID}:rate     string fixed one-second window counter for the per-user rate limit
+//	bn:ready                  set once the cache holds everything MySQL has; absent after a loss
+//
+// A user's points live in the user's slot and a campaign's stock in the campaign's, so a claim with a
+// points cost is a saga: reserve the unit, debit the points, confirm — or release the unit when the debit
+// is refused. SweepPending resolves a saga cut short by a crash.
+package rediscache
+
+import (
+	"context"
+	"embed"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"strconv"
+	"strings"
+	"time"
+
+	"github.com/redis/go-redis/v9"
+
+	"github.com/benefit-issuance/benefits/shared/domain"
+	"github.com/benefit-issuance/benefits/shared/fault"
+)
+
+//go:embed lua/*.lua
+var luaFiles embed.FS
+
+func script(name string) *redis.Script {
+	src, err := luaFiles.ReadFile("lua/" + name + ".lua")
+	if err != nil {
+		panic("rediscache: missing embedded script " + name) // a build defect, caught by every test
+	}
+	return redis.NewScript(string(src))
+}
+
+type scripts struct {
+	begin, claim, debit, confirm, release, unbind, rebind, voidDebit, applyCampaign, applyUser, restore *redis.Script
+}
+
+func loadScripts() scripts {
+	return scripts{
+		begin: script("claim_begin"), claim: script("claim"), debit: script("debit"), confirm: script("confirm"),
+		release: script("release"), unbind: script("unbind"), rebind: script("rebind"), voidDebit: script("void_debit"),
+		applyCampaign: script("apply_campaign"), applyUser: script("apply_user"), restore: script("restore_claims"),
+	}
+}
+
+// ReadyKey marks a complete cache.
+const ReadyKey = "bn:ready"
+
+type campaignKeys struct{ camp, held, claims, grants, pending string }
+
+func keysOfCampaign(id string) campaignKeys {
+	p := "bn:{c:" + id + "}:"
+	return campaignKeys{camp: p + "camp", held: p + "held", claims: p + "claims", grants: p + "grants", pending: p + "pending"}
+}
+
+type userKeys struct{ user, req, debits, rate string }
+
+func keysOfUser(id string) userKeys {
+	p := "bn:{u:" + id + "}:"
+	return userKeys{user: p + "user", req: p + "req", debits: p + "debits", rate: p + "rate"}
+}
+
+// Cache is safe for concurrent use.
+type Cache struct {
+	rdb     redis.UniversalClient
+	scripts scripts
+}
+
+func New(rdb redis.UniversalClient) *Cache {
+	return &Cache{rdb: rdb, scripts: loadScripts()}
+}
+
+// classify marks Redis failures: a script error or a reply of the wrong shape is a defect (permanent);
+// everything else (timeouts, resets, LOADING, a failover) may pass.
+func classify(err error) error {
+	if err == nil {
+		return nil
+	}
+	if errors.Is(err, redis.Nil) {
+		return fault.Permanent(err)
+	}
+	msg := err.Error()
+	if strings.HasPrefix(msg, "ERR ") && (strings.Contains(msg, "script") || strings.Contains(msg, "Script")) {
+		return fault.Permanent(err)
+	}
+	return fault.Retryable(err)
+}
+
+func shapeError(what string, v any) error {
+	return fault.Permanent(fmt.Errorf("rediscache: unexpected reply to %s: %#v", what, v))
+}
+
+// ApplyResult says whether a write passed the version fence.
+type ApplyResult struct {
+	Applied       bool
+	CachedVersion int64
+}
+
+func parseApply(v any) (ApplyResult, error) {
+	arr, ok := v.([]any)
+	if !ok || len(arr) != 2 {
+		return ApplyResult{}, shapeError("apply", v)
+	}
+	applied, _ := arr[0].(int64)
+	ver, _ := arr[1].(int64)
+	return ApplyResult{Applied: applied == 1, CachedVersion: ver}, nil
+}
+
+func ms(t time.Time) string { return strconv.FormatInt(t.UnixMilli(), 10) }
+
+// ApplyCampaign writes c if it is newer than the cached version. dbIssued (what MySQL recorded) seeds
+// issued only when the cache has no entry; otherwise the cache's own count stands.
+func (c *Cache) ApplyCampaign(ctx context.Context, camp domain.Campaign, dbIssued int64) (ApplyResult, error) {
+	days := "0"
+	if camp.Audience.NewUserDays != nil {
+		days = strconv.Itoa(*camp.Audience.NewUserDays)
+	}
+	k := keysOfCampaign(camp.ID)
+	args := []any{camp.Version, dbIssued,
+		"id", camp.ID, "name", camp.Name, "benefit_type", string(camp.Benefit.Type), "benefit_amount", camp.Benefit.Amount,
+		"segment", string(camp.Audience.Segment), "new_user_days", days, "cost_points", camp.CostPoints,
+		"mode", string(camp.Mode), "starts_ms", ms(camp.StartsAt), "ends_ms", ms(camp.EndsAt),
+		"stock", camp.Stock, "per_user_limit", camp.PerUserLimit, "status", string(camp.Status),
+	}
+	v, err := c.scripts.applyCampaign.Run(ctx, c.rdb, []string{k.camp}, args...).Result()
+	if err != nil {
+		return ApplyResult{}, classify(err)
+	}
+	return parseApply(v)
+}
+
+// UserState is a user row as the cache needs it.
+type UserState struct {
+	ID           string
+	RegisteredAt time.Time
+	Member       bool
+	Credits      int64 // total points credited (MySQL is the authority)
+	Debits       int64 // total points debited per MySQL; used only when the cache has no entry
+	Version      int64
+}
+
+// ApplyUser writes u if it is newer than the cached version, keeping the cache's debits.
+func (c *Cache) ApplyUser(ctx context.Context, u UserState) (ApplyResult, error) {
+	member := 0
+	if u.Member {
+		member = 1
+	}
+	k := keysOfUser(u.ID)
+	v, err := c.scripts.applyUser.Run(ctx, c.rdb, []string{k.user}, u.Version, ms(u.RegisteredAt), member, u.Credits, u.Debits).Result()
+	if err != nil {
+		return ApplyResult{}, classify(err)
+	}
+	return parseApply(v)
+}
+
+// CachedCampaign is what Redis holds for a campaign.
+type CachedCampaign struct {
+	Present   bool
+	Version   int64
+	Stock     int64
+	Issued    int64 // granted plus reserved
+	Remaining int64
+	Pending   int64 // reserved by points claims awaiting their debit
+}
+
+func toInt(v any) int64 {
+	s, _ := v.(string)
+	n, _ := strconv.ParseInt(s, 10, 64)
+	return n
+}
+
+// Campaign reads the cached counters of a campaign.
+func (c *Cache) Campaign(ctx context.Context, id string) (CachedCampaign, error) {
+	k := keysOfCampaign(id)
+	pipe := c.rdb.Pipeline()
+	h := pipe.HMGet(ctx, k.camp, "version", "stock", "issued", "remaining")
+	p := pipe.ZCard(ctx, k.pending)
+	if _, err := pipe.Exec(ctx); err != nil {
+		return CachedCampaign{}, classify(err)
+	}
+	vals := h.Val()
+	if vals[0] == nil {
+		return CachedCampaign{}, nil
+	}
+	return CachedCampaign{Present: true, Version: toInt(vals[0]), Stock: toInt(vals[1]), Issued: toInt(vals[2]),
+		Remaining: toInt(vals[3]), Pending: p.Val()}, nil
+}
+
+// CachedUser is what Redis holds for a user.
+type CachedUser struct {
+	Present bool
+	Version int64
+	Balance int64
+}
+
+// User reads the cached version and balance of a user.
+func (c *Cache) User(ctx context.Context, id string) (CachedUser, error) {
+	vals, err := c.rdb.HMGet(ctx, keysOfUser(id).user, "version", "credits", "debits").Result()
+	if err != nil {
+		return CachedUser{}, classify(err)
+	}
+	if vals[0] == nil {
+		return CachedUser{}, nil
+	}
+	return CachedUser{Present: true, Version: toInt(vals[0]), Balance: toInt(vals[1]) - toInt(vals[2])}, nil
+}
+
+// Ready reports whether the cache is complete (not lost and not being rebuilt).
+func (c *Cache) Ready(ctx context.Context) (bool, error) {
+	n, err := c.rdb.Exists(ctx, ReadyKey).Result()
+	return n == 1, classify(err)
+}
+
+// MarkReady declares the cache complete; the rebuild calls it last, and a fresh deployment once.
+func (c *Cache) MarkReady(ctx context.Context) error {
+	return classify(c.rdb.Set(ctx, ReadyKey, time.Now().UTC().Format(time.RFC3339), 0).Err())
+}
+
+// ClearReady makes claims fail closed until the next rebuild.
+func (c *Cache) ClearReady(ctx context.Context) error {
+	return classify(c.rdb.Del(ctx, ReadyKey).Err())
+}
+
+// storedClaim is a claim as the scripts encode it.
+type storedClaim struct {
+	ID            string `json:"id"`
+	CampaignID    string `json:"campaign_id"`
+	UserID        string `json:"user_id"`
+	RequestID     string `json:"request_id"`
+	BenefitType   string `json:"benefit_type"`
+	BenefitAmount int64  `json:"benefit_amount"`
+	CostPoints    int64  `json:"cost_points"`
+	GrantedMS     int64  `json:"granted_ms"`
+	State         string `json:"state"`
+	Reservation   int64  `json:"reservation,omitempty"`
+}
+
+func decodeClaim(raw string) (storedClaim, domain.Claim, error) {
+	var s storedClaim
+	if err := json.Unmarshal([]byte(raw), &s); err != nil {
+		return s, domain.Claim{}, fault.Permanent(fmt.Errorf("rediscache: stored claim %q: %w", raw, err))
+	}
+	return s, domain.Claim{
+		ID: s.ID, CampaignID: s.CampaignID, UserID: s.UserID, RequestID: s.RequestID,
+		Benefit:    domain.Benefit{Type: domain.BenefitType(s.BenefitType), Amount: s.BenefitAmount},
+		CostPoints: s.CostPoints, GrantedAt: time.UnixMilli(s.GrantedMS).UTC(),
+	}, nil
+}
+
+func encodeClaim(c domain.Claim, state string) string {
+	b, _ := json.Marshal(storedClaim{
+		ID: c.ID, CampaignID: c.CampaignID, UserID: c.UserID, RequestID: c.RequestID,
+		BenefitType: string(c.Benefit.Type), BenefitAmount: c.Benefit.Amount, CostPoints: c.CostPoints,
+		GrantedMS: c.GrantedAt.UnixMilli(), State: state,
+	})
+	return string(b)
+}

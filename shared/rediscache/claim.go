@@ -1,0 +1,346 @@
+package rediscache
+
+import (
+	"context"
+	"fmt"
+	"time"
+
+	"github.com/redis/go-redis/v9"
+
+	"github.com/benefit-issuance/benefits/shared/domain"
+	"github.com/benefit-issuance/benefits/shared/fault"
+)
+
+// ClaimInput is one request for a unit: a user's claim or the timer's scheduled grant.
+type ClaimInput struct {
+	UserID     string
+	CampaignID string
+	RequestID  string
+	Now        time.Time
+	By         domain.Issuance
+	RateLimit  int // claims per user per second; 0 disables (grants never limit)
+}
+
+// ClaimOutcome is the decision. Code is empty when the unit was issued (or had been: Replayed).
+type ClaimOutcome struct {
+	Claim      domain.Claim
+	Code       domain.Code
+	Replayed   bool
+	RetryAfter time.Duration
+}
+
+// beginResult is what the user slot tells the campaign step.
+type beginResult struct {
+	rateLimited bool
+	retryAfter  time.Duration
+	bound       string
+	profile     domain.Profile
+	balance     int64
+}
+
+func (c *Cache) begin(ctx context.Context, in ClaimInput) (beginResult, bool, error) {
+	uk := keysOfUser(in.UserID)
+	pipe := c.rdb.Pipeline()
+	ready := pipe.Exists(ctx, ReadyKey)
+	b := c.scripts.begin.EvalSha(ctx, pipe, []string{uk.user, uk.req, uk.rate}, in.RequestID, in.CampaignID, in.RateLimit)
+	_, err := pipe.Exec(ctx)
+	if err != nil && redis.HasErrorPrefix(b.Err(), "NOSCRIPT") {
+		// First call after a restart or SCRIPT FLUSH: load through EVAL and carry on.
+		b = c.scripts.begin.Eval(ctx, c.rdb, []string{uk.user, uk.req, uk.rate}, in.RequestID, in.CampaignID, in.RateLimit)
+		err = b.Err()
+		if err == nil {
+			err = ready.Err()
+		}
+	}
+	if err != nil {
+		return beginResult{}, false, classify(err)
+	}
+	arr, ok := b.Val().([]any)
+	if !ok || len(arr) != 7 {
+		return beginResult{}, false, shapeError("claim_begin", b.Val())
+	}
+	status, _ := arr[0].(string)
+	bound, _ := arr[1].(string)
+	known, _ := arr[2].(int64)
+	regMS, _ := arr[3].(int64)
+	member, _ := arr[4].(int64)
+	balance, _ := arr[5].(int64)
+	retryMS, _ := arr[6].(int64)
+	return beginResult{
+		rateLimited: status == "rate_limited",
+		retryAfter:  time.Duration(retryMS) * time.Millisecond,
+		bound:       bound,
+		profile:     domain.Profile{Known: known == 1, RegisteredAt: time.UnixMilli(regMS).UTC(), Member: member == 1},
+		balance:     balance,
+	}, ready.Val() == 1, nil
+}
+
+// Claim decides one request (see the package comment for the saga). Refusals are outcomes, not errors;
+// an error means Redis could not be asked, and then nothing was issued that the caller is told about:
+// a reservation left behind by a failure half-way is resolved by a retry of the same request or by
+// SweepPending.
+func (c *Cache) Claim(ctx context.Context, in ClaimInput) (ClaimOutcome, error) {
+	if in.By == domain.ByGrant {
+		in.RateLimit = 0
+	}
+	b, ready, err := c.begin(ctx, in)
+	if err != nil {
+		return ClaimOutcome{}, err
+	}
+	if b.rateLimited {
+		return ClaimOutcome{Code: domain.CodeRateLimited, RetryAfter: b.retryAfter}, nil
+	}
+	claimID := domain.ClaimID(in.UserID, in.RequestID)
+	if b.bound != in.CampaignID {
+		// The request id was used for another campaign. If that campaign recorded it, that is the answer,
+		// whatever is asked now; if it never did (a crash before step 2), the binding moves here.
+		raw, err := c.rdb.HGet(ctx, keysOfCampaign(b.bound).claims, claimID).Result()
+		switch {
+		case err == nil:
+			return c.finish(ctx, in, claimID, raw, true)
+		case err != redis.Nil:
+			return ClaimOutcome{}, classify(err)
+		}
+		if err := c.scripts.rebind.Run(ctx, c.rdb, []string{keysOfUser(in.UserID).req}, in.RequestID, b.bound, in.CampaignID).Err(); err != nil {
+			return ClaimOutcome{}, classify(err)
+		}
+	}
+	if !ready {
+		c.unbind(ctx, in)
+		return ClaimOutcome{Code: domain.CodeUnavailable}, nil
+	}
+	return c.decide(ctx, in, claimID, b)
+}
+
+func (c *Cache) decide(ctx context.Context, in ClaimInput, claimID string, b beginResult) (ClaimOutcome, error) {
+	ck := keysOfCampaign(in.CampaignID)
+	issuance := "claim"
+	if in.By == domain.ByGrant {
+		issuance = "grant"
+	}
+	known, member := 0, 0
+	if b.profile.Known {
+		known = 1
+	}
+	if b.profile.Member {
+		member = 1
+	}
+	v, err := c.scripts.claim.Run(ctx, c.rdb, []string{ck.camp, ck.held, ck.claims, ck.grants, ck.pending},
+		in.UserID, claimID, in.RequestID, in.Now.UnixMilli(), issuance, known, b.profile.RegisteredAt.UnixMilli(), member).Result()
+	if err != nil {
+		return ClaimOutcome{}, classify(err)
+	}
+	arr, ok := v.([]any)
+	if !ok || len(arr) == 0 {
+		return ClaimOutcome{}, shapeError("claim", v)
+	}
+	status, _ := arr[0].(string)
+	switch status {
+	case "ok", "replay":
+		raw, _ := arr[1].(string)
+		return c.finish(ctx, in, claimID, raw, status == "replay")
+	case "campaign_not_found":
+		c.unbind(ctx, in)
+		return ClaimOutcome{Code: domain.CodeCampaignNotFound}, nil
+	default:
+		code := domain.Code(status)
+		if code.HTTPStatus() == 500 {
+			return ClaimOutcome{}, shapeError("claim", v)
+		}
+		c.unbind(ctx, in)
+		return ClaimOutcome{Code: code}, nil
+	}
+}
+
+// finish completes a claim recorded in the campaign's slot: a granted one is the answer; a pending one
+// (a points cost) needs its debit and then confirmation, or release when the debit is refused.
+func (c *Cache) finish(ctx context.Context, in ClaimInput, claimID, raw string, replayed bool) (ClaimOutcome, error) {
+	stored, claim, err := decodeClaim(raw)
+	if err != nil {
+		return ClaimOutcome{}, err
+	}
+	if stored.State == "granted" {
+		return ClaimOutcome{Claim: claim, Replayed: replayed}, nil
+	}
+	uk := keysOfUser(claim.UserID)
+	verdict, err := c.scripts.debit.Run(ctx, c.rdb, []string{uk.user, uk.debits}, claimID, claim.CostPoints, stored.Reservation).Text()
+	if err != nil {
+		return ClaimOutcome{}, classify(err)
+	}
+	switch verdict {
+	case "ok":
+		return c.confirm(ctx, claim, replayed)
+	case "insufficient_points", "void":
+		if err := c.release(ctx, claim); err != nil {
+			return ClaimOutcome{}, err
+		}
+		c.unbind(ctx, ClaimInput{UserID: claim.UserID, RequestID: claim.RequestID, CampaignID: claim.CampaignID})
+		if verdict == "void" {
+			// The sweeper gave up on this reservation; the request is unbound and may simply be retried.
+			return ClaimOutcome{Code: domain.CodeUnavailable}, nil
+		}
+		return ClaimOutcome{Code: domain.CodeInsufficientPoints}, nil
+	}
+	return ClaimOutcome{}, shapeError("debit", verdict)
+}
+
+func (c *Cache) confirm(ctx context.Context, claim domain.Claim, replayed bool) (ClaimOutcome, error) {
+	ck := keysOfCampaign(claim.CampaignID)
+	v, err := c.scripts.confirm.Run(ctx, c.rdb, []string{ck.claims, ck.grants, ck.pending}, claim.ID).Result()
+	if err != nil {
+		return ClaimOutcome{}, classify(err)
+	}
+	arr, ok := v.([]any)
+	if !ok || len(arr) == 0 {
+		return ClaimOutcome{}, shapeError("confirm", v)
+	}
+	if s, _ := arr[0].(string); s != "ok" {
+		return ClaimOutcome{}, fault.Permanent(fmt.Errorf("rediscache: confirm %s: claim record missing", claim.ID))
+	}
+	raw, _ := arr[1].(string)
+	_, granted, err := decodeClaim(raw)
+	if err != nil {
+		return ClaimOutcome{}, err
+	}
+	return ClaimOutcome{Claim: granted, Replayed: replayed}, nil
+}
+
+func (c *Cache) release(ctx context.Context, claim domain.Claim) error {
+	ck := keysOfCampaign(claim.CampaignID)
+	return classify(c.scripts.release.Run(ctx, c.rdb, []string{ck.camp, ck.held, ck.claims, ck.pending}, claim.ID).Err())
+}
+
+// unbind is best effort: a binding left behind only means a retry is answered from the campaign's
+// record, or re-decided there when none exists.
+func (c *Cache) unbind(ctx context.Context, in ClaimInput) {
+	_ = c.scripts.unbind.Run(ctx, c.rdb, []string{keysOfUser(in.UserID).req}, in.RequestID, in.CampaignID).Err()
+}
+
+// SweepResult counts how pending reservations were resolved.
+type SweepResult struct {
+	Confirmed int
+	Released  int
+}
+
+// SweepPending resolves points claims reserved longer than olderThan ago and never finished (the
+// claim function died between the reservation and the debit, or between the debit and confirmation).
+// The debit is voided first if it never happened, so a late debit cannot follow a release.
+func (c *Cache) SweepPending(ctx context.Context, campaignID string, olderThan time.Duration, now time.Time) (SweepResult, error) {
+	var res SweepResult
+	ck := keysOfCampaign(campaignID)
+	ids, err := c.rdb.ZRangeByScore(ctx, ck.pending, &redis.ZRangeBy{Min: "-inf", Max: fmt.Sprint(now.Add(-olderThan).UnixMilli())}).Result()
+	if err != nil {
+		return res, classify(err)
+	}
+	for _, id := range ids {
+		raw, err := c.rdb.HGet(ctx, ck.claims, id).Result()
+		if err == redis.Nil {
+			_ = c.rdb.ZRem(ctx, ck.pending, id).Err()
+			continue
+		}
+		if err != nil {
+			return res, classify(err)
+		}
+		stored, claim, err := decodeClaim(raw)
+		if err != nil {
+			return res, err
+		}
+		if stored.State != "pending" {
+			_ = c.rdb.ZRem(ctx, ck.pending, id).Err()
+			continue
+		}
+		verdict, err := c.scripts.voidDebit.Run(ctx, c.rdb, []string{keysOfUser(claim.UserID).debits}, id, stored.Reservation).Text()
+		if err != nil {
+			return res, classify(err)
+		}
+		if verdict == "debited" {
+			if _, err := c.confirm(ctx, claim, false); err != nil {
+				return res, err
+			}
+			res.Confirmed++
+			continue
+		}
+		if err := c.release(ctx, claim); err != nil {
+			return res, err
+		}
+		c.unbind(ctx, ClaimInput{UserID: claim.UserID, RequestID: claim.RequestID, CampaignID: claim.CampaignID})
+		res.Released++
+	}
+	return res, nil
+}
+
+// StreamGrant is one entry of a campaign's grant stream.
+type StreamGrant struct {
+	StreamID string
+	Claim    domain.Claim
+}
+
+// ReadGrants returns up to count stream entries after afterStreamID ("0" or "" for the start).
+func (c *Cache) ReadGrants(ctx context.Context, campaignID, afterStreamID string, count int64) ([]StreamGrant, error) {
+	start := "-"
+	if afterStreamID != "" && afterStreamID != "0" {
+		start = "(" + afterStreamID
+	}
+	msgs, err := c.rdb.XRangeN(ctx, keysOfCampaign(campaignID).grants, start, "+", count).Result()
+	if err != nil {
+		return nil, classify(err)
+	}
+	out := make([]StreamGrant, 0, len(msgs))
+	for _, m := range msgs {
+		raw, _ := m.Values["claim"].(string)
+		_, claim, err := decodeClaim(raw)
+		if err != nil {
+			return nil, err
+		}
+		out = append(out, StreamGrant{StreamID: m.ID, Claim: claim})
+	}
+	return out, nil
+}
+
+// TrimGrants removes stream entries up to and including upToStreamID: the ledger has them.
+func (c *Cache) TrimGrants(ctx context.Context, campaignID, upToStreamID string) error {
+	k := keysOfCampaign(campaignID).grants
+	pipe := c.rdb.Pipeline()
+	pipe.XTrimMinID(ctx, k, upToStreamID) // keeps ids ≥ upTo …
+	pipe.XDel(ctx, k, upToStreamID)       // … so drop upTo itself too
+	_, err := pipe.Exec(ctx)
+	return classify(err)
+}
+
+// RestoreClaims puts back claim records and held counts from MySQL after a cache loss.
+func (c *Cache) RestoreClaims(ctx context.Context, campaignID string, claims []domain.Claim) error {
+	ck := keysOfCampaign(campaignID)
+	const chunk = 500
+	held := map[string]int64{}
+	for _, cl := range claims {
+		held[cl.UserID]++
+	}
+	users := make([]string, 0, len(held))
+	for u := range held {
+		users = append(users, u)
+	}
+	for start := 0; start < len(users) || start == 0; start += chunk {
+		end := min(start+chunk, len(users))
+		args := []any{end - start}
+		for _, u := range users[start:end] {
+			args = append(args, u, held[u])
+		}
+		if err := c.scripts.restore.Run(ctx, c.rdb, []string{ck.held, ck.claims}, args...).Err(); err != nil {
+			return classify(err)
+		}
+		if end == len(users) {
+			break
+		}
+	}
+	for start := 0; start < len(claims); start += chunk {
+		end := min(start+chunk, len(claims))
+		args := []any{0}
+		for _, cl := range claims[start:end] {
+			args = append(args, cl.ID, encodeClaim(cl, "granted"))
+		}
+		if err := c.scripts.restore.Run(ctx, c.rdb, []string{ck.held, ck.claims}, args...).Err(); err != nil {
+			return classify(err)
+		}
+	}
+	return nil
+}

@@ -1,0 +1,53 @@
+-- Step 2 of a claim, in the campaign's slot: decide exactly as domain.DecideClaim and, when it passes,
+-- take one unit of stock. A claim without a points cost is granted and streamed at once; one with a
+-- cost is reserved as pending until the user's slot has debited the points (confirm.lua / release.lua).
+-- KEYS: campaign hash, held hash, claims hash, grants stream, pending zset
+-- ARGV: user_id, claim_id, request_id, now_ms, issuance ('claim'|'grant'), known, registered_ms, member
+-- Returns: {'replay', claim_json} | {'ok', claim_json} | {refusal_code}
+local existing = redis.call('HGET', KEYS[3], ARGV[2])
+if existing then return {'replay', existing} end
+if redis.call('EXISTS', KEYS[1]) == 0 then return {'campaign_not_found'} end
+local c = redis.call('HMGET', KEYS[1], 'mode', 'status', 'starts_ms', 'ends_ms', 'segment', 'new_user_days',
+  'per_user_limit', 'stock', 'issued', 'cost_points', 'benefit_type', 'benefit_amount', 'id')
+local now = tonumber(ARGV[4])
+if c[1] ~= ARGV[5] then return {'not_claimable'} end
+if c[2] ~= 'active' then return {'paused'} end
+if now < tonumber(c[3]) then return {'not_started'} end
+if now >= tonumber(c[4]) then return {'ended'} end
+local segment, known = c[5], ARGV[6] == '1'
+if segment == 'members' then
+  if not (known and ARGV[8] == '1') then return {'not_eligible'} end
+elseif segment == 'new_users' then
+  if not known then return {'not_eligible'} end
+  local cutoff = now - tonumber(c[6]) * 86400000
+  if tonumber(ARGV[7]) <= cutoff then return {'not_eligible'} end
+elseif segment ~= 'all' then
+  return {'not_eligible'}
+end
+local held = tonumber(redis.call('HGET', KEYS[2], ARGV[1]) or '0')
+if held >= tonumber(c[7]) then return {'limit_reached'} end
+local stock, issued = tonumber(c[8]), tonumber(c[9])
+if issued >= stock then return {'sold_out'} end
+issued = issued + 1
+redis.call('HSET', KEYS[1], 'issued', issued, 'remaining', stock - issued)
+redis.call('HINCRBY', KEYS[2], ARGV[1], 1)
+local cost = tonumber(c[10])
+local state = 'granted'
+local reservation = 0
+if cost > 0 then
+  state = 'pending'
+  -- Each reservation gets its own token, so voiding an abandoned one never blocks a later retry.
+  reservation = redis.call('HINCRBY', KEYS[1], 'reservations', 1)
+end
+local claim = cjson.encode({
+  id = ARGV[2], campaign_id = c[13], user_id = ARGV[1], request_id = ARGV[3],
+  benefit_type = c[11], benefit_amount = tonumber(c[12]), cost_points = cost,
+  granted_ms = now, state = state, reservation = reservation,
+})
+redis.call('HSET', KEYS[3], ARGV[2], claim)
+if state == 'granted' then
+  redis.call('XADD', KEYS[4], '*', 'claim', claim)
+else
+  redis.call('ZADD', KEYS[5], now, ARGV[2])
+end
+return {'ok', claim}

@@ -1,0 +1,27 @@
+-- Step 1 of a claim, in the user's slot: find or make the request's binding to a campaign, apply the
+-- per-user rate limit, and return the profile and balance the campaign step needs.
+-- KEYS: user hash, request bindings hash, rate counter
+-- ARGV: request_id, campaign_id, rate_limit_per_second (0 = off)
+-- Returns: {status, bound_campaign, known, registered_ms, member, balance, retry_after_ms}
+local bound = redis.call('HGET', KEYS[2], ARGV[1])
+local rate = tonumber(ARGV[3])
+if not bound and rate > 0 then
+  -- A retry of an already bound request is never rate limited: it only reads its own answer.
+  local n = redis.call('INCR', KEYS[3])
+  if n == 1 then redis.call('PEXPIRE', KEYS[3], 1000) end
+  if n > rate then
+    local ttl = redis.call('PTTL', KEYS[3])
+    if ttl < 0 then redis.call('PEXPIRE', KEYS[3], 1000); ttl = 1000 end
+    return {'rate_limited', '', 0, 0, 0, 0, ttl}
+  end
+end
+if not bound then
+  redis.call('HSET', KEYS[2], ARGV[1], ARGV[2])
+  bound = ARGV[2]
+end
+local u = redis.call('HMGET', KEYS[1], 'known', 'registered_ms', 'member', 'credits', 'debits')
+local known = 0
+if u[1] == '1' then known = 1 end
+local balance = tonumber(u[4] or '0') - tonumber(u[5] or '0')
+if balance < 0 then balance = 0 end
+return {'ok', bound, known, tonumber(u[2] or '0'), tonumber(u[3] or '0'), balance, 0}

@@ -1,0 +1,18 @@
+-- Compensation of a paid claim, in the campaign's slot: the debit was refused or abandoned, so the
+-- reserved unit goes back to stock. Only a pending claim can be released; a granted one never is.
+-- KEYS: campaign hash, held hash, claims hash, pending zset
+-- ARGV: claim_id
+-- Returns: 'released' | 'granted' | 'missing'
+local raw = redis.call('HGET', KEYS[3], ARGV[1])
+if not raw then return 'missing' end
+local claim = cjson.decode(raw)
+if claim.state ~= 'pending' then return 'granted' end
+redis.call('HDEL', KEYS[3], ARGV[1])
+redis.call('ZREM', KEYS[4], ARGV[1])
+local issued = redis.call('HINCRBY', KEYS[1], 'issued', -1)
+local stock = tonumber(redis.call('HGET', KEYS[1], 'stock') or '0')
+local remaining = stock - issued
+if remaining < 0 then remaining = 0 end
+redis.call('HSET', KEYS[1], 'remaining', remaining)
+if redis.call('HINCRBY', KEYS[2], claim.user_id, -1) <= 0 then redis.call('HDEL', KEYS[2], claim.user_id) end
+return 'released'

@@ -1,0 +1,9 @@
+-- Forget a refused request's binding so that a later retry of the same request id is decided afresh;
+-- only if it is still bound to the campaign that refused it.
+-- KEYS: request bindings hash
+-- ARGV: request_id, campaign_id
+if redis.call('HGET', KEYS[1], ARGV[1]) == ARGV[2] then
+  redis.call('HDEL', KEYS[1], ARGV[1])
+  return 1
+end
+return 0
