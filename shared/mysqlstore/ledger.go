@@ -1,0 +1,235 @@
+package mysqlstore
+
+import (
+	"context"
+	"database/sql"
+	"encoding/base64"
+	"fmt"
+	"sort"
+	"strconv"
+	"strings"
+	"time"
+
+	"github.com/benefit-issuance/benefits/shared/domain"
+	"github.com/benefit-issuance/benefits/shared/fault"
+)
+
+// RecordResult counts what a batch changed.
+type RecordResult struct {
+	Inserted   int
+	Duplicates int
+}
+
+// RecordClaims writes a batch of grants in one transaction. A claim already recorded (a redelivery, an
+// overlapping batch, the timer's replay) changes nothing; for each new one the campaign's issued count
+// grows and a points cost becomes a debit entry keyed by the claim id. Rows are taken in id order and
+// campaigns and users updated in id order, so concurrent batches queue instead of deadlocking.
+func (s *Store) RecordClaims(ctx context.Context, claims []domain.Claim) (RecordResult, error) {
+	var res RecordResult
+	sorted := append([]domain.Claim(nil), claims...)
+	sort.Slice(sorted, func(i, j int) bool { return sorted[i].ID < sorted[j].ID })
+	err := s.inTx(ctx, func(tx *sql.Tx) error {
+		res = RecordResult{}
+		issued := map[string]int64{}
+		debits := map[string]int64{}
+		seen := map[string]bool{}
+		for _, c := range sorted {
+			if seen[c.ID] {
+				res.Duplicates++
+				continue
+			}
+			seen[c.ID] = true
+			r, err := tx.ExecContext(ctx, `INSERT INTO claims (id, campaign_id, user_id, request_id, benefit_type, benefit_amount, cost_points, granted_at)
+				VALUES (?, ?, ?, ?, ?, ?, ?, ?) ON DUPLICATE KEY UPDATE id = id`,
+				c.ID, c.CampaignID, c.UserID, c.RequestID, string(c.Benefit.Type), c.Benefit.Amount, c.CostPoints, c.GrantedAt.UTC())
+			if err != nil {
+				return classify(err)
+			}
+			if n, _ := r.RowsAffected(); n != 1 {
+				res.Duplicates++
+				continue
+			}
+			res.Inserted++
+			issued[c.CampaignID]++
+			if c.CostPoints > 0 {
+				r, err := tx.ExecContext(ctx, "INSERT INTO points_entries (user_id, kind, ref, amount) VALUES (?, 'debit', ?, ?) ON DUPLICATE KEY UPDATE id = id",
+					c.UserID, c.ID, c.CostPoints)
+				if err != nil {
+					return classify(err)
+				}
+				if n, _ := r.RowsAffected(); n == 1 {
+					debits[c.UserID] += c.CostPoints
+				}
+			}
+		}
+		for _, id := range sortedKeys(issued) {
+			r, err := tx.ExecContext(ctx, "UPDATE campaigns SET issued = issued + ? WHERE id = ?", issued[id], id)
+			if err != nil {
+				return classify(err)
+			}
+			if n, _ := r.RowsAffected(); n != 1 {
+				return fault.Permanent(fmt.Errorf("grant for unknown campaign %s", id))
+			}
+		}
+		for _, id := range sortedKeys(debits) {
+			r, err := tx.ExecContext(ctx, "UPDATE users SET points_debited = points_debited + ? WHERE id = ?", debits[id], id)
+			if err != nil {
+				return classify(err)
+			}
+			// A points cost is only payable from credits, and credits exist only for users in MySQL; a
+			// missing user here is a defect worth a retry after an operator looks, not a silent loss.
+			if n, _ := r.RowsAffected(); n != 1 {
+				return fault.Permanent(fmt.Errorf("points debit for unknown user %s", id))
+			}
+		}
+		return nil
+	})
+	return res, err
+}
+
+func sortedKeys(m map[string]int64) []string {
+	out := make([]string, 0, len(m))
+	for k := range m {
+		out = append(out, k)
+	}
+	sort.Strings(out)
+	return out
+}
+
+const claimColumns = "id, campaign_id, user_id, request_id, benefit_type, benefit_amount, cost_points, granted_at"
+
+func scanClaim(row scanner) (domain.Claim, error) {
+	var c domain.Claim
+	var benefit string
+	err := row.Scan(&c.ID, &c.CampaignID, &c.UserID, &c.RequestID, &benefit, &c.Benefit.Amount, &c.CostPoints, &c.GrantedAt)
+	c.Benefit.Type = domain.BenefitType(benefit)
+	c.GrantedAt = c.GrantedAt.UTC()
+	return c, err
+}
+
+func (s *Store) queryClaims(ctx context.Context, query string, args ...any) ([]domain.Claim, error) {
+	rows, err := s.db.QueryContext(ctx, query, args...)
+	if err != nil {
+		return nil, classify(err)
+	}
+	defer rows.Close()
+	var out []domain.Claim
+	for rows.Next() {
+		c, err := scanClaim(rows)
+		if err != nil {
+			return nil, classify(err)
+		}
+		out = append(out, c)
+	}
+	return out, classify(rows.Err())
+}
+
+func encodeCursor(t time.Time, id string) string {
+	return base64.RawURLEncoding.EncodeToString([]byte(strconv.FormatInt(t.UnixMilli(), 10) + "|" + id))
+}
+
+func decodeCursor(s string) (time.Time, string, error) {
+	raw, err := base64.RawURLEncoding.DecodeString(s)
+	if err == nil {
+		ms, id, ok := strings.Cut(string(raw), "|")
+		if n, perr := strconv.ParseInt(ms, 10, 64); ok && perr == nil && domain.ValidID(id) {
+			return time.UnixMilli(n).UTC(), id, nil
+		}
+	}
+	return time.Time{}, "", domain.Invalid("cursor", "is not a cursor this API returned")
+}
+
+// ClaimsOfUser lists a user's claims newest first; cursor is the previous page's next cursor.
+func (s *Store) ClaimsOfUser(ctx context.Context, userID, cursor string, limit int) ([]domain.Claim, string, error) {
+	if limit <= 0 || limit > 100 {
+		limit = 100
+	}
+	var claims []domain.Claim
+	var err error
+	if cursor == "" {
+		claims, err = s.queryClaims(ctx, "SELECT "+claimColumns+" FROM claims WHERE user_id = ? ORDER BY granted_at DESC, id DESC LIMIT ?", userID, limit+1)
+	} else {
+		at, id, cerr := decodeCursor(cursor)
+		if cerr != nil {
+			return nil, "", cerr
+		}
+		claims, err = s.queryClaims(ctx, "SELECT "+claimColumns+` FROM claims WHERE user_id = ?
+			AND (granted_at < ? OR (granted_at = ? AND id < ?)) ORDER BY granted_at DESC, id DESC LIMIT ?`, userID, at, at, id, limit+1)
+	}
+	if err != nil {
+		return nil, "", err
+	}
+	next := ""
+	if len(claims) > limit {
+		claims = claims[:limit]
+		last := claims[limit-1]
+		next = encodeCursor(last.GrantedAt, last.ID)
+	}
+	return claims, next, nil
+}
+
+// ExistingClaims reports which of ids the ledger has recorded.
+func (s *Store) ExistingClaims(ctx context.Context, ids []string) (map[string]bool, error) {
+	out := make(map[string]bool, len(ids))
+	for start := 0; start < len(ids); start += 500 {
+		end := min(start+500, len(ids))
+		args := make([]any, 0, end-start)
+		for _, id := range ids[start:end] {
+			args = append(args, id)
+		}
+		rows, err := s.db.QueryContext(ctx, "SELECT id FROM claims WHERE id IN (?"+strings.Repeat(", ?", len(args)-1)+")", args...)
+		if err != nil {
+			return nil, classify(err)
+		}
+		for rows.Next() {
+			var id string
+			if err := rows.Scan(&id); err != nil {
+				rows.Close()
+				return nil, classify(err)
+			}
+			out[id] = true
+		}
+		rows.Close()
+		if err := rows.Err(); err != nil {
+			return nil, classify(err)
+		}
+	}
+	return out, nil
+}
+
+// CampaignClaims pages through a campaign's recorded claims by id, for the cache rebuild.
+func (s *Store) CampaignClaims(ctx context.Context, campaignID, afterID string, limit int) ([]domain.Claim, error) {
+	return s.queryClaims(ctx, "SELECT "+claimColumns+" FROM claims WHERE campaign_id = ? AND id > ? ORDER BY id LIMIT ?", campaignID, afterID, limit)
+}
+
+// Cursor is a position in the oldest-registration-first order of users.
+type Cursor struct {
+	RegisteredAt time.Time
+	ID           string
+}
+
+// GrantCandidates pages through users oldest registration first (ties by id), saying for each whether
+// the campaign already granted them.
+func (s *Store) GrantCandidates(ctx context.Context, campaignID string, after Cursor, limit int) ([]domain.GrantCandidate, Cursor, error) {
+	rows, err := s.db.QueryContext(ctx, `SELECT u.id, u.registered_at, u.member,
+			EXISTS (SELECT 1 FROM claims c WHERE c.user_id = u.id AND c.campaign_id = ?)
+		FROM users u
+		WHERE u.registered_at > ? OR (u.registered_at = ? AND u.id > ?)
+		ORDER BY u.registered_at, u.id LIMIT ?`, campaignID, after.RegisteredAt.UTC(), after.RegisteredAt.UTC(), after.ID, limit)
+	if err != nil {
+		return nil, after, classify(err)
+	}
+	defer rows.Close()
+	var out []domain.GrantCandidate
+	next := after
+	for rows.Next() {
+		var g domain.GrantCandidate
+		if err := rows.Scan(&g.UserID, &g.RegisteredAt, &g.Member, &g.AlreadyHeld); err != nil {
+			return nil, after, classify(err)
+		}
+		g.RegisteredAt = g.RegisteredAt.UTC()
+		out = append(out, g)
+		next = Cursor{RegisteredAt: g.RegisteredAt, ID: g.UserID}
+	}
+	return out, next, classify(rows.Err())
+}
