@@ -1,0 +1,23 @@
+// Command claim is the claim API (HTTP trigger): one Lua call per Redis slot decides each claim.
+package main
+
+import (
+	"time"
+
+	"github.com/aliyun/fc-runtime-go-sdk/fc"
+
+	"github.com/benefit-issuance/benefits/shared/claiming"
+	"github.com/benefit-issuance/benefits/shared/config"
+	"github.com/benefit-issuance/benefits/shared/httpfc"
+	"github.com/benefit-issuance/benefits/shared/wiring"
+)
+
+func main() {
+	cfg, log := wiring.Load("claim", config.EnvMySQLDSN, config.EnvRedisAddr, config.EnvRocketMQ, config.EnvJWTSecret)
+	store := wiring.Must(wiring.MySQL(cfg))
+	cache := wiring.Must(wiring.Redis(cfg))
+	pub := wiring.Must(wiring.Publisher(cfg))
+	verifier := wiring.Must(wiring.Verifier(cfg))
+	api := claiming.New(cache, pub, store, verifier, time.Now, claiming.Config{RateLimit: cfg.ClaimRateLimit})
+	fc.Start(httpfc.Handler(api, log))
+}

@@ -1,0 +1,23 @@
+// Command timer runs the scheduled jobs: grants, outbox relay, grant replay, reconciliation, rebuild.
+package main
+
+import (
+	"time"
+
+	"github.com/aliyun/fc-runtime-go-sdk/fc"
+
+	"github.com/benefit-issuance/benefits/shared/config"
+	"github.com/benefit-issuance/benefits/shared/timer"
+	"github.com/benefit-issuance/benefits/shared/wiring"
+)
+
+func main() {
+	cfg, log := wiring.Load("timer", config.EnvMySQLDSN, config.EnvRedisAddr, config.EnvRocketMQ)
+	store := wiring.Must(wiring.MySQL(cfg))
+	cache := wiring.Must(wiring.Redis(cfg))
+	pub := wiring.Must(wiring.Publisher(cfg))
+	jobs := timer.New(store, cache, pub, time.Now, timer.Config{
+		PendingTimeout: cfg.PendingTimeout, ReconcileGrace: cfg.ReconcileGrace, GrantBudget: cfg.GrantBatchLimit,
+	})
+	fc.Start(jobs.Invocation(log))
+}

@@ -1,0 +1,119 @@
+// Package cachesync applies rule changes to Redis. A change event names a row; the row is read from
+// MySQL and applied behind the cache's version fence, so duplicates, reordering and replays are
+// harmless. Transient failures go back to RocketMQ for redelivery; a change that can never apply (the
+// row is gone, the event is malformed) is recorded in sync_failures and acknowledged.
+package cachesync
+
+import (
+	"context"
+	"fmt"
+	"time"
+
+	"github.com/benefit-issuance/benefits/shared/domain"
+	"github.com/benefit-issuance/benefits/shared/fault"
+	"github.com/benefit-issuance/benefits/shared/mq"
+	"github.com/benefit-issuance/benefits/shared/mqhandler"
+	"github.com/benefit-issuance/benefits/shared/mysqlstore"
+	"github.com/benefit-issuance/benefits/shared/obs"
+	"github.com/benefit-issuance/benefits/shared/rediscache"
+)
+
+// Store reads the rows changes name and records what could not be applied.
+type Store interface {
+	Campaign(ctx context.Context, id string) (mysqlstore.CampaignRecord, error)
+	User(ctx context.Context, id string) (mysqlstore.UserRecord, error)
+	RecordSyncFailure(ctx context.Context, f mysqlstore.SyncFailure) error
+}
+
+// Cache applies rows behind the version fence.
+type Cache interface {
+	ApplyCampaign(ctx context.Context, c domain.Campaign, dbIssued int64) (rediscache.ApplyResult, error)
+	ApplyUser(ctx context.Context, u rediscache.UserState) (rediscache.ApplyResult, error)
+}
+
+// Syncer handles change events.
+type Syncer struct {
+	store Store
+	cache Cache
+}
+
+func New(store Store, cache Cache) *Syncer { return &Syncer{store: store, cache: cache} }
+
+// Handle applies one change event.
+func (s *Syncer) Handle(ctx context.Context, msg mqhandler.Message) error {
+	ev, err := mq.DecodeChange(msg.Body)
+	if err != nil {
+		return fault.Permanent(err)
+	}
+	switch ev.Entity {
+	case mq.EntityCampaign:
+		return s.campaign(ctx, ev)
+	case mq.EntityUser:
+		return s.user(ctx, ev)
+	}
+	return fault.Permanent(fmt.Errorf("unknown entity %q", ev.Entity))
+}
+
+// notFound turns "the row is gone" into a permanent failure; everything else keeps its class.
+func notFound(err error, code domain.Code) error {
+	if domain.CodeOf(err) == code {
+		return fault.Permanent(err)
+	}
+	return err
+}
+
+func (s *Syncer) campaign(ctx context.Context, ev mq.ChangeEvent) error {
+	rec, err := s.store.Campaign(ctx, ev.ID)
+	if err != nil {
+		return notFound(err, domain.CodeCampaignNotFound)
+	}
+	if rec.Campaign.Version < ev.Version {
+		// Only a lagging replica shows a row older than the event that announced it; wait for it.
+		return fault.Retryable(fmt.Errorf("campaign %s: row at version %d, event at %d", ev.ID, rec.Campaign.Version, ev.Version))
+	}
+	res, err := s.cache.ApplyCampaign(ctx, rec.Campaign, rec.Issued)
+	if err != nil {
+		return err
+	}
+	obs.Logger(ctx).Info("campaign synced", "campaign_id", ev.ID, "event_version", ev.Version,
+		"row_version", rec.Campaign.Version, "applied", res.Applied, "cached_version", res.CachedVersion)
+	return nil
+}
+
+func (s *Syncer) user(ctx context.Context, ev mq.ChangeEvent) error {
+	rec, err := s.store.User(ctx, ev.ID)
+	if err != nil {
+		return notFound(err, domain.CodeUserNotFound)
+	}
+	if rec.User.Version < ev.Version {
+		return fault.Retryable(fmt.Errorf("user %s: row at version %d, event at %d", ev.ID, rec.User.Version, ev.Version))
+	}
+	res, err := s.cache.ApplyUser(ctx, rediscache.UserState{
+		ID: rec.User.ID, RegisteredAt: rec.User.RegisteredAt, Member: rec.User.Member,
+		Credits: rec.Credited, Debits: rec.Debited, Version: rec.User.Version,
+	})
+	if err != nil {
+		return err
+	}
+	obs.Logger(ctx).Info("user synced", "user_id", ev.ID, "event_version", ev.Version,
+		"row_version", rec.User.Version, "applied", res.Applied)
+	return nil
+}
+
+// RecordPoison stores a change that can never apply.
+func (s *Syncer) RecordPoison(ctx context.Context, msg mqhandler.Message, cause error) error {
+	f := mysqlstore.SyncFailure{Entity: "change", EntityID: msg.ID, Reason: cause.Error(), Payload: string(msg.Body)}
+	if ev, err := mq.DecodeChange(msg.Body); err == nil {
+		f.Entity, f.EntityID, f.Version = ev.Entity, ev.ID, ev.Version
+	}
+	return s.store.RecordSyncFailure(ctx, f)
+}
+
+// Handler is the full middleware chain the function runs.
+func (s *Syncer) Handler() mqhandler.Handler {
+	return mqhandler.Chain(s.Handle,
+		mqhandler.Poison(s.RecordPoison),
+		mqhandler.Retry{MaxRetries: 2, InitialInterval: 50 * time.Millisecond, MaxInterval: 200 * time.Millisecond}.Middleware(),
+		mqhandler.Recoverer(),
+	)
+}

@@ -1,0 +1,355 @@
+// Package rules is the admin API of the rules function: campaigns, users and points credits. Every
+// write commits to MySQL together with an outbox row, then publishes {entity, id, version} so cachesync
+// applies it to Redis, then waits a bounded time for the cache to show the new version. A publish that
+// fails is not an error for the operator: the timer's outbox relay sends it again.
+package rules
+
+import (
+	"context"
+	"io"
+	"net/http"
+	"strconv"
+	"strings"
+	"time"
+
+	"github.com/benefit-issuance/benefits/shared/auth"
+	"github.com/benefit-issuance/benefits/shared/domain"
+	"github.com/benefit-issuance/benefits/shared/httpapi"
+	"github.com/benefit-issuance/benefits/shared/mq"
+	"github.com/benefit-issuance/benefits/shared/mysqlstore"
+	"github.com/benefit-issuance/benefits/shared/obs"
+	"github.com/benefit-issuance/benefits/shared/rediscache"
+)
+
+// Store is the MySQL side the admin API needs.
+type Store interface {
+	CreateCampaign(ctx context.Context, c domain.Campaign) (domain.Campaign, mysqlstore.OutboxEntry, error)
+	UpdateCampaign(ctx context.Context, id string, expectedVersion int64, p domain.CampaignPatch) (domain.Campaign, mysqlstore.OutboxEntry, error)
+	Campaign(ctx context.Context, id string) (mysqlstore.CampaignRecord, error)
+	Campaigns(ctx context.Context) ([]mysqlstore.CampaignRecord, error)
+	PutUser(ctx context.Context, id string, u domain.UserPut) (domain.User, mysqlstore.OutboxEntry, error)
+	User(ctx context.Context, id string) (mysqlstore.UserRecord, error)
+	CreditPoints(ctx context.Context, id string, c domain.PointsCredit) (domain.User, *mysqlstore.OutboxEntry, error)
+	MarkOutboxSent(ctx context.Context, ids ...int64) error
+}
+
+// Cache is the Redis side the admin API reads to report sync state.
+type Cache interface {
+	Campaign(ctx context.Context, id string) (rediscache.CachedCampaign, error)
+	User(ctx context.Context, id string) (rediscache.CachedUser, error)
+}
+
+// Publisher sends change events.
+type Publisher interface {
+	PublishChange(ctx context.Context, ev mq.ChangeEvent) error
+}
+
+// Config bounds the wait for the cache.
+type Config struct {
+	SyncWait     time.Duration // at most 2 s by api.md
+	PollInterval time.Duration
+}
+
+// API serves the admin routes.
+type API struct {
+	store    Store
+	cache    Cache
+	pub      Publisher
+	verifier *auth.Verifier
+	random   io.Reader
+	cfg      Config
+	router   *httpapi.Router
+}
+
+// New wires the admin API. random supplies campaign ids (crypto/rand.Reader in production).
+func New(store Store, cache Cache, pub Publisher, verifier *auth.Verifier, random io.Reader, cfg Config) *API {
+	if cfg.SyncWait <= 0 || cfg.SyncWait > 2*time.Second {
+		cfg.SyncWait = 2 * time.Second
+	}
+	if cfg.PollInterval <= 0 {
+		cfg.PollInterval = 5 * time.Millisecond
+	}
+	a := &API{store: store, cache: cache, pub: pub, verifier: verifier, random: random, cfg: cfg, router: httpapi.NewRouter()}
+	a.router.Handle("POST", "/v1/campaigns", a.operator(a.createCampaign))
+	a.router.Handle("GET", "/v1/campaigns", a.operator(a.listCampaigns))
+	a.router.Handle("GET", "/v1/campaigns/{id}", a.operator(a.getCampaign))
+	a.router.Handle("PATCH", "/v1/campaigns/{id}", a.operator(a.patchCampaign))
+	a.router.Handle("PUT", "/v1/users/{id}", a.operator(a.putUser))
+	a.router.Handle("GET", "/v1/users/{id}", a.operator(a.getUser))
+	a.router.Handle("POST", "/v1/users/{id}/points", a.operator(a.creditPoints))
+	return a
+}
+
+func (a *API) ServeHTTP(w http.ResponseWriter, r *http.Request) { a.router.ServeHTTP(w, r) }
+
+func (a *API) operator(h httpapi.HandlerFunc) httpapi.HandlerFunc {
+	return func(w http.ResponseWriter, r *http.Request) error {
+		if _, err := a.verifier.Require(r, auth.RoleOperator); err != nil {
+			return err
+		}
+		return h(w, r)
+	}
+}
+
+type campaignCache struct {
+	Version   int64 `json:"version"`
+	Remaining int64 `json:"remaining"`
+	Issued    int64 `json:"issued"`
+	InSync    bool  `json:"in_sync"`
+}
+
+type campaignView struct {
+	Campaign domain.Campaign `json:"campaign"`
+	Cache    campaignCache   `json:"cache"`
+}
+
+type userCache struct {
+	Version int64 `json:"version"`
+	InSync  bool  `json:"in_sync"`
+	Points  int64 `json:"points"`
+}
+
+type userView struct {
+	User  domain.User `json:"user"`
+	Cache userCache   `json:"cache"`
+}
+
+func utc(c domain.Campaign) domain.Campaign {
+	c.StartsAt, c.EndsAt = c.StartsAt.UTC(), c.EndsAt.UTC()
+	return c
+}
+
+func (a *API) campaignView(ctx context.Context, c domain.Campaign) campaignView {
+	cc, err := a.cache.Campaign(ctx, c.ID)
+	if err != nil {
+		// The database answered; a cache we cannot read is reported as not in sync, not as a failure.
+		obs.Logger(ctx).Warn("reading campaign cache", "campaign_id", c.ID, "error", err.Error())
+		cc = rediscache.CachedCampaign{}
+	}
+	return campaignView{Campaign: utc(c), Cache: campaignCache{
+		Version: cc.Version, Remaining: cc.Remaining, Issued: cc.Issued,
+		InSync: cc.Present && cc.Version == c.Version,
+	}}
+}
+
+func (a *API) userView(ctx context.Context, u domain.User) userView {
+	cu, err := a.cache.User(ctx, u.ID)
+	if err != nil {
+		obs.Logger(ctx).Warn("reading user cache", "user_id", u.ID, "error", err.Error())
+		cu = rediscache.CachedUser{}
+	}
+	u.RegisteredAt = u.RegisteredAt.UTC()
+	return userView{User: u, Cache: userCache{Version: cu.Version, InSync: cu.Present && cu.Version >= u.Version, Points: cu.Balance}}
+}
+
+// publish sends the change and marks the outbox row sent. Failures are logged, not returned: the row
+// stays unsent and the relay delivers it.
+func (a *API) publish(ctx context.Context, e mysqlstore.OutboxEntry) {
+	ev := mq.ChangeEvent{Entity: e.Entity, ID: e.EntityID, Version: e.Version}
+	if err := a.pub.PublishChange(ctx, ev); err != nil {
+		obs.Logger(ctx).Warn("publishing change failed; the outbox relay will retry", "entity", e.Entity, "id", e.EntityID, "version", e.Version, "error", err.Error())
+		return
+	}
+	if err := a.store.MarkOutboxSent(ctx, e.ID); err != nil {
+		obs.Logger(ctx).Warn("marking outbox row sent failed; the relay may send it twice, which is harmless", "outbox_id", e.ID, "error", err.Error())
+	}
+}
+
+// waitCampaign polls the cache until it shows version or the bounded wait ends.
+func (a *API) waitCampaign(ctx context.Context, id string, version int64) {
+	a.wait(ctx, func() bool {
+		cc, err := a.cache.Campaign(ctx, id)
+		return err == nil && cc.Present && cc.Version >= version
+	})
+}
+
+func (a *API) waitUser(ctx context.Context, id string, version int64) {
+	a.wait(ctx, func() bool {
+		cu, err := a.cache.User(ctx, id)
+		return err == nil && cu.Present && cu.Version >= version
+	})
+}
+
+func (a *API) wait(ctx context.Context, done func() bool) {
+	ctx, cancel := context.WithTimeout(ctx, a.cfg.SyncWait)
+	defer cancel()
+	t := time.NewTicker(a.cfg.PollInterval)
+	defer t.Stop()
+	for !done() {
+		select {
+		case <-ctx.Done():
+			return
+		case <-t.C:
+		}
+	}
+}
+
+func (a *API) createCampaign(w http.ResponseWriter, r *http.Request) error {
+	body, err := httpapi.ReadBody(r)
+	if err != nil {
+		return err
+	}
+	c, err := domain.DecodeNewCampaign(body)
+	if err != nil {
+		return err
+	}
+	if c.ID, err = domain.NewCampaignID(a.random); err != nil {
+		return err
+	}
+	created, entry, err := a.store.CreateCampaign(r.Context(), c)
+	if err != nil {
+		return err
+	}
+	a.publish(r.Context(), entry)
+	a.waitCampaign(r.Context(), created.ID, created.Version)
+	view := a.campaignView(r.Context(), created)
+	w.Header().Set("ETag", etag(created.Version))
+	w.Header().Set("Location", "/v1/campaigns/"+created.ID)
+	httpapi.WriteJSON(w, http.StatusCreated, view)
+	return nil
+}
+
+func pathID(r *http.Request, what string) (string, error) {
+	id := r.PathValue("id")
+	if !domain.ValidID(id) {
+		return "", domain.Invalid(what, "must be 1 to %d characters of [A-Za-z0-9_-]", domain.MaxIDLength)
+	}
+	return id, nil
+}
+
+func (a *API) getCampaign(w http.ResponseWriter, r *http.Request) error {
+	id, err := pathID(r, "campaign id")
+	if err != nil {
+		return err
+	}
+	rec, err := a.store.Campaign(r.Context(), id)
+	if err != nil {
+		return err
+	}
+	view := a.campaignView(r.Context(), rec.Campaign)
+	w.Header().Set("ETag", etag(rec.Campaign.Version))
+	httpapi.WriteJSON(w, http.StatusOK, view)
+	return nil
+}
+
+func (a *API) listCampaigns(w http.ResponseWriter, r *http.Request) error {
+	recs, err := a.store.Campaigns(r.Context())
+	if err != nil {
+		return err
+	}
+	out := struct {
+		Campaigns []campaignView `json:"campaigns"`
+	}{Campaigns: make([]campaignView, 0, len(recs))}
+	for _, rec := range recs {
+		out.Campaigns = append(out.Campaigns, a.campaignView(r.Context(), rec.Campaign))
+	}
+	httpapi.WriteJSON(w, http.StatusOK, out)
+	return nil
+}
+
+// ParseIfMatch accepts a bare or quoted version (3 or "3"), and a weak validator W/"3".
+func ParseIfMatch(h string) (int64, error) {
+	h = strings.TrimSpace(h)
+	if h == "" {
+		return 0, domain.Refuse(domain.CodePreconditionRequired, "If-Match with the campaign version is required")
+	}
+	h = strings.TrimPrefix(h, "W/")
+	h = strings.Trim(h, `"`)
+	v, err := strconv.ParseInt(h, 10, 64)
+	if err != nil || v < 1 {
+		return 0, domain.Invalid("If-Match", "must be the campaign version, such as 3 or \"3\"")
+	}
+	return v, nil
+}
+
+func etag(v int64) string { return `"` + strconv.FormatInt(v, 10) + `"` }
+
+func (a *API) patchCampaign(w http.ResponseWriter, r *http.Request) error {
+	id, err := pathID(r, "campaign id")
+	if err != nil {
+		return err
+	}
+	body, err := httpapi.ReadBody(r)
+	if err != nil {
+		return err
+	}
+	patch, err := domain.DecodeCampaignPatch(body)
+	if err != nil {
+		return err
+	}
+	expected, err := ParseIfMatch(r.Header.Get("If-Match"))
+	if err != nil {
+		return err
+	}
+	updated, entry, err := a.store.UpdateCampaign(r.Context(), id, expected, patch)
+	if err != nil {
+		return err
+	}
+	a.publish(r.Context(), entry)
+	a.waitCampaign(r.Context(), updated.ID, updated.Version)
+	view := a.campaignView(r.Context(), updated)
+	w.Header().Set("ETag", etag(updated.Version))
+	httpapi.WriteJSON(w, http.StatusOK, view)
+	return nil
+}
+
+func (a *API) putUser(w http.ResponseWriter, r *http.Request) error {
+	id, err := pathID(r, "user id")
+	if err != nil {
+		return err
+	}
+	body, err := httpapi.ReadBody(r)
+	if err != nil {
+		return err
+	}
+	in, err := domain.DecodeUserPut(body)
+	if err != nil {
+		return err
+	}
+	u, entry, err := a.store.PutUser(r.Context(), id, in)
+	if err != nil {
+		return err
+	}
+	a.publish(r.Context(), entry)
+	a.waitUser(r.Context(), u.ID, u.Version)
+	httpapi.WriteJSON(w, http.StatusOK, a.userView(r.Context(), u))
+	return nil
+}
+
+func (a *API) getUser(w http.ResponseWriter, r *http.Request) error {
+	id, err := pathID(r, "user id")
+	if err != nil {
+		return err
+	}
+	rec, err := a.store.User(r.Context(), id)
+	if err != nil {
+		return err
+	}
+	httpapi.WriteJSON(w, http.StatusOK, a.userView(r.Context(), rec.User))
+	return nil
+}
+
+func (a *API) creditPoints(w http.ResponseWriter, r *http.Request) error {
+	id, err := pathID(r, "user id")
+	if err != nil {
+		return err
+	}
+	body, err := httpapi.ReadBody(r)
+	if err != nil {
+		return err
+	}
+	credit, err := domain.DecodePointsCredit(body)
+	if err != nil {
+		return err
+	}
+	u, entry, err := a.store.CreditPoints(r.Context(), id, credit)
+	if err != nil {
+		return err
+	}
+	if entry != nil {
+		a.publish(r.Context(), *entry)
+	}
+	a.waitUser(r.Context(), u.ID, u.Version)
+	httpapi.WriteJSON(w, http.StatusOK, a.userView(r.Context(), u))
+	return nil
+}

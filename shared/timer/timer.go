@@ -1,0 +1,548 @@
+// Package timer holds the timer function's jobs. Each is safe to run twice at once or to be cut off
+// half-way: every step is idempotent (claim ids are derived from (user, request), Redis applies behind
+// a version fence, MySQL inserts are keyed), so the next run finishes what the last one started.
+package timer
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"time"
+
+	"github.com/aliyun/fc-runtime-go-sdk/events"
+	"github.com/aliyun/fc-runtime-go-sdk/fccontext"
+
+	"github.com/benefit-issuance/benefits/shared/domain"
+	"github.com/benefit-issuance/benefits/shared/mq"
+	"github.com/benefit-issuance/benefits/shared/mysqlstore"
+	"github.com/benefit-issuance/benefits/shared/obs"
+	"github.com/benefit-issuance/benefits/shared/rediscache"
+)
+
+// Job names, equal to the trigger names in template.yml.
+const (
+	JobScheduledGrants = "scheduled-grants"
+	JobOutboxRelay     = "outbox-relay"
+	JobGrantReplay     = "grant-replay"
+	JobReconcile       = "reconcile"
+	JobCacheRebuild    = "cache-rebuild"
+)
+
+// Store is the MySQL side of the jobs.
+type Store interface {
+	PendingOutbox(ctx context.Context, olderThan time.Duration, limit int) ([]mysqlstore.OutboxEntry, error)
+	MarkOutboxSent(ctx context.Context, ids ...int64) error
+	LiveCampaigns(ctx context.Context, now time.Time, grace time.Duration) ([]mysqlstore.CampaignRecord, error)
+	ExistingClaims(ctx context.Context, ids []string) (map[string]bool, error)
+	GrantCandidates(ctx context.Context, campaignID string, after mysqlstore.Cursor, limit int) ([]domain.GrantCandidate, mysqlstore.Cursor, error)
+	Users(ctx context.Context, afterID string, limit int) ([]mysqlstore.UserRecord, error)
+	CampaignClaims(ctx context.Context, campaignID string, afterID string, limit int) ([]domain.Claim, error)
+}
+
+// Cache is the Redis side of the jobs.
+type Cache interface {
+	Campaign(ctx context.Context, id string) (rediscache.CachedCampaign, error)
+	ApplyCampaign(ctx context.Context, c domain.Campaign, dbIssued int64) (rediscache.ApplyResult, error)
+	ApplyUser(ctx context.Context, u rediscache.UserState) (rediscache.ApplyResult, error)
+	RestoreClaims(ctx context.Context, campaignID string, claims []domain.Claim) error
+	Claim(ctx context.Context, in rediscache.ClaimInput) (rediscache.ClaimOutcome, error)
+	SweepPending(ctx context.Context, campaignID string, olderThan time.Duration, now time.Time) (rediscache.SweepResult, error)
+	ReadGrants(ctx context.Context, campaignID, afterStreamID string, count int64) ([]rediscache.StreamGrant, error)
+	TrimGrants(ctx context.Context, campaignID, upToStreamID string) error
+	Ready(ctx context.Context) (bool, error)
+	MarkReady(ctx context.Context) error
+}
+
+// Publisher sends changes and grants.
+type Publisher interface {
+	PublishChange(ctx context.Context, ev mq.ChangeEvent) error
+	PublishGrant(ctx context.Context, c domain.Claim) error
+}
+
+// Config tunes the jobs.
+type Config struct {
+	OutboxAge      time.Duration // leave fresh outbox rows to the rules function's own publish
+	ReplayAge      time.Duration // leave fresh grants to the claim function's own publish
+	PendingTimeout time.Duration // a points claim half-done for longer than this is resolved
+	ReconcileGrace time.Duration // campaigns ended longer ago are left alone
+	GrantBudget    int           // most grants one run issues; the next run continues
+	QuietPeriod    time.Duration // cache rebuild waits until MySQL's issued counts hold still this long
+	QuietChecks    int           // and gives up (to retry next run) after this many tries
+}
+
+func (c *Config) defaults() {
+	if c.OutboxAge <= 0 {
+		c.OutboxAge = time.Second
+	}
+	if c.ReplayAge <= 0 {
+		c.ReplayAge = 5 * time.Second
+	}
+	if c.PendingTimeout <= 0 {
+		c.PendingTimeout = 30 * time.Second
+	}
+	if c.ReconcileGrace <= 0 {
+		c.ReconcileGrace = 24 * time.Hour
+	}
+	if c.GrantBudget <= 0 {
+		c.GrantBudget = 500
+	}
+	if c.QuietPeriod <= 0 {
+		c.QuietPeriod = 2 * time.Second
+	}
+	if c.QuietChecks <= 0 {
+		c.QuietChecks = 5
+	}
+}
+
+// Jobs runs the timer's work.
+type Jobs struct {
+	store Store
+	cache Cache
+	pub   Publisher
+	now   func() time.Time
+	cfg   Config
+}
+
+func New(store Store, cache Cache, pub Publisher, now func() time.Time, cfg Config) *Jobs {
+	if now == nil {
+		now = time.Now
+	}
+	cfg.defaults()
+	return &Jobs{store: store, cache: cache, pub: pub, now: now, cfg: cfg}
+}
+
+// Fix is one thing a job found and what it did about it.
+type Fix struct {
+	Entity string `json:"entity"`
+	ID     string `json:"id"`
+	Drift  string `json:"drift"`
+	Action string `json:"action"`
+}
+
+// Report says what a run did; the timer function returns it, so FC's logs and the local
+// /_local/timers endpoint show it.
+type Report struct {
+	Job        string `json:"job"`
+	Campaigns  int    `json:"campaigns,omitempty"`
+	Published  int    `json:"published,omitempty"`
+	Failed     int    `json:"failed,omitempty"`
+	Granted    int    `json:"granted,omitempty"`
+	Replayed   int    `json:"replayed,omitempty"`
+	Trimmed    int    `json:"trimmed,omitempty"`
+	Confirmed  int    `json:"pending_confirmed,omitempty"`
+	Released   int    `json:"pending_released,omitempty"`
+	Rebuilt    bool   `json:"rebuilt,omitempty"`
+	Ready      bool   `json:"ready,omitempty"`
+	Users      int    `json:"users,omitempty"`
+	Fixed      []Fix  `json:"fixed,omitempty"`
+	Note       string `json:"note,omitempty"`
+	DurationMS int64  `json:"duration_ms"`
+}
+
+// Run runs one job by name.
+func (j *Jobs) Run(ctx context.Context, job string) (Report, error) {
+	start := time.Now()
+	var (
+		r   Report
+		err error
+	)
+	switch job {
+	case JobScheduledGrants:
+		r, err = j.ScheduledGrants(ctx)
+	case JobOutboxRelay:
+		r, err = j.OutboxRelay(ctx)
+	case JobGrantReplay:
+		r, err = j.GrantReplay(ctx)
+	case JobReconcile:
+		r, err = j.Reconcile(ctx)
+	case JobCacheRebuild:
+		r, err = j.CacheRebuild(ctx)
+	default:
+		return Report{Job: job}, fmt.Errorf("unknown timer job %q", job)
+	}
+	r.Job = job
+	r.DurationMS = time.Since(start).Milliseconds()
+	return r, err
+}
+
+// Invocation is the FC event function. The job is the trigger's payload when set, else its name.
+func (j *Jobs) Invocation(log *slog.Logger) func(context.Context, events.TimerEvent) (Report, error) {
+	return func(ctx context.Context, ev events.TimerEvent) (Report, error) {
+		requestID := ""
+		if fcCtx, ok := fccontext.FromContext(ctx); ok {
+			requestID = fcCtx.RequestID
+		}
+		ctx = obs.WithRequest(ctx, log, requestID)
+		job := ""
+		if ev.Payload != nil && *ev.Payload != "" {
+			job = *ev.Payload
+		} else if ev.TriggerName != nil {
+			job = *ev.TriggerName
+		}
+		r, err := j.Run(ctx, job)
+		if err != nil {
+			obs.Logger(ctx).Error("timer job failed", "job", job, "error", err.Error())
+			return r, err
+		}
+		obs.Logger(ctx).Info("timer job done", "job", job, "report", r)
+		return r, nil
+	}
+}
+
+// OutboxRelay publishes committed changes whose publish never happened (a crash between commit and
+// send, or a broker outage), then marks them sent.
+func (j *Jobs) OutboxRelay(ctx context.Context) (Report, error) {
+	var r Report
+	entries, err := j.store.PendingOutbox(ctx, j.cfg.OutboxAge, 500)
+	if err != nil {
+		return r, err
+	}
+	var sent []int64
+	var errs []error
+	for _, e := range entries {
+		if err := j.pub.PublishChange(ctx, mq.ChangeEvent{Entity: e.Entity, ID: e.EntityID, Version: e.Version}); err != nil {
+			r.Failed++
+			errs = append(errs, err)
+			continue
+		}
+		sent = append(sent, e.ID)
+	}
+	if len(sent) > 0 {
+		if err := j.store.MarkOutboxSent(ctx, sent...); err != nil {
+			errs = append(errs, err)
+		}
+	}
+	r.Published = len(sent)
+	return r, errors.Join(errs...)
+}
+
+// streamScan is what the grant stream of one campaign holds beyond MySQL.
+type streamScan struct {
+	missing  []domain.Claim // granted in Redis, not in MySQL
+	trimUpTo string         // the last stream id of the prefix MySQL already has
+	trimmed  int
+}
+
+func (j *Jobs) scanGrants(ctx context.Context, campaignID string) (streamScan, error) {
+	var s streamScan
+	after := "0"
+	prefix := true
+	for {
+		batch, err := j.cache.ReadGrants(ctx, campaignID, after, 500)
+		if err != nil {
+			return s, err
+		}
+		if len(batch) == 0 {
+			return s, nil
+		}
+		ids := make([]string, len(batch))
+		for i, g := range batch {
+			ids[i] = g.Claim.ID
+		}
+		have, err := j.store.ExistingClaims(ctx, ids)
+		if err != nil {
+			return s, err
+		}
+		for _, g := range batch {
+			if have[g.Claim.ID] {
+				if prefix {
+					s.trimUpTo = g.StreamID
+					s.trimmed++
+				}
+				continue
+			}
+			prefix = false
+			s.missing = append(s.missing, g.Claim)
+		}
+		after = batch[len(batch)-1].StreamID
+	}
+}
+
+// GrantReplay sends the ledger every grant the Redis stream has and MySQL lacks (a claim whose publish
+// failed), trims what MySQL has, and resolves points claims left half-done by a crash.
+func (j *Jobs) GrantReplay(ctx context.Context) (Report, error) {
+	var r Report
+	now := j.now()
+	camps, err := j.store.LiveCampaigns(ctx, now, j.cfg.ReconcileGrace)
+	if err != nil {
+		return r, err
+	}
+	r.Campaigns = len(camps)
+	var errs []error
+	for _, rec := range camps {
+		id := rec.Campaign.ID
+		sw, err := j.cache.SweepPending(ctx, id, j.cfg.PendingTimeout, now)
+		if err != nil {
+			errs = append(errs, fmt.Errorf("sweep %s: %w", id, err))
+		}
+		r.Confirmed += sw.Confirmed
+		r.Released += sw.Released
+		scan, err := j.scanGrants(ctx, id)
+		if err != nil {
+			errs = append(errs, fmt.Errorf("scan %s: %w", id, err))
+			continue
+		}
+		for _, c := range scan.missing {
+			if now.Sub(c.GrantedAt) < j.cfg.ReplayAge {
+				continue
+			}
+			if err := j.pub.PublishGrant(ctx, c); err != nil {
+				r.Failed++
+				errs = append(errs, err)
+				continue
+			}
+			r.Replayed++
+		}
+		if scan.trimUpTo != "" {
+			if err := j.cache.TrimGrants(ctx, id, scan.trimUpTo); err != nil {
+				errs = append(errs, fmt.Errorf("trim %s: %w", id, err))
+			} else {
+				r.Trimmed += scan.trimmed
+			}
+		}
+	}
+	return r, errors.Join(errs...)
+}
+
+// Reconcile compares every live campaign in MySQL and Redis, republishes what drifted and reports it.
+func (j *Jobs) Reconcile(ctx context.Context) (Report, error) {
+	var r Report
+	now := j.now()
+	ready, err := j.cache.Ready(ctx)
+	if err != nil {
+		return r, err
+	}
+	if !ready {
+		r.Note = "cache is not ready; cache-rebuild restores it"
+		return r, nil
+	}
+	camps, err := j.store.LiveCampaigns(ctx, now, j.cfg.ReconcileGrace)
+	if err != nil {
+		return r, err
+	}
+	r.Campaigns = len(camps)
+	var errs []error
+	for _, rec := range camps {
+		c := rec.Campaign
+		cc, err := j.cache.Campaign(ctx, c.ID)
+		if err != nil {
+			errs = append(errs, err)
+			continue
+		}
+		var inFlight int64
+		if cc.Present {
+			scan, err := j.scanGrants(ctx, c.ID)
+			if err != nil {
+				errs = append(errs, err)
+				continue
+			}
+			inFlight = int64(len(scan.missing)) + cc.Pending
+		}
+		drift := domain.Reconcile(
+			domain.DBView{Version: c.Version, Stock: c.Stock, Issued: rec.Issued},
+			domain.CacheView{Present: cc.Present, Version: cc.Version, Stock: cc.Stock, Issued: cc.Issued},
+			inFlight)
+		fix := Fix{Entity: mq.EntityCampaign, ID: c.ID, Drift: string(drift)}
+		switch drift {
+		case domain.DriftNone:
+			continue
+		case domain.DriftStaleVersion:
+			fix.Action = "republished"
+			if err := j.pub.PublishChange(ctx, mq.ChangeEvent{Entity: mq.EntityCampaign, ID: c.ID, Version: c.Version}); err != nil {
+				fix.Action = "republish failed: " + err.Error()
+				errs = append(errs, err)
+			}
+		case domain.DriftMissing:
+			// The rest of the cache is there (ready is set), so this campaign alone was evicted: rebuild it.
+			fix.Action = "rebuilt"
+			if err := j.rebuildCampaign(ctx, rec); err != nil {
+				fix.Action = "rebuild failed: " + err.Error()
+				errs = append(errs, err)
+			}
+		default:
+			fix.Action = "reported"
+		}
+		r.Fixed = append(r.Fixed, fix)
+	}
+	return r, errors.Join(errs...)
+}
+
+func (j *Jobs) rebuildCampaign(ctx context.Context, rec mysqlstore.CampaignRecord) error {
+	after := ""
+	var all []domain.Claim
+	for {
+		page, err := j.store.CampaignClaims(ctx, rec.Campaign.ID, after, 1000)
+		if err != nil {
+			return err
+		}
+		if len(page) == 0 {
+			break
+		}
+		all = append(all, page...)
+		after = page[len(page)-1].ID
+	}
+	// Held counts and claim records come back before stock opens, so a user who already holds the
+	// limit cannot claim again and a retried request gets its original answer.
+	if err := j.cache.RestoreClaims(ctx, rec.Campaign.ID, all); err != nil {
+		return err
+	}
+	_, err := j.cache.ApplyCampaign(ctx, rec.Campaign, rec.Issued)
+	return err
+}
+
+func (j *Jobs) totalIssued(ctx context.Context, now time.Time) (int64, []mysqlstore.CampaignRecord, error) {
+	camps, err := j.store.LiveCampaigns(ctx, now, j.cfg.ReconcileGrace)
+	if err != nil {
+		return 0, nil, err
+	}
+	var total int64
+	for _, c := range camps {
+		total += c.Issued
+	}
+	return total, camps, nil
+}
+
+// CacheRebuild restores a cache that lost its data (Redis restarted empty): claims answer 503 until it
+// is done. It first waits for the ledger to drain — MySQL's issued counts must hold still for a quiet
+// period, since no new claim can be granted while the cache is not ready — so stock is never computed
+// from a partial count. Then campaigns (with held counts and claim records) and users are restored and
+// the cache is marked ready.
+func (j *Jobs) CacheRebuild(ctx context.Context) (Report, error) {
+	var r Report
+	ready, err := j.cache.Ready(ctx)
+	if err != nil {
+		return r, err
+	}
+	if ready {
+		r.Ready = true
+		return r, nil
+	}
+	now := j.now()
+	prev, camps, err := j.totalIssued(ctx, now)
+	if err != nil {
+		return r, err
+	}
+	drained := false
+	for i := 0; i < j.cfg.QuietChecks && !drained; i++ {
+		select {
+		case <-ctx.Done():
+			return r, ctx.Err()
+		case <-time.After(j.cfg.QuietPeriod):
+		}
+		var total int64
+		total, camps, err = j.totalIssued(ctx, now)
+		if err != nil {
+			return r, err
+		}
+		drained = total == prev
+		prev = total
+	}
+	if !drained {
+		r.Note = "the ledger is still draining; the next run continues"
+		return r, nil
+	}
+	for _, rec := range camps {
+		if err := j.rebuildCampaign(ctx, rec); err != nil {
+			return r, fmt.Errorf("rebuild campaign %s: %w", rec.Campaign.ID, err)
+		}
+		r.Campaigns++
+	}
+	after := ""
+	for {
+		users, err := j.store.Users(ctx, after, 1000)
+		if err != nil {
+			return r, err
+		}
+		if len(users) == 0 {
+			break
+		}
+		for _, u := range users {
+			if _, err := j.cache.ApplyUser(ctx, rediscache.UserState{
+				ID: u.User.ID, RegisteredAt: u.User.RegisteredAt, Member: u.User.Member,
+				Credits: u.Credited, Debits: u.Debited, Version: u.User.Version,
+			}); err != nil {
+				return r, fmt.Errorf("rebuild user %s: %w", u.User.ID, err)
+			}
+			r.Users++
+		}
+		after = users[len(users)-1].User.ID
+	}
+	if err := j.cache.MarkReady(ctx); err != nil {
+		return r, err
+	}
+	r.Rebuilt, r.Ready = true, true
+	return r, nil
+}
+
+// ScheduledGrants hands out `mode: grant` campaigns that are due: one unit to each eligible user,
+// oldest registration first, until stock runs out. Redis decides each unit atomically with the same
+// script as claims, and the claim id is derived from (user, campaign), so overlapping or repeated runs
+// never grant a user twice nor more than stock.
+func (j *Jobs) ScheduledGrants(ctx context.Context) (Report, error) {
+	var r Report
+	now := j.now()
+	camps, err := j.store.LiveCampaigns(ctx, now, 0)
+	if err != nil {
+		return r, err
+	}
+	budget := j.cfg.GrantBudget
+	var errs []error
+	for _, rec := range camps {
+		c := rec.Campaign
+		if !domain.GrantDue(c, now) || budget <= 0 {
+			continue
+		}
+		r.Campaigns++
+		cc, err := j.cache.Campaign(ctx, c.ID)
+		if err != nil {
+			errs = append(errs, err)
+			continue
+		}
+		if !cc.Present || cc.Version < c.Version {
+			r.Note = "a due campaign is not in the cache yet; the next run grants it"
+			continue
+		}
+		remaining := cc.Remaining
+		var cursor mysqlstore.Cursor
+	pages:
+		for remaining > 0 && budget > 0 {
+			cands, next, err := j.store.GrantCandidates(ctx, c.ID, cursor, 500)
+			if err != nil {
+				errs = append(errs, err)
+				break
+			}
+			if len(cands) == 0 {
+				break
+			}
+			for _, userID := range domain.SelectGrantees(c, cands, remaining, now) {
+				if budget <= 0 {
+					break pages
+				}
+				out, err := j.cache.Claim(ctx, rediscache.ClaimInput{
+					UserID: userID, CampaignID: c.ID, RequestID: domain.GrantRequestID(c.ID), Now: now, By: domain.ByGrant,
+				})
+				if err != nil {
+					errs = append(errs, err)
+					break pages
+				}
+				switch out.Code {
+				case "":
+					if out.Replayed {
+						continue
+					}
+					budget--
+					remaining--
+					r.Granted++
+					if err := j.pub.PublishGrant(ctx, out.Claim); err != nil {
+						r.Failed++ // the grant is in the Redis stream; grant-replay sends it
+					}
+				case domain.CodeSoldOut, domain.CodeEnded, domain.CodePaused, domain.CodeNotClaimable:
+					break pages
+				}
+			}
+			cursor = next
+		}
+	}
+	return r, errors.Join(errs...)
+}
