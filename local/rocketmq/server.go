@@ -1,0 +1,559 @@
+package rocketmq
+
+import (
+	"bufio"
+	"context"
+	"crypto/ecdsa"
+	"crypto/elliptic"
+	"crypto/rand"
+	"crypto/tls"
+	"crypto/x509"
+	"crypto/x509/pkix"
+	"errors"
+	"io"
+	"math/big"
+	"net"
+	"strings"
+	"sync"
+	"time"
+
+	v2 "github.com/apache/rocketmq-clients/golang/v5/protocol/v2"
+	"google.golang.org/grpc"
+	"google.golang.org/grpc/codes"
+	"google.golang.org/grpc/metadata"
+	"google.golang.org/grpc/status"
+	"google.golang.org/protobuf/types/known/durationpb"
+	"google.golang.org/protobuf/types/known/timestamppb"
+)
+
+// Server serves a Broker over gRPC on one port, in plaintext and in TLS alike: the official Go client
+// (v5.1.2) always dials with TLS (rpc_client.go builds credentials.NewTLS with InsecureSkipVerify), other
+// clients may speak plaintext, and a real proxy's endpoint takes both (proxy's gRPC server sniffs
+// the TLS handshake: ProxyAndTlsProtocolNegotiator).
+type Server struct {
+	broker *Broker
+	grpc   *grpc.Server
+	ln     net.Listener
+	addr   string
+	done   chan struct{}
+}
+
+// Listen starts serving b on addr ("127.0.0.1:0" picks a free port).
+func Listen(b *Broker, addr string) (*Server, error) {
+	ln, err := net.Listen("tcp", addr)
+	if err != nil {
+		return nil, err
+	}
+	cert, err := selfSignedCert()
+	if err != nil {
+		ln.Close()
+		return nil, err
+	}
+	tlsCfg := &tls.Config{Certificates: []tls.Certificate{cert}, NextProtos: []string{"h2"}}
+	s := &Server{
+		broker: b,
+		grpc:   grpc.NewServer(grpc.MaxRecvMsgSize(2*MaxBodySize), grpc.MaxSendMsgSize(64*MaxBodySize)),
+		ln:     ln, addr: ln.Addr().String(), done: make(chan struct{}),
+	}
+	v2.RegisterMessagingServiceServer(s.grpc, &service{b: b})
+	go func() {
+		defer close(s.done)
+		_ = s.grpc.Serve(&sniffListener{Listener: ln, tls: tlsCfg})
+	}()
+	return s, nil
+}
+
+// Addr is the endpoint clients use.
+func (s *Server) Addr() string { return s.addr }
+
+// Close stops serving at once: open streams are cut, as a killed broker would cut them.
+func (s *Server) Close() {
+	s.grpc.Stop()
+	<-s.done
+}
+
+type sniffListener struct {
+	net.Listener
+	tls *tls.Config
+}
+
+func (l *sniffListener) Accept() (net.Conn, error) {
+	for {
+		c, err := l.Listener.Accept()
+		if err != nil {
+			return nil, err
+		}
+		br := bufio.NewReader(c)
+		_ = c.SetReadDeadline(time.Now().Add(10 * time.Second))
+		first, err := br.Peek(1)
+		_ = c.SetReadDeadline(time.Time{})
+		if err != nil {
+			c.Close()
+			continue
+		}
+		pc := &peekedConn{Conn: c, r: br}
+		if first[0] == 0x16 { // TLS handshake record
+			return tls.Server(pc, l.tls), nil
+		}
+		return pc, nil
+	}
+}
+
+type peekedConn struct {
+	net.Conn
+	r *bufio.Reader
+}
+
+func (c *peekedConn) Read(p []byte) (int, error) { return c.r.Read(p) }
+
+func selfSignedCert() (tls.Certificate, error) {
+	key, err := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
+	if err != nil {
+		return tls.Certificate{}, err
+	}
+	tmpl := &x509.Certificate{
+		SerialNumber: big.NewInt(time.Now().UnixNano()),
+		Subject:      pkix.Name{CommonName: "rocketmq-local"},
+		NotBefore:    time.Now().Add(-time.Hour),
+		NotAfter:     time.Now().Add(10 * 365 * 24 * time.Hour),
+		DNSNames:     []string{"localhost"},
+		IPAddresses:  []net.IP{net.ParseIP("127.0.0.1"), net.ParseIP("::1")},
+		KeyUsage:     x509.KeyUsageDigitalSignature,
+		ExtKeyUsage:  []x509.ExtKeyUsage{x509.ExtKeyUsageServerAuth},
+	}
+	der, err := x509.CreateCertificate(rand.Reader, tmpl, tmpl, &key.PublicKey, key)
+	if err != nil {
+		return tls.Certificate{}, err
+	}
+	return tls.Certificate{Certificate: [][]byte{der}, PrivateKey: key}, nil
+}
+
+type service struct {
+	v2.UnimplementedMessagingServiceServer
+	b *Broker
+}
+
+func ok() *v2.Status { return &v2.Status{Code: v2.Code_OK, Message: "OK"} }
+
+func statusOf(err error) *v2.Status {
+	code, msg := codeOf(err)
+	return &v2.Status{Code: code, Message: msg}
+}
+
+func clientID(ctx context.Context) string {
+	md, _ := metadata.FromIncomingContext(ctx)
+	if v := md.Get("x-mq-client-id"); len(v) > 0 {
+		return v[0]
+	}
+	return ""
+}
+
+func (s *service) QueryRoute(ctx context.Context, req *v2.QueryRouteRequest) (*v2.QueryRouteResponse, error) {
+	t, err := s.b.Route(req.GetTopic().GetName())
+	if err != nil {
+		return &v2.QueryRouteResponse{Status: statusOf(err)}, nil
+	}
+	// The route points back at the endpoints the client asked through, so a client behind a proxy
+	// (Toxiproxy in the local stack) keeps using it, as with a real proxy's cluster mode.
+	ep := req.GetEndpoints()
+	if ep == nil || len(ep.GetAddresses()) == 0 {
+		return &v2.QueryRouteResponse{Status: &v2.Status{Code: v2.Code_ILLEGAL_ACCESS_POINT, Message: "endpoints are required"}}, nil
+	}
+	return &v2.QueryRouteResponse{Status: ok(), MessageQueues: []*v2.MessageQueue{s.queue(t, ep)}}, nil
+}
+
+func (s *service) queue(t *topicState, ep *v2.Endpoints) *v2.MessageQueue {
+	return &v2.MessageQueue{
+		Topic:              &v2.Resource{Name: t.name},
+		Id:                 0,
+		Permission:         v2.Permission_READ_WRITE,
+		Broker:             &v2.Broker{Name: "rocketmq-local", Id: 0, Endpoints: ep},
+		AcceptMessageTypes: t.acceptTypes(),
+	}
+}
+
+func (s *service) Heartbeat(ctx context.Context, req *v2.HeartbeatRequest) (*v2.HeartbeatResponse, error) {
+	return &v2.HeartbeatResponse{Status: ok()}, nil
+}
+
+func (s *service) SendMessage(ctx context.Context, req *v2.SendMessageRequest) (*v2.SendMessageResponse, error) {
+	if len(req.GetMessages()) == 0 {
+		return &v2.SendMessageResponse{Status: &v2.Status{Code: v2.Code_BAD_REQUEST, Message: "no messages"}}, nil
+	}
+	producer := clientID(ctx)
+	ins := make([]SendInput, 0, len(req.GetMessages()))
+	for _, m := range req.GetMessages() {
+		sp := m.GetSystemProperties()
+		if sp == nil || m.GetTopic() == nil {
+			return &v2.SendMessageResponse{Status: &v2.Status{Code: v2.Code_BAD_REQUEST, Message: "message without topic or system properties"}}, nil
+		}
+		in := SendInput{
+			ID: sp.GetMessageId(), Topic: m.GetTopic().GetName(), Tag: sp.GetTag(), Keys: sp.GetKeys(),
+			Group: sp.GetMessageGroup(), Props: m.GetUserProperties(), Body: m.GetBody(), Type: sp.GetMessageType(),
+			BornHost: sp.GetBornHost(), Digest: sp.GetBodyDigest(), Producer: producer,
+		}
+		if sp.GetBornTimestamp() != nil {
+			in.BornAt = sp.GetBornTimestamp().AsTime()
+		}
+		if sp.GetDeliveryTimestamp() != nil {
+			in.DeliverAt = sp.GetDeliveryTimestamp().AsTime()
+		}
+		ins = append(ins, in)
+	}
+	res, err := s.b.Send(ins)
+	if err != nil {
+		st := statusOf(err)
+		entries := make([]*v2.SendResultEntry, len(ins))
+		for i, in := range ins {
+			entries[i] = &v2.SendResultEntry{Status: st, MessageId: in.ID}
+		}
+		return &v2.SendMessageResponse{Status: st, Entries: entries}, nil
+	}
+	entries := make([]*v2.SendResultEntry, len(res))
+	for i, r := range res {
+		entries[i] = &v2.SendResultEntry{Status: ok(), MessageId: r.ID, TransactionId: r.TxID, Offset: r.Offset}
+	}
+	return &v2.SendMessageResponse{Status: ok(), Entries: entries}, nil
+}
+
+func (s *service) QueryAssignment(ctx context.Context, req *v2.QueryAssignmentRequest) (*v2.QueryAssignmentResponse, error) {
+	if !s.b.validGroup(req.GetGroup().GetName()) {
+		return &v2.QueryAssignmentResponse{Status: &v2.Status{Code: v2.Code_ILLEGAL_CONSUMER_GROUP, Message: "illegal consumer group"}}, nil
+	}
+	t, err := s.b.Route(req.GetTopic().GetName())
+	if err != nil {
+		return &v2.QueryAssignmentResponse{Status: statusOf(err)}, nil
+	}
+	ep := req.GetEndpoints()
+	if ep == nil || len(ep.GetAddresses()) == 0 {
+		return &v2.QueryAssignmentResponse{Status: &v2.Status{Code: v2.Code_ILLEGAL_ACCESS_POINT, Message: "endpoints are required"}}, nil
+	}
+	return &v2.QueryAssignmentResponse{Status: ok(), Assignments: []*v2.Assignment{{MessageQueue: s.queue(t, ep)}}}, nil
+}
+
+func (s *service) ReceiveMessage(req *v2.ReceiveMessageRequest, stream v2.MessagingService_ReceiveMessageServer) error {
+	ctx := stream.Context()
+	send := func(st *v2.Status) error {
+		return stream.Send(&v2.ReceiveMessageResponse{Content: &v2.ReceiveMessageResponse_Status{Status: st}})
+	}
+	if req.GetMessageQueue() == nil || req.GetGroup() == nil {
+		return send(&v2.Status{Code: v2.Code_BAD_REQUEST, Message: "group and message queue are required"})
+	}
+	group := req.GetGroup().GetName()
+	wait := s.b.longPolling(clientID(ctx), group)
+	if dl, ok := ctx.Deadline(); ok {
+		// Leave the answer time to travel back before the client's own deadline, as the proxy
+		// reserves longPollingReserveTimeInMillis.
+		if left := time.Until(dl) - 200*time.Millisecond; left < wait {
+			wait = max(left, 0)
+		}
+	}
+	invisible := req.GetInvisibleDuration().AsDuration()
+	if req.GetInvisibleDuration() == nil {
+		invisible = 30 * time.Second
+	}
+	got, err := s.b.Receive(ReceiveInput{
+		Group: group, Topic: req.GetMessageQueue().GetTopic().GetName(), Filter: req.GetFilterExpression().GetExpression(),
+		Batch: int(req.GetBatchSize()), Invisible: invisible, Wait: wait,
+	}, ctx.Done())
+	if err != nil {
+		return send(statusOf(err))
+	}
+	if len(got) == 0 {
+		// The proxy answers MESSAGE_NOT_FOUND when long polling ends empty.
+		return send(&v2.Status{Code: v2.Code_MESSAGE_NOT_FOUND, Message: "no new message"})
+	}
+	if err := send(ok()); err != nil {
+		return err
+	}
+	if err := stream.Send(&v2.ReceiveMessageResponse{Content: &v2.ReceiveMessageResponse_DeliveryTimestamp{DeliveryTimestamp: timestamppb.Now()}}); err != nil {
+		return err
+	}
+	for _, d := range got {
+		if err := stream.Send(&v2.ReceiveMessageResponse{Content: &v2.ReceiveMessageResponse_Message{Message: toProto(d.Msg, &d)}}); err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
+func toProto(m *storedMessage, d *Delivered) *v2.Message {
+	tag := m.Tag
+	sp := &v2.SystemProperties{
+		Keys: m.Keys, MessageId: m.ID, MessageType: m.Type, BornHost: m.BornHost,
+		BornTimestamp: timestamppb.New(m.BornAt), StoreTimestamp: timestamppb.New(m.StoredAt), StoreHost: "rocketmq-local",
+		BodyEncoding: v2.Encoding_IDENTITY, QueueId: 0,
+	}
+	if m.Tag != "" {
+		sp.Tag = &tag
+	}
+	if m.DigestSum != "" {
+		sp.BodyDigest = &v2.Digest{Type: m.DigestType, Checksum: m.DigestSum}
+	}
+	if m.Group != "" {
+		g := m.Group
+		sp.MessageGroup = &g
+	}
+	if !m.DeliverAt.IsZero() {
+		sp.DeliveryTimestamp = timestamppb.New(m.DeliverAt)
+	}
+	off := m.Offset
+	sp.QueueOffset = &off
+	if d != nil {
+		h, a := d.ReceiptHandle, d.Attempt
+		sp.ReceiptHandle, sp.DeliveryAttempt = &h, &a
+		sp.InvisibleDuration = durationpb.New(d.Invisible)
+	}
+	return &v2.Message{Topic: &v2.Resource{Name: m.Topic}, UserProperties: m.Props, SystemProperties: sp, Body: m.Body}
+}
+
+func (s *service) AckMessage(ctx context.Context, req *v2.AckMessageRequest) (*v2.AckMessageResponse, error) {
+	if len(req.GetEntries()) == 0 {
+		return &v2.AckMessageResponse{Status: &v2.Status{Code: v2.Code_BAD_REQUEST, Message: "no entries"}}, nil
+	}
+	overall := ok()
+	entries := make([]*v2.AckMessageResultEntry, 0, len(req.GetEntries()))
+	for _, e := range req.GetEntries() {
+		st := ok()
+		if err := s.b.Ack(req.GetGroup().GetName(), req.GetTopic().GetName(), e.GetMessageId(), e.GetReceiptHandle()); err != nil {
+			st = statusOf(err)
+			if len(req.GetEntries()) == 1 {
+				overall = st
+			} else {
+				overall = &v2.Status{Code: v2.Code_MULTIPLE_RESULTS, Message: "some entries failed"}
+			}
+		}
+		entries = append(entries, &v2.AckMessageResultEntry{MessageId: e.GetMessageId(), ReceiptHandle: e.GetReceiptHandle(), Status: st})
+	}
+	return &v2.AckMessageResponse{Status: overall, Entries: entries}, nil
+}
+
+func (s *service) ChangeInvisibleDuration(ctx context.Context, req *v2.ChangeInvisibleDurationRequest) (*v2.ChangeInvisibleDurationResponse, error) {
+	if req.GetInvisibleDuration() == nil {
+		return &v2.ChangeInvisibleDurationResponse{Status: &v2.Status{Code: v2.Code_ILLEGAL_INVISIBLE_TIME, Message: "invisible duration is required"}}, nil
+	}
+	h, err := s.b.ChangeInvisible(req.GetGroup().GetName(), req.GetTopic().GetName(), req.GetMessageId(), req.GetReceiptHandle(), req.GetInvisibleDuration().AsDuration())
+	if err != nil {
+		return &v2.ChangeInvisibleDurationResponse{Status: statusOf(err)}, nil
+	}
+	return &v2.ChangeInvisibleDurationResponse{Status: ok(), ReceiptHandle: h}, nil
+}
+
+func (s *service) ForwardMessageToDeadLetterQueue(ctx context.Context, req *v2.ForwardMessageToDeadLetterQueueRequest) (*v2.ForwardMessageToDeadLetterQueueResponse, error) {
+	if err := s.b.ForwardToDLQ(req.GetGroup().GetName(), req.GetTopic().GetName(), req.GetMessageId(), req.GetReceiptHandle()); err != nil {
+		return &v2.ForwardMessageToDeadLetterQueueResponse{Status: statusOf(err)}, nil
+	}
+	return &v2.ForwardMessageToDeadLetterQueueResponse{Status: ok()}, nil
+}
+
+func (s *service) EndTransaction(ctx context.Context, req *v2.EndTransactionRequest) (*v2.EndTransactionResponse, error) {
+	if err := s.b.EndTransaction(req.GetTopic().GetName(), req.GetMessageId(), req.GetTransactionId(), req.GetResolution()); err != nil {
+		return &v2.EndTransactionResponse{Status: statusOf(err)}, nil
+	}
+	return &v2.EndTransactionResponse{Status: ok()}, nil
+}
+
+func (s *service) NotifyClientTermination(ctx context.Context, req *v2.NotifyClientTerminationRequest) (*v2.NotifyClientTerminationResponse, error) {
+	s.b.dropClient(clientID(ctx), nil)
+	return &v2.NotifyClientTerminationResponse{Status: ok()}, nil
+}
+
+// telemetryClient is a client's open Telemetry stream and what its settings said.
+type telemetryClient struct {
+	id          string
+	typ         v2.ClientType
+	topics      map[string]bool
+	group       string
+	longPolling time.Duration
+	stream      v2.MessagingService_TelemetryServer
+	sendMu      sync.Mutex
+}
+
+func (c *telemetryClient) send(cmd *v2.TelemetryCommand) error {
+	c.sendMu.Lock()
+	defer c.sendMu.Unlock()
+	return c.stream.Send(cmd)
+}
+
+func (s *service) Telemetry(stream v2.MessagingService_TelemetryServer) error {
+	id := clientID(stream.Context())
+	if id == "" {
+		return status.Error(codes.InvalidArgument, "x-mq-client-id metadata is required")
+	}
+	tc := &telemetryClient{id: id, stream: stream, topics: map[string]bool{}}
+	defer s.b.dropClient(id, tc)
+	for {
+		cmd, err := stream.Recv()
+		if errors.Is(err, io.EOF) {
+			return nil
+		}
+		if err != nil {
+			return err
+		}
+		settings := cmd.GetSettings()
+		if settings == nil {
+			continue // thread stack traces and verify results need no answer
+		}
+		reply, err := s.b.applySettings(tc, settings)
+		if err != nil {
+			code, msg := codeOf(err)
+			_ = tc.send(&v2.TelemetryCommand{Status: &v2.Status{Code: code, Message: msg}})
+			continue
+		}
+		if err := tc.send(&v2.TelemetryCommand{Status: ok(), Command: &v2.TelemetryCommand_Settings{Settings: reply}}); err != nil {
+			return err
+		}
+	}
+}
+
+// applySettings records a client's settings and answers with the broker's: the publishing limits for
+// producers, the retry policy and long-polling for consumers
+// (proxy/.../grpc/v2/common/GrpcClientSettingsManager.java).
+func (b *Broker) applySettings(tc *telemetryClient, in *v2.Settings) (*v2.Settings, error) {
+	out := &v2.Settings{ClientType: in.ClientType, AccessPoint: in.AccessPoint, RequestTimeout: in.RequestTimeout, UserAgent: in.UserAgent}
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	tc.typ = in.GetClientType()
+	switch pub := in.GetPubSub().(type) {
+	case *v2.Settings_Publishing:
+		for _, t := range pub.Publishing.GetTopics() {
+			tc.topics[t.GetName()] = true
+		}
+		out.PubSub = &v2.Settings_Publishing{Publishing: &v2.Publishing{
+			Topics: pub.Publishing.GetTopics(), MaxBodySize: MaxBodySize, ValidateMessageType: true,
+		}}
+		// Producer retries: ProxyConfig's grpc producer backoff, exponential 10 ms to 1 s, x2, 3 attempts.
+		out.BackoffPolicy = &v2.RetryPolicy{MaxAttempts: 3, Strategy: &v2.RetryPolicy_ExponentialBackoff{ExponentialBackoff: &v2.ExponentialBackoff{
+			Initial: durationpb.New(10 * time.Millisecond), Max: durationpb.New(time.Second), Multiplier: 2,
+		}}}
+	case *v2.Settings_Subscription:
+		sub := pub.Subscription
+		if !b.validGroup(sub.GetGroup().GetName()) {
+			return nil, fail(v2.Code_ILLEGAL_CONSUMER_GROUP, "illegal consumer group %q", sub.GetGroup().GetName())
+		}
+		tc.group = sub.GetGroup().GetName()
+		tc.longPolling = sub.GetLongPollingTimeout().AsDuration()
+		fifo := false
+		batch := int32(maxReceiveBatch)
+		out.PubSub = &v2.Settings_Subscription{Subscription: &v2.Subscription{
+			Group: sub.Group, Subscriptions: sub.Subscriptions, Fifo: &fifo, ReceiveBatchSize: &batch,
+			LongPollingTimeout: sub.LongPollingTimeout,
+		}}
+		next := make([]*durationpb.Duration, len(consumerBackoff))
+		for i := range consumerBackoff {
+			next[i] = durationpb.New(b.RetryBackoff(i + 1))
+		}
+		out.BackoffPolicy = &v2.RetryPolicy{MaxAttempts: int32(b.cfg.MaxAttempts), Strategy: &v2.RetryPolicy_CustomizedBackoff{CustomizedBackoff: &v2.CustomizedBackoff{Next: next}}}
+	default:
+		return nil, fail(v2.Code_UNRECOGNIZED_CLIENT_TYPE, "settings carry neither publishing nor subscription")
+	}
+	b.clients[tc.id] = tc
+	return out, nil
+}
+
+func (b *Broker) dropClient(id string, only *telemetryClient) {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	if cur, ok := b.clients[id]; ok && (only == nil || cur == only) {
+		delete(b.clients, id)
+	}
+}
+
+// longPolling is the client's long-polling timeout from its settings, capped as the proxy caps it.
+func (b *Broker) longPolling(client, group string) time.Duration {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	wait := 5 * time.Second
+	if c, ok := b.clients[client]; ok && c.longPolling > 0 {
+		wait = c.longPolling
+	}
+	return min(wait, DefaultMaxLongPolling)
+}
+
+// transactionChecker asks a producer of the topic about half messages left open, on the broker's
+// schedule, and discards them after transactionCheckMax checks
+// (broker/.../transaction/queue/TransactionalMessageServiceImpl.java: needDiscard).
+func (b *Broker) transactionChecker() {
+	defer b.wg.Done()
+	tick := time.NewTicker(max(b.scale(100*time.Millisecond), 5*time.Millisecond))
+	defer tick.Stop()
+	for {
+		select {
+		case <-b.stop:
+			return
+		case <-tick.C:
+		}
+		type check struct {
+			to  *telemetryClient
+			cmd *v2.TelemetryCommand
+		}
+		var checks []check
+		b.mu.Lock()
+		now := b.now()
+		for _, t := range b.topics {
+			for off := range t.halfs {
+				m := t.msgs[off]
+				if now.Before(m.nextCheck) {
+					continue
+				}
+				if m.checks >= DefaultTransactionCheckMax {
+					b.log.Info("half message discarded after max checks", "topic", t.name, "id", m.ID, "checks", m.checks)
+					if err := b.persistLocked(false, record{Op: opTx, Topic: t.name, Offset: off, Tx: txDiscarded}); err != nil {
+						b.log.Error("persist discard", "err", err)
+					}
+					b.setTxLocked(t, m, txDiscarded)
+					continue
+				}
+				m.checks++
+				m.nextCheck = now.Add(b.scale(DefaultTransactionCheckInterval))
+				if to := b.producerForLocked(t.name); to != nil {
+					checks = append(checks, check{to: to, cmd: &v2.TelemetryCommand{
+						Status: ok(),
+						Command: &v2.TelemetryCommand_RecoverOrphanedTransactionCommand{RecoverOrphanedTransactionCommand: &v2.RecoverOrphanedTransactionCommand{
+							Message: toProto(m, nil), TransactionId: m.TxID,
+						}},
+					}})
+				}
+			}
+		}
+		b.mu.Unlock()
+		for _, c := range checks {
+			if err := c.to.send(c.cmd); err != nil {
+				b.log.Debug("transaction check-back not delivered", "client", c.to.id, "err", err)
+			}
+		}
+	}
+}
+
+func (b *Broker) producerForLocked(topic string) *telemetryClient {
+	var any *telemetryClient
+	for _, c := range b.clients {
+		if c.typ != v2.ClientType_PRODUCER {
+			continue
+		}
+		if c.topics[topic] {
+			return c
+		}
+		if any == nil {
+			any = c
+		}
+	}
+	return any
+}
+
+// ParseMessageType reads NORMAL, FIFO, DELAY, TRANSACTION or MIXED (any).
+func ParseMessageType(s string) (v2.MessageType, bool) {
+	switch strings.ToUpper(s) {
+	case "", "MIXED":
+		return v2.MessageType_MESSAGE_TYPE_UNSPECIFIED, true
+	case "NORMAL":
+		return v2.MessageType_NORMAL, true
+	case "FIFO":
+		return v2.MessageType_FIFO, true
+	case "DELAY":
+		return v2.MessageType_DELAY, true
+	case "TRANSACTION":
+		return v2.MessageType_TRANSACTION, true
+	}
+	return 0, false
+}
