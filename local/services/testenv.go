@@ -162,3 +162,6 @@ func withDatabase(base, db string) string {
 func dropDatabase(base, name string) error {
 	return execSQL(base, fmt.Sprintf("DROP DATABASE IF EXISTS `%s`", name))
 }
+
+// MySQLBaseDSN is the shared server's DSN without a database, for callers that create their own.
+func (e *TestEnv) MySQLBaseDSN() string { return e.mysqlBase }

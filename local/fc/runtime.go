@@ -1,0 +1,374 @@
+// Package fc emulates Function Compute 3.0 on one machine: it reads template.yml, runs each function's
+// compiled binary as a process speaking the FC runtime API (the endpoints and headers that
+// fc-runtime-go-sdk's fc/runtime_api_client.go uses), keeps a pool of instances per function, and
+// wires the declared triggers: HTTP routes, timers and RocketMQ (EventBridge) sources.
+package fc
+
+import (
+	"bytes"
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+	"net"
+	"net/http"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strconv"
+	"strings"
+	"sync"
+	"syscall"
+	"time"
+
+	"github.com/benefit-issuance/benefits/local/fctemplate"
+)
+
+const runtimeAPIPrefix = "/2020-11-11/runtime/invocation/"
+
+// InvokeError is the error a function reported (fc/messages/messages.go InvokeResponse_Error), or the
+// platform's own when the instance timed out or died.
+type InvokeError struct {
+	Message string   `json:"errorMessage"`
+	Type    string   `json:"errorType"`
+	Stack   []string `json:"stackTrace,omitempty"`
+}
+
+func (e *InvokeError) Error() string { return e.Type + ": " + e.Message }
+
+type outcome struct {
+	body []byte
+	err  *InvokeError
+}
+
+type invocation struct {
+	id       string
+	payload  []byte
+	deadline time.Time
+	timeout  int
+	retry    int
+	done     chan outcome
+}
+
+// function is one declared function and its instance pool.
+type function struct {
+	e      *Emulator
+	def    fctemplate.Function
+	binary string
+	env    []string
+
+	mu        sync.Mutex
+	cond      *sync.Cond
+	instances []*instance
+	seq       int
+	started   int // instances ever started, for tests and logs
+}
+
+type instance struct {
+	fn     *function
+	id     string
+	ln     net.Listener
+	srv    *http.Server
+	cmd    *exec.Cmd
+	queue  chan *invocation
+	active int // guarded by fn.mu
+
+	mu       sync.Mutex
+	inflight map[string]*invocation
+	dead     chan struct{}
+}
+
+func (e *Emulator) newFunction(def fctemplate.Function) (*function, error) {
+	code := def.Code
+	if !filepath.IsAbs(code) {
+		code = filepath.Join(e.cfg.Root, code)
+	}
+	binary := filepath.Join(code, def.Handler)
+	if st, err := os.Stat(binary); err != nil || st.IsDir() {
+		return nil, fmt.Errorf("function %s: no binary at %s (run make build)", def.FunctionName, binary)
+	}
+	env := os.Environ()
+	vars := e.cfg.Template.Vars
+	getenv := func(k string) string {
+		if v, ok := e.cfg.Env[k]; ok {
+			return v
+		}
+		return os.Getenv(k)
+	}
+	for k, v := range def.Environment(vars, getenv) {
+		env = append(env, k+"="+v)
+	}
+	for k, v := range e.cfg.Env {
+		env = append(env, k+"="+v)
+	}
+	env = append(env,
+		"FC_FUNCTION_NAME="+def.FunctionName, "FC_FUNCTION_HANDLER="+def.Handler,
+		"FC_FUNCTION_MEMORY_SIZE="+strconv.Itoa(def.MemorySize), "FC_REGION="+e.cfg.Region,
+		"FC_ACCOUNT_ID="+e.cfg.AccountID, "FC_RUNTIME=go1", "FC_FUNC_CODE_PATH="+code,
+	)
+	f := &function{e: e, def: def, binary: binary, env: env}
+	f.cond = sync.NewCond(&f.mu)
+	return f, nil
+}
+
+func (f *function) concurrency() int {
+	if f.def.InstanceConcurrency > 0 {
+		return f.def.InstanceConcurrency
+	}
+	return 1
+}
+
+// acquire finds an instance with a free slot, starting one while the pool is below its limit.
+func (f *function) acquire(ctx context.Context) (*instance, error) {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	stop := context.AfterFunc(ctx, func() {
+		f.mu.Lock()
+		f.cond.Broadcast()
+		f.mu.Unlock()
+	})
+	defer stop()
+	for {
+		if err := ctx.Err(); err != nil {
+			return nil, err
+		}
+		if f.e.closing() {
+			return nil, errors.New("emulator is shutting down")
+		}
+		for _, in := range f.instances {
+			if in.active < f.concurrency() && !in.isDead() {
+				in.active++
+				return in, nil
+			}
+		}
+		if len(f.instances) < f.e.cfg.MaxInstances {
+			in, err := f.startInstance()
+			if err != nil {
+				return nil, err
+			}
+			in.active++
+			return in, nil
+		}
+		f.cond.Wait()
+	}
+}
+
+func (f *function) release(in *instance) {
+	f.mu.Lock()
+	in.active--
+	f.cond.Broadcast()
+	f.mu.Unlock()
+}
+
+// startInstance runs a new process with its own runtime API endpoint; called with f.mu held.
+func (f *function) startInstance() (*instance, error) {
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		return nil, err
+	}
+	f.seq++
+	f.started++
+	in := &instance{
+		fn: f, id: fmt.Sprintf("%s-%d", f.def.FunctionName, f.seq), ln: ln,
+		queue: make(chan *invocation, f.concurrency()), inflight: map[string]*invocation{}, dead: make(chan struct{}),
+	}
+	in.srv = &http.Server{Handler: http.HandlerFunc(in.serveRuntimeAPI), ReadHeaderTimeout: 10 * time.Second}
+	go in.srv.Serve(ln)
+	cmd := exec.Command(f.binary)
+	cmd.Env = append(append([]string{}, f.env...), "FC_RUNTIME_API="+ln.Addr().String(), "FC_INSTANCE_ID="+in.id)
+	out := f.e.functionOutput(f.def.FunctionName)
+	cmd.Stdout, cmd.Stderr = out, out
+	cmd.SysProcAttr = &syscall.SysProcAttr{Setpgid: true}
+	if err := cmd.Start(); err != nil {
+		in.srv.Close()
+		return nil, fmt.Errorf("start %s: %w", f.binary, err)
+	}
+	in.cmd = cmd
+	f.instances = append(f.instances, in)
+	f.e.log.Debug("instance started", "function", f.def.FunctionName, "instance", in.id, "pid", cmd.Process.Pid)
+	go in.wait()
+	return in, nil
+}
+
+func (in *instance) isDead() bool {
+	select {
+	case <-in.dead:
+		return true
+	default:
+		return false
+	}
+}
+
+// wait reaps the process; every invocation it held fails, as FC fails them when an instance crashes.
+func (in *instance) wait() {
+	err := in.cmd.Wait()
+	close(in.dead)
+	in.srv.Close()
+	in.mu.Lock()
+	for id, inv := range in.inflight {
+		inv.done <- outcome{err: &InvokeError{Type: "InstanceExited", Message: fmt.Sprintf("instance %s exited: %v", in.id, err)}}
+		delete(in.inflight, id)
+	}
+	in.mu.Unlock()
+	f := in.fn
+	f.mu.Lock()
+	for i, x := range f.instances {
+		if x == in {
+			f.instances = append(f.instances[:i], f.instances[i+1:]...)
+			break
+		}
+	}
+	f.cond.Broadcast()
+	f.mu.Unlock()
+	if !f.e.closing() {
+		f.e.log.Debug("instance exited", "function", f.def.FunctionName, "instance", in.id, "err", err)
+	}
+}
+
+func (in *instance) kill() {
+	if in.cmd != nil && in.cmd.Process != nil {
+		_ = syscall.Kill(-in.cmd.Process.Pid, syscall.SIGKILL)
+	}
+}
+
+// serveRuntimeAPI is the per-instance runtime API: GET next blocks until an invocation is assigned
+// to this instance; POST {id}/response and {id}/error complete it.
+func (in *instance) serveRuntimeAPI(w http.ResponseWriter, r *http.Request) {
+	rest, ok := strings.CutPrefix(r.URL.Path, runtimeAPIPrefix)
+	if !ok {
+		http.NotFound(w, r)
+		return
+	}
+	if rest == "next" && r.Method == http.MethodGet {
+		select {
+		case inv := <-in.queue:
+			in.mu.Lock()
+			in.inflight[inv.id] = inv
+			in.mu.Unlock()
+			def := in.fn.def
+			h := w.Header()
+			h.Set("Content-Type", "application/json")
+			h.Set("x-fc-request-id", inv.id)
+			h.Set("x-fc-function-deadline", strconv.FormatInt(inv.deadline.UnixMilli(), 10))
+			h.Set("x-fc-function-timeout", strconv.Itoa(inv.timeout))
+			h.Set("x-fc-function-name", def.FunctionName)
+			h.Set("x-fc-function-handler", def.Handler)
+			h.Set("x-fc-function-memory", strconv.Itoa(def.MemorySize))
+			h.Set("x-fc-function-type", "0")
+			h.Set("x-fc-region", in.fn.e.cfg.Region)
+			h.Set("x-fc-account-id", in.fn.e.cfg.AccountID)
+			h.Set("x-fc-qualifier", "LATEST")
+			h.Set("x-fc-version-id", "LATEST")
+			h.Set("x-fc-service-name", in.fn.e.cfg.ServiceName)
+			h.Set("x-fc-retry-count", strconv.Itoa(inv.retry))
+			w.WriteHeader(http.StatusOK)
+			_, _ = w.Write(inv.payload)
+		case <-r.Context().Done():
+		case <-in.dead:
+		}
+		return
+	}
+	id, verb, ok := strings.Cut(rest, "/")
+	if !ok || r.Method != http.MethodPost || (verb != "response" && verb != "error") {
+		http.Error(w, `{"errorMessage":"unknown runtime API route"}`, http.StatusNotFound)
+		return
+	}
+	body, err := io.ReadAll(io.LimitReader(r.Body, 16<<20))
+	if err != nil {
+		http.Error(w, err.Error(), http.StatusBadRequest)
+		return
+	}
+	in.mu.Lock()
+	inv, ok := in.inflight[id]
+	delete(in.inflight, id)
+	in.mu.Unlock()
+	if !ok {
+		// A late answer to an invocation that already timed out: accepted and dropped, as FC does.
+		w.WriteHeader(http.StatusOK)
+		return
+	}
+	res := outcome{body: body}
+	if verb == "error" {
+		var ie InvokeError
+		if json.Unmarshal(body, &ie) != nil || ie.Message == "" {
+			ie = InvokeError{Type: "UnhandledError", Message: string(body)}
+		}
+		res = outcome{err: &ie}
+	}
+	inv.done <- res
+	w.WriteHeader(http.StatusOK)
+}
+
+// invoke runs one invocation on some instance and waits for its result, at most the function's
+// timeout; an instance that overruns is killed, as FC recycles it.
+func (f *function) invoke(ctx context.Context, payload []byte, retry int) ([]byte, error) {
+	in, err := f.acquire(ctx)
+	if err != nil {
+		return nil, &InvokeError{Type: "ResourceExhausted", Message: err.Error()}
+	}
+	defer f.release(in)
+	timeout := f.def.Timeout
+	if timeout <= 0 {
+		timeout = 3
+	}
+	inv := &invocation{
+		id: newRequestID(), payload: payload, timeout: timeout, retry: retry,
+		deadline: time.Now().Add(time.Duration(timeout) * time.Second), done: make(chan outcome, 1),
+	}
+	select {
+	case in.queue <- inv:
+	case <-in.dead:
+		return nil, &InvokeError{Type: "InstanceExited", Message: "instance exited before the invocation started"}
+	}
+	timer := time.NewTimer(time.Until(inv.deadline))
+	defer timer.Stop()
+	select {
+	case res := <-inv.done:
+		if res.err != nil {
+			return res.body, res.err
+		}
+		return res.body, nil
+	case <-timer.C:
+		in.kill()
+		return nil, &InvokeError{Type: "FunctionTimeout", Message: fmt.Sprintf("%s timed out after %ds", f.def.FunctionName, timeout)}
+	case <-in.dead:
+		select {
+		case res := <-inv.done:
+			if res.err != nil {
+				return res.body, res.err
+			}
+			return res.body, nil
+		default:
+			return nil, &InvokeError{Type: "InstanceExited", Message: "instance exited during the invocation"}
+		}
+	}
+}
+
+func newRequestID() string {
+	var b [16]byte
+	_, _ = io.ReadFull(randReader, b[:])
+	return fmt.Sprintf("%x-%x-%x-%x-%x", b[0:4], b[4:6], b[6:8], b[8:10], b[10:16])
+}
+
+// prefixWriter writes each line of a function's output with the function's name in front.
+type prefixWriter struct {
+	mu     *sync.Mutex
+	w      io.Writer
+	prefix []byte
+	buf    bytes.Buffer
+}
+
+func (p *prefixWriter) Write(b []byte) (int, error) {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	p.buf.Write(b)
+	for {
+		line, err := p.buf.ReadBytes('\n')
+		if err != nil {
+			p.buf.Write(line)
+			return len(b), nil
+		}
+		_, _ = p.w.Write(append(append([]byte{}, p.prefix...), line...))
+	}
+}

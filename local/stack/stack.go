@@ -1,0 +1,263 @@
+// Package stack starts the whole set on one machine: private MariaDB and Redis (or given ones), the
+// RocketMQ broker emulator, Toxiproxy in front of all three, and the FC emulator running the
+// compiled functions of template.yml. `make run` and the end-to-end tests both use it.
+package stack
+
+import (
+	"context"
+	"crypto/rand"
+	"encoding/hex"
+	"errors"
+	"fmt"
+	"io"
+	"log/slog"
+	"net/http"
+	"os"
+	"path/filepath"
+	"time"
+
+	"github.com/go-sql-driver/mysql"
+
+	"github.com/benefit-issuance/benefits/local/faults"
+	"github.com/benefit-issuance/benefits/local/fc"
+	"github.com/benefit-issuance/benefits/local/fctemplate"
+	"github.com/benefit-issuance/benefits/local/rocketmq"
+	"github.com/benefit-issuance/benefits/local/services"
+	"github.com/benefit-issuance/benefits/shared/mq"
+	"github.com/benefit-issuance/benefits/shared/mysqlstore"
+)
+
+// Options for Start. Zero values pick what `make run` uses.
+type Options struct {
+	Root          string // holds template.yml and dist/ (default: found upwards from the working folder)
+	HTTPAddr      string // default 127.0.0.1:9000
+	BrokerAddr    string // default 127.0.0.1:8081
+	ToxiproxyAddr string // default 127.0.0.1:8474
+	JWTSecret     string // default: random
+	// TimeScale multiplies the RocketMQ triggers' retry schedule and the broker's (1 = real).
+	TimeScale float64
+	Timers    bool // run timer triggers on their cron schedules
+	// MySQLBaseDSN and RedisAddr point at servers to use instead of starting private ones.
+	MySQLBaseDSN string
+	RedisAddr    string
+	Database     string            // default: benefits
+	MaxInstances int               // per function
+	Env          map[string]string // extra function environment
+	Output       io.Writer         // function logs
+	Logger       *slog.Logger      // the stack's own progress
+}
+
+// Stack is a running set.
+type Stack struct {
+	HTTP         string // base URL of the HTTP triggers
+	Broker       string // the broker's endpoint (direct)
+	Toxiproxy    string // Toxiproxy REST API URL
+	MySQLDSN     string // direct DSN of the stack's database
+	RedisAddr    string // direct Redis address
+	JWTSecret    string
+	Emulator     *fc.Emulator
+	BrokerEngine *rocketmq.Broker
+	Template     *fctemplate.Template
+
+	closers []func()
+}
+
+// FindRoot walks up from the working folder to the folder holding template.yml.
+func FindRoot() (string, error) {
+	dir, err := os.Getwd()
+	if err != nil {
+		return "", err
+	}
+	for {
+		if _, err := os.Stat(filepath.Join(dir, "template.yml")); err == nil {
+			return dir, nil
+		}
+		parent := filepath.Dir(dir)
+		if parent == dir {
+			return "", errors.New("template.yml not found in this folder or above")
+		}
+		dir = parent
+	}
+}
+
+func randomSecret() string {
+	var b [24]byte
+	_, _ = rand.Read(b[:])
+	return hex.EncodeToString(b[:])
+}
+
+// Start brings everything up and returns once /_local/health answers 200.
+func Start(ctx context.Context, o Options) (_ *Stack, err error) {
+	if o.Root == "" {
+		if o.Root, err = FindRoot(); err != nil {
+			return nil, err
+		}
+	}
+	def := func(s *string, v string) {
+		if *s == "" {
+			*s = v
+		}
+	}
+	def(&o.HTTPAddr, "127.0.0.1:9000")
+	def(&o.BrokerAddr, "127.0.0.1:8081")
+	def(&o.ToxiproxyAddr, "127.0.0.1:8474")
+	def(&o.JWTSecret, randomSecret())
+	def(&o.Database, "benefits")
+	if o.TimeScale <= 0 {
+		o.TimeScale = 1
+	}
+	if o.Logger == nil {
+		o.Logger = slog.New(slog.DiscardHandler)
+	}
+	log := o.Logger
+	s := &Stack{JWTSecret: o.JWTSecret}
+	defer func() {
+		if err != nil {
+			s.Close()
+		}
+	}()
+
+	tpl, err := fctemplate.Load(filepath.Join(o.Root, "template.yml"))
+	if err != nil {
+		return nil, err
+	}
+	s.Template = tpl
+
+	baseDSN := o.MySQLBaseDSN
+	if baseDSN == "" {
+		log.Info("starting a private MariaDB (installing mariadb-server first if it is missing)")
+		m, err := services.StartMariaDB(ctx, services.Options{})
+		if err != nil {
+			return nil, err
+		}
+		s.closers = append(s.closers, m.Stop)
+		baseDSN = m.DSN("")
+		log.Info("MariaDB ready", "addr", m.Addr())
+	}
+	if err := services.CreateDatabase(ctx, baseDSN, o.Database); err != nil {
+		return nil, err
+	}
+	dsnCfg, err := mysql.ParseDSN(baseDSN)
+	if err != nil {
+		return nil, err
+	}
+	dsnCfg.DBName = o.Database
+	dsnCfg.ParseTime = true
+	s.MySQLDSN = dsnCfg.FormatDSN()
+	// Migrate once here so that five functions starting together do not all wait on the lock.
+	store, err := mysqlstore.Open(ctx, s.MySQLDSN)
+	if err != nil {
+		return nil, fmt.Errorf("migrate %s: %w", o.Database, err)
+	}
+	store.Close()
+
+	s.RedisAddr = o.RedisAddr
+	if s.RedisAddr == "" {
+		log.Info("starting a private Redis (installing redis-server first if it is missing)")
+		r, err := services.StartRedis(ctx, services.Options{})
+		if err != nil {
+			return nil, err
+		}
+		s.closers = append(s.closers, r.Stop)
+		s.RedisAddr = r.Addr()
+		log.Info("Redis ready", "addr", r.Addr())
+	}
+
+	mq.ConfigureClientLogging(filepath.Join(os.TempDir(), "benefits-rocketmq-client-logs"))
+	broker, err := rocketmq.New(rocketmq.Config{
+		// The triggers' retry policy decides when an event is dead-lettered, as EventBridge does;
+		// the broker's own limit only has to stay out of its way.
+		MaxAttempts: 1000, TimeScale: o.TimeScale, Logger: log,
+	})
+	if err != nil {
+		return nil, err
+	}
+	s.closers = append(s.closers, func() { broker.Close() })
+	srv, err := rocketmq.Listen(broker, o.BrokerAddr)
+	if err != nil {
+		return nil, fmt.Errorf("broker: %w", err)
+	}
+	s.closers = append(s.closers, srv.Close)
+	s.Broker, s.BrokerEngine = srv.Addr(), broker
+	log.Info("RocketMQ broker emulator ready", "endpoint", s.Broker)
+
+	tox, err := faults.Start(o.ToxiproxyAddr)
+	if err != nil {
+		return nil, err
+	}
+	s.closers = append(s.closers, tox.Close)
+	s.Toxiproxy = tox.URL()
+	mysqlProxy, err := tox.Proxy("mysql", dsnCfg.Addr)
+	if err != nil {
+		return nil, err
+	}
+	redisProxy, err := tox.Proxy("redis", s.RedisAddr)
+	if err != nil {
+		return nil, err
+	}
+	brokerProxy, err := tox.Proxy("rocketmq", s.Broker)
+	if err != nil {
+		return nil, err
+	}
+	log.Info("Toxiproxy ready", "api", s.Toxiproxy, "mysql", mysqlProxy, "redis", redisProxy, "rocketmq", brokerProxy)
+
+	viaProxy := *dsnCfg
+	viaProxy.Addr = mysqlProxy
+	env := map[string]string{
+		"MYSQL_DSN": viaProxy.FormatDSN(), "REDIS_ADDR": redisProxy, "ROCKETMQ_ENDPOINT": brokerProxy,
+		"JWT_SECRET": o.JWTSecret, "ROCKETMQ_INSTANCE_ID": "local",
+		"RULE_CHANGES_DLQ_ARN": "acs:mns:local:0:/queues/benefit-rule-changes-dlq",
+		"GRANTS_DLQ_ARN":       "acs:mns:local:0:/queues/benefit-grants-dlq",
+		"rocketmq.client.logRoot": filepath.Join(os.TempDir(), "benefits-rocketmq-client-logs"),
+	}
+	for k, v := range o.Env {
+		env[k] = v
+	}
+	out := o.Output
+	if out == nil {
+		out = io.Discard
+	}
+	emu, err := fc.Start(fc.Config{
+		Template: tpl, Root: o.Root, Env: env, HTTPAddr: o.HTTPAddr, BrokerEndpoint: s.Broker,
+		TimeScale: o.TimeScale, MaxInstances: o.MaxInstances, Timers: o.Timers, Output: out, Logger: log,
+	})
+	if err != nil {
+		return nil, err
+	}
+	s.closers = append(s.closers, emu.Close)
+	s.Emulator = emu
+	s.HTTP = "http://" + emu.Addr()
+	if err := waitHealthy(ctx, s.HTTP+"/_local/health"); err != nil {
+		return nil, err
+	}
+	log.Info("FC emulator ready", "http", s.HTTP)
+	return s, nil
+}
+
+func waitHealthy(ctx context.Context, url string) error {
+	deadline := time.Now().Add(30 * time.Second)
+	for time.Now().Before(deadline) {
+		req, _ := http.NewRequestWithContext(ctx, http.MethodGet, url, nil)
+		resp, err := http.DefaultClient.Do(req)
+		if err == nil {
+			resp.Body.Close()
+			if resp.StatusCode == http.StatusOK {
+				return nil
+			}
+		}
+		select {
+		case <-ctx.Done():
+			return ctx.Err()
+		case <-time.After(50 * time.Millisecond):
+		}
+	}
+	return fmt.Errorf("%s never answered 200", url)
+}
+
+// Close stops everything in reverse order of start.
+func (s *Stack) Close() {
+	for i := len(s.closers) - 1; i >= 0; i-- {
+		s.closers[i]()
+	}
+	s.closers = nil
+}
