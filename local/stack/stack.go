@@ -206,8 +206,8 @@ func Start(ctx context.Context, o Options) (_ *Stack, err error) {
 	env := map[string]string{
 		"MYSQL_DSN": viaProxy.FormatDSN(), "REDIS_ADDR": redisProxy, "ROCKETMQ_ENDPOINT": brokerProxy,
 		"JWT_SECRET": o.JWTSecret, "ROCKETMQ_INSTANCE_ID": "local",
-		"RULE_CHANGES_DLQ_ARN": "acs:mns:local:0:/queues/benefit-rule-changes-dlq",
-		"GRANTS_DLQ_ARN":       "acs:mns:local:0:/queues/benefit-grants-dlq",
+		"RULE_CHANGES_DLQ_ARN":    "acs:mns:local:0:/queues/benefit-rule-changes-dlq",
+		"GRANTS_DLQ_ARN":          "acs:mns:local:0:/queues/benefit-grants-dlq",
 		"rocketmq.client.logRoot": filepath.Join(os.TempDir(), "benefits-rocketmq-client-logs"),
 	}
 	for k, v := range o.Env {
