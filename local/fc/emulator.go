@@ -36,6 +36,9 @@ type Config struct {
 	BrokerEndpoint string
 	// TimeScale multiplies the triggers' retry backoff (1 = FC's schedule).
 	TimeScale float64
+	// MaxRetries, when positive, caps every RocketMQ trigger's retries below its strategy's (176 for
+	// EXPONENTIAL_DECAY_RETRY), so a test reaches the dead-letter queue in seconds.
+	MaxRetries int
 	// MaxInstances caps each function's instance pool (FC's default per-function limit is far
 	// higher; one machine is not).
 	MaxInstances int

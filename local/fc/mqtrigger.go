@@ -275,6 +275,9 @@ func (t *mqTrigger) retryPolicy() (int, string) {
 			retries = exponentialDecayRetries
 		}
 	}
+	if cap := t.e.cfg.MaxRetries; cap > 0 && cap < retries {
+		retries = cap
+	}
 	return retries, strategy
 }
 

@@ -42,6 +42,8 @@ type Options struct {
 	RedisAddr    string
 	Database     string            // default: benefits
 	MaxInstances int               // per function
+	// TriggerMaxRetries caps the RocketMQ triggers' retries (tests of the dead-letter queue).
+	TriggerMaxRetries int
 	Env          map[string]string // extra function environment
 	Output       io.Writer         // function logs
 	Logger       *slog.Logger      // the stack's own progress
@@ -219,7 +221,7 @@ func Start(ctx context.Context, o Options) (_ *Stack, err error) {
 	}
 	emu, err := fc.Start(fc.Config{
 		Template: tpl, Root: o.Root, Env: env, HTTPAddr: o.HTTPAddr, BrokerEndpoint: s.Broker,
-		TimeScale: o.TimeScale, MaxInstances: o.MaxInstances, Timers: o.Timers, Output: out, Logger: log,
+		TimeScale: o.TimeScale, MaxInstances: o.MaxInstances, MaxRetries: o.TriggerMaxRetries, Timers: o.Timers, Output: out, Logger: log,
 	})
 	if err != nil {
 		return nil, err
