@@ -225,6 +225,10 @@ func (e *Emulator) startTriggers() error {
 				if !ok || !ec.TriggerEnable {
 					continue
 				}
+				if e.cfg.BrokerEndpoint == "" {
+					e.log.Warn("RocketMQ trigger not wired: no broker endpoint", "function", name, "trigger", tr.TriggerName)
+					continue
+				}
 				c, err := e.startMQTrigger(f, tr.TriggerName, ec, src)
 				if err != nil {
 					return fmt.Errorf("fc: trigger %s/%s: %w", name, tr.TriggerName, err)

@@ -19,6 +19,7 @@ import (
 	"strconv"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"syscall"
 	"time"
 
@@ -77,6 +78,7 @@ type instance struct {
 	mu       sync.Mutex
 	inflight map[string]*invocation
 	dead     chan struct{}
+	retired  atomic.Bool // killed, not yet reaped: takes no new invocations
 }
 
 func (e *Emulator) newFunction(def fctemplate.Function) (*function, error) {
@@ -137,7 +139,7 @@ func (f *function) acquire(ctx context.Context) (*instance, error) {
 			return nil, errors.New("emulator is shutting down")
 		}
 		for _, in := range f.instances {
-			if in.active < f.concurrency() && !in.isDead() {
+			if in.active < f.concurrency() && !in.isDead() && !in.retired.Load() {
 				in.active++
 				return in, nil
 			}
@@ -227,6 +229,7 @@ func (in *instance) wait() {
 }
 
 func (in *instance) kill() {
+	in.retired.Store(true)
 	if in.cmd != nil && in.cmd.Process != nil {
 		_ = syscall.Kill(-in.cmd.Process.Pid, syscall.SIGKILL)
 	}
