@@ -40,13 +40,13 @@ type Options struct {
 	// MySQLBaseDSN and RedisAddr point at servers to use instead of starting private ones.
 	MySQLBaseDSN string
 	RedisAddr    string
-	Database     string            // default: benefits
-	MaxInstances int               // per function
+	Database     string // default: benefits
+	MaxInstances int    // per function
 	// TriggerMaxRetries caps the RocketMQ triggers' retries (tests of the dead-letter queue).
 	TriggerMaxRetries int
-	Env          map[string]string // extra function environment
-	Output       io.Writer         // function logs
-	Logger       *slog.Logger      // the stack's own progress
+	Env               map[string]string // extra function environment
+	Output            io.Writer         // function logs
+	Logger            *slog.Logger      // the stack's own progress
 }
 
 // Stack is a running set.
