@@ -27,13 +27,13 @@ var dbSeq atomic.Int64
 
 // harness is one running stack with clients for it.
 type harness struct {
-	t        *testing.T
+	t        testing.TB
 	s        *stack.Stack
 	operator string
 	http     *http.Client
 }
 
-func startStack(t *testing.T, opts stack.Options) *harness {
+func startStack(t testing.TB, opts stack.Options) *harness {
 	t.Helper()
 	if testing.Short() {
 		t.Skip("end-to-end tests need the compiled functions; skipped with -short")
@@ -178,7 +178,7 @@ func inSync(r reply) bool {
 }
 
 // eventually polls cond until it holds or the wait is over.
-func eventually(t *testing.T, wait time.Duration, what string, cond func() bool) {
+func eventually(t testing.TB, wait time.Duration, what string, cond func() bool) {
 	t.Helper()
 	deadline := time.Now().Add(wait)
 	for time.Now().Before(deadline) {

@@ -446,6 +446,14 @@ func TestTransactionCommitRollbackAndCheckBack(t *testing.T) {
 		t.Fatalf("delivered %v, want committed-now and unknown-then-commit", names)
 	}
 	ackAll(t, c, got)
+	// The producer answers check-backs asynchronously; give the rollback's answer time to arrive.
+	deadline := time.Now().Add(5 * time.Second)
+	for time.Now().Before(deadline) {
+		if _, ok := checked.Load("unknown-then-rollback"); ok {
+			break
+		}
+		time.Sleep(10 * time.Millisecond)
+	}
 	if _, ok := checked.Load("unknown-then-rollback"); !ok {
 		t.Fatal("the broker never checked back the unresolved transaction")
 	}
