@@ -74,7 +74,7 @@ func TestReconcile(t *testing.T) {
 		{"missing", CacheView{}, 0, DriftMissing},
 		{"stale version", CacheView{true, 2, 100000, 4}, 0, DriftStaleVersion},
 		{"ahead version", CacheView{true, 4, 10, 4}, 0, DriftAheadVersion},
-		{"same version other stock", CacheView{true, 3, 11, 4}, 0, DriftStaleVersion},
+		{"same version other stock", CacheView{true, 3, 11, 4}, 0, DriftStockMismatch},
 		{"cache counts fewer", CacheView{true, 3, 10, 3}, 0, DriftIssuedBehind},
 		{"ledger draining", CacheView{true, 3, 10, 6}, 2, DriftNone},
 		{"lost grants", CacheView{true, 3, 10, 7}, 2, DriftIssuedAhead},

@@ -25,8 +25,11 @@ const (
 	// DriftStaleVersion: the cache is behind MySQL; the change is republished so cachesync applies it.
 	DriftStaleVersion Drift = "stale_version"
 	// DriftAheadVersion: the cache claims a version MySQL never wrote, which only a bug or a restore of an
-	// older database explains; it is reported and the campaign is rebuilt from MySQL.
+	// older database explains; the campaign is rewritten from MySQL, past the version fence.
 	DriftAheadVersion Drift = "ahead_version"
+	// DriftStockMismatch: same version, other stock. The fence would drop a republished event of that
+	// version, so the row is rewritten from MySQL past the fence.
+	DriftStockMismatch Drift = "stock_mismatch"
 	// DriftIssuedBehind: MySQL records more units than Redis counted. Redis decides stock, so this means
 	// Redis may issue more than stock allows; the cache's issued count is raised to MySQL's.
 	DriftIssuedBehind Drift = "issued_behind"
@@ -46,7 +49,7 @@ func Reconcile(db DBView, cache CacheView, inFlight int64) Drift {
 	case cache.Version > db.Version:
 		return DriftAheadVersion
 	case cache.Stock != db.Stock:
-		return DriftStaleVersion
+		return DriftStockMismatch
 	case cache.Issued < db.Issued:
 		return DriftIssuedBehind
 	case cache.Issued > db.Issued+inFlight:

@@ -126,15 +126,28 @@ func parseApply(v any) (ApplyResult, error) {
 
 func ms(t time.Time) string { return strconv.FormatInt(t.UnixMilli(), 10) }
 
-// ApplyCampaign writes c if it is newer than the cached version. dbIssued (what MySQL recorded) seeds
-// issued only when the cache has no entry; otherwise the cache's own count stands.
+// ApplyCampaign writes c if it is newer than the cached version. issued becomes the larger of the
+// cache's own count and dbIssued (what MySQL recorded): MySQL never counts more than was issued, so
+// this only ever repairs a cache that lost grants.
 func (c *Cache) ApplyCampaign(ctx context.Context, camp domain.Campaign, dbIssued int64) (ApplyResult, error) {
+	return c.applyCampaign(ctx, camp, dbIssued, "fence")
+}
+
+// RepairCampaign writes c whatever the cached version (the reconciler's fix for drift the version
+// fence cannot heal: an evicted entry, a version ahead of MySQL, issued behind MySQL). issuedFloor is
+// what is known to be issued (MySQL plus grants still on their way to it); the cache's count is kept
+// when it is higher.
+func (c *Cache) RepairCampaign(ctx context.Context, camp domain.Campaign, issuedFloor int64) (ApplyResult, error) {
+	return c.applyCampaign(ctx, camp, issuedFloor, "repair")
+}
+
+func (c *Cache) applyCampaign(ctx context.Context, camp domain.Campaign, issued int64, mode string) (ApplyResult, error) {
 	days := "0"
 	if camp.Audience.NewUserDays != nil {
 		days = strconv.Itoa(*camp.Audience.NewUserDays)
 	}
 	k := keysOfCampaign(camp.ID)
-	args := []any{camp.Version, dbIssued,
+	args := []any{camp.Version, issued, mode,
 		"id", camp.ID, "name", camp.Name, "benefit_type", string(camp.Benefit.Type), "benefit_amount", camp.Benefit.Amount,
 		"segment", string(camp.Audience.Segment), "new_user_days", days, "cost_points", camp.CostPoints,
 		"mode", string(camp.Mode), "starts_ms", ms(camp.StartsAt), "ends_ms", ms(camp.EndsAt),

@@ -44,6 +44,7 @@ type Store interface {
 type Cache interface {
 	Campaign(ctx context.Context, id string) (rediscache.CachedCampaign, error)
 	ApplyCampaign(ctx context.Context, c domain.Campaign, dbIssued int64) (rediscache.ApplyResult, error)
+	RepairCampaign(ctx context.Context, c domain.Campaign, issuedFloor int64) (rediscache.ApplyResult, error)
 	ApplyUser(ctx context.Context, u rediscache.UserState) (rediscache.ApplyResult, error)
 	RestoreClaims(ctx context.Context, campaignID string, claims []domain.Claim) error
 	Claim(ctx context.Context, in rediscache.ClaimInput) (rediscache.ClaimOutcome, error)
@@ -330,15 +331,14 @@ func (j *Jobs) Reconcile(ctx context.Context) (Report, error) {
 			errs = append(errs, err)
 			continue
 		}
-		var inFlight int64
-		if cc.Present {
-			scan, err := j.scanGrants(ctx, c.ID)
-			if err != nil {
-				errs = append(errs, err)
-				continue
-			}
-			inFlight = int64(len(scan.missing)) + cc.Pending
+		// The stream outlives an evicted campaign entry, so grants on their way to MySQL are counted
+		// whether or not the entry is there.
+		scan, err := j.scanGrants(ctx, c.ID)
+		if err != nil {
+			errs = append(errs, err)
+			continue
 		}
+		inFlight := int64(len(scan.missing)) + cc.Pending
 		drift := domain.Reconcile(
 			domain.DBView{Version: c.Version, Stock: c.Stock, Issued: rec.Issued},
 			domain.CacheView{Present: cc.Present, Version: cc.Version, Stock: cc.Stock, Issued: cc.Issued},
@@ -354,10 +354,17 @@ func (j *Jobs) Reconcile(ctx context.Context) (Report, error) {
 				errs = append(errs, err)
 			}
 		case domain.DriftMissing:
-			// The rest of the cache is there (ready is set), so this campaign alone was evicted: rebuild it.
+			// The rest of the cache is there (ready is set), so this campaign alone was evicted: rebuild
+			// it with the grants still in flight counted and held, or its stock would be sold twice.
 			fix.Action = "rebuilt"
-			if err := j.rebuildCampaign(ctx, rec); err != nil {
+			if err := j.rebuildCampaign(ctx, rec, scan.missing, cc.Pending); err != nil {
 				fix.Action = "rebuild failed: " + err.Error()
+				errs = append(errs, err)
+			}
+		case domain.DriftAheadVersion, domain.DriftStockMismatch, domain.DriftIssuedBehind:
+			fix.Action = "repaired"
+			if _, err := j.cache.RepairCampaign(ctx, c, rec.Issued+inFlight); err != nil {
+				fix.Action = "repair failed: " + err.Error()
 				errs = append(errs, err)
 			}
 		default:
@@ -368,7 +375,9 @@ func (j *Jobs) Reconcile(ctx context.Context) (Report, error) {
 	return r, errors.Join(errs...)
 }
 
-func (j *Jobs) rebuildCampaign(ctx context.Context, rec mysqlstore.CampaignRecord) error {
+// rebuildCampaign restores one campaign from MySQL plus what is known to be on its way there: grants
+// in the Redis stream that the ledger has not written (inFlight) and reservations awaiting a debit.
+func (j *Jobs) rebuildCampaign(ctx context.Context, rec mysqlstore.CampaignRecord, inFlight []domain.Claim, pending int64) error {
 	after := ""
 	var all []domain.Claim
 	for {
@@ -382,12 +391,13 @@ func (j *Jobs) rebuildCampaign(ctx context.Context, rec mysqlstore.CampaignRecor
 		all = append(all, page...)
 		after = page[len(page)-1].ID
 	}
+	all = append(all, inFlight...)
 	// Held counts and claim records come back before stock opens, so a user who already holds the
 	// limit cannot claim again and a retried request gets its original answer.
 	if err := j.cache.RestoreClaims(ctx, rec.Campaign.ID, all); err != nil {
 		return err
 	}
-	_, err := j.cache.ApplyCampaign(ctx, rec.Campaign, rec.Issued)
+	_, err := j.cache.RepairCampaign(ctx, rec.Campaign, rec.Issued+int64(len(inFlight))+pending)
 	return err
 }
 
@@ -443,7 +453,7 @@ func (j *Jobs) CacheRebuild(ctx context.Context) (Report, error) {
 		return r, nil
 	}
 	for _, rec := range camps {
-		if err := j.rebuildCampaign(ctx, rec); err != nil {
+		if err := j.rebuildCampaign(ctx, rec, nil, 0); err != nil {
 			return r, fmt.Errorf("rebuild campaign %s: %w", rec.Campaign.ID, err)
 		}
 		r.Campaigns++

@@ -559,3 +559,84 @@ func TestUnknownJob(t *testing.T) {
 		t.Fatal("an unknown job ran")
 	}
 }
+
+// An evicted campaign entry is rebuilt with the grants still on their way to MySQL counted and held:
+// rebuilding from MySQL alone would sell their stock again.
+func TestReconcileRebuildsAnEvictedCampaignWithGrantsInFlight(t *testing.T) {
+	f := newFixture(t)
+	ctx := context.Background()
+	f.campaign("tight", true, func(c *domain.Campaign) { c.Stock = 2 })
+	for _, u := range []string{"alice", "bob"} {
+		if out := f.claim(u, "tight", "r1", t0); out.Code != "" {
+			t.Fatalf("claim by %s: %+v", u, out)
+		}
+	}
+	if err := f.rdb.Del(ctx, "bn:{c:tight}:camp").Err(); err != nil {
+		t.Fatal(err)
+	}
+	if out := f.claim("carol", "tight", "r1", t0); out.Code != domain.CodeUnavailable {
+		t.Fatalf("claim on an evicted campaign = %+v, want unavailable (fail closed)", out)
+	}
+	r, err := f.jobs(t0, timer.Config{}).Run(ctx, timer.JobReconcile)
+	if err != nil || len(r.Fixed) != 1 || r.Fixed[0].Drift != "missing" || r.Fixed[0].Action != "rebuilt" {
+		t.Fatalf("reconcile: %+v %v", r, err)
+	}
+	if cc, _ := f.cache.Campaign(ctx, "tight"); cc.Issued != 2 || cc.Remaining != 0 {
+		t.Fatalf("rebuilt campaign: %+v, want issued 2 remaining 0", cc)
+	}
+	if out := f.claim("carol", "tight", "r2", t0); out.Code != domain.CodeSoldOut {
+		t.Fatalf("claim after the rebuild = %+v, want sold_out", out)
+	}
+	if out := f.claim("alice", "tight", "r9", t0); out.Code != domain.CodeLimitReached {
+		t.Fatalf("alice after the rebuild = %+v, want limit_reached", out)
+	}
+}
+
+// Drift the version fence cannot heal is repaired in place: a cache counting fewer units than MySQL
+// recorded, and a stock that differs at the same version.
+func TestReconcileRepairsWhatTheFenceCannot(t *testing.T) {
+	f := newFixture(t)
+	ctx := context.Background()
+	f.campaign("behind", true, func(c *domain.Campaign) { c.Stock = 2 })
+	f.campaign("stock", true, func(c *domain.Campaign) { c.Stock = 7 })
+	for _, u := range []string{"alice", "bob"} {
+		out := f.claim(u, "behind", "r1", t0)
+		if _, err := f.store.RecordClaims(ctx, []domain.Claim{out.Claim}); err != nil {
+			t.Fatal(err)
+		}
+	}
+	// The cache loses its count (a failover to a replica that missed the writes) and the grants
+	// already left the stream; the other campaign's cached stock is wrong at the same version.
+	if err := f.rdb.HSet(ctx, "bn:{c:behind}:camp", "issued", 0, "remaining", 2).Err(); err != nil {
+		t.Fatal(err)
+	}
+	if err := f.rdb.Del(ctx, "bn:{c:behind}:grants").Err(); err != nil {
+		t.Fatal(err)
+	}
+	if err := f.rdb.HSet(ctx, "bn:{c:stock}:camp", "stock", 700, "remaining", 700).Err(); err != nil {
+		t.Fatal(err)
+	}
+	r, err := f.jobs(t0, timer.Config{}).Run(ctx, timer.JobReconcile)
+	if err != nil {
+		t.Fatal(err)
+	}
+	got := map[string]string{}
+	for _, fx := range r.Fixed {
+		got[fx.ID] = fx.Drift + "/" + fx.Action
+	}
+	if got["behind"] != "issued_behind/repaired" || got["stock"] != "stock_mismatch/repaired" {
+		t.Fatalf("fixes %v", got)
+	}
+	if cc, _ := f.cache.Campaign(ctx, "behind"); cc.Issued != 2 || cc.Remaining != 0 {
+		t.Fatalf("behind after repair: %+v", cc)
+	}
+	if cc, _ := f.cache.Campaign(ctx, "stock"); cc.Stock != 7 || cc.Remaining != 7 {
+		t.Fatalf("stock after repair: %+v", cc)
+	}
+	if out := f.claim("carol", "behind", "r1", t0); out.Code != domain.CodeSoldOut {
+		t.Fatalf("claim after repair = %+v, want sold_out", out)
+	}
+	if r, err := f.jobs(t0, timer.Config{}).Run(ctx, timer.JobReconcile); err != nil || len(r.Fixed) != 0 {
+		t.Fatalf("second reconcile: %+v %v", r, err)
+	}
+}

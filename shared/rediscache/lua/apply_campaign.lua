@@ -1,17 +1,23 @@
--- Apply a campaign row behind the version fence: only a newer version writes. The cache's own issued
--- counter is kept (it is ahead of MySQL while the ledger drains) and remaining is computed here, in the
--- same atomic step, so a claim running concurrently can never be double counted.
+-- Apply a campaign row. In 'fence' mode only a newer version writes, so duplicates, reordering and
+-- replays are harmless. In 'repair' mode (the reconciler, after it found drift) the row is written
+-- whatever the cached version. Either way issued is never lowered: it is the larger of the cache's own
+-- count (ahead of MySQL while the ledger drains) and the floor the caller knows was issued, and
+-- remaining is computed here, in the same atomic step, so a concurrent claim is never double counted.
 -- KEYS: campaign hash
--- ARGV: version, db_issued, then field/value pairs of the campaign
+-- ARGV: version, issued floor, mode ('fence'|'repair'), then field/value pairs of the campaign
 -- Returns: {applied (0|1), cached_version}
 local version = tonumber(ARGV[1])
+local repair = ARGV[3] == 'repair'
 local cur = redis.call('HGET', KEYS[1], 'version')
-if cur and tonumber(cur) >= version then return {0, tonumber(cur)} end
+if cur and not repair and tonumber(cur) >= version then return {0, tonumber(cur)} end
 local issued = tonumber(ARGV[2])
-if cur then issued = tonumber(redis.call('HGET', KEYS[1], 'issued') or '0') end
+if cur then
+  local cached = tonumber(redis.call('HGET', KEYS[1], 'issued') or '0')
+  if cached > issued then issued = cached end
+end
 local fields = {}
 local stock = 0
-for i = 3, #ARGV, 2 do
+for i = 4, #ARGV, 2 do
   fields[#fields + 1] = ARGV[i]
   fields[#fields + 1] = ARGV[i + 1]
   if ARGV[i] == 'stock' then stock = tonumber(ARGV[i + 1]) end

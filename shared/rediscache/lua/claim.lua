@@ -6,7 +6,12 @@
 -- Returns: {'replay', claim_json} | {'ok', claim_json} | {refusal_code}
 local existing = redis.call('HGET', KEYS[3], ARGV[2])
 if existing then return {'replay', existing} end
-if redis.call('EXISTS', KEYS[1]) == 0 then return {'campaign_not_found'} end
+if redis.call('EXISTS', KEYS[1]) == 0 then
+  -- Holdings or grants without the campaign mean its entry was evicted: fail closed until the
+  -- reconciler rebuilds it, rather than call a live campaign unknown.
+  if redis.call('EXISTS', KEYS[2], KEYS[4]) > 0 then return {'unavailable'} end
+  return {'campaign_not_found'}
+end
 local c = redis.call('HMGET', KEYS[1], 'mode', 'status', 'starts_ms', 'ends_ms', 'segment', 'new_user_days',
   'per_user_limit', 'stock', 'issued', 'cost_points', 'benefit_type', 'benefit_amount', 'id')
 local now = tonumber(ARGV[4])
