@@ -288,7 +288,11 @@ func (e *Emulator) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		writeError(w, http.StatusNotFound, "not_found", "no route for "+r.Method+" "+r.URL.Path)
 		return
 	}
-	f := e.functions[route.FunctionName]
+	f, ok := e.functions[route.FunctionName]
+	if !ok {
+		writeError(w, http.StatusNotFound, "not_found", "route names no function "+route.FunctionName)
+		return
+	}
 	methods := f.httpMethods()
 	if methods == nil {
 		writeError(w, http.StatusNotFound, "not_found", "function "+f.def.FunctionName+" has no HTTP trigger")
@@ -403,7 +407,9 @@ func httpEvent(r *http.Request, account string) ([]byte, error) {
 		text = base64.StdEncoding.EncodeToString(body)
 	}
 	now := time.Now()
-	version, raw, method, path, proto := "v1", r.URL.RequestURI(), r.Method, r.URL.Path, r.Proto
+	// rawPath is the path as sent, without the query: FC passes the query in queryParameters.
+	raw := r.URL.EscapedPath()
+	version, method, path, proto := "v1", r.Method, r.URL.Path, r.Proto
 	host, _, _ := net.SplitHostPort(r.RemoteAddr)
 	ua, reqID := r.UserAgent(), newRequestID()
 	domain, prefix := r.Host, strings.Split(r.Host, ".")[0]

@@ -203,48 +203,53 @@ func (t *mqTrigger) deliver(ctx context.Context, batch []*rmq.MessageView) {
 	}
 	retries, strategy := t.retryPolicy()
 	t.e.log.Info("trigger invocation failed", "function", t.f.def.FunctionName, "trigger", t.name, "attempt", attempt, "err", err)
-	if int(attempt) <= retries {
-		wait := t.backoff(strategy, int(attempt))
-		for _, mv := range batch {
-			if err := t.consumer.ChangeInvisibleDuration(mv, wait); err != nil {
+	// Each event keeps its own retry count: one that failed for the first time is not dead-lettered
+	// because it shared a batch with one on its last attempt.
+	for _, mv := range batch {
+		a := int(mv.GetDeliveryAttempt())
+		if a <= retries {
+			if err := t.consumer.ChangeInvisibleDuration(mv, t.backoff(strategy, a)); err != nil {
 				t.e.log.Debug("change invisible duration", "err", err)
 			}
+			continue
 		}
-		return
-	}
-	if strings.EqualFold(t.run.ErrorsTolerance, "NONE") {
-		// The stream blocks: keep retrying at the longest interval rather than skip the event.
-		for _, mv := range batch {
+		if strings.EqualFold(t.run.ErrorsTolerance, "NONE") {
+			// The stream blocks: keep retrying at the longest interval rather than skip the event.
 			_ = t.consumer.ChangeInvisibleDuration(mv, t.backoff(strategy, retries))
+			continue
 		}
+		t.deadLetter(ctx, mv, err)
+	}
+}
+
+// deadLetter parks an event that exhausted its retries and acknowledges it right after, so a DLQ
+// send that fails part-way through a batch does not park the others twice.
+func (t *mqTrigger) deadLetter(ctx context.Context, mv *rmq.MessageView, cause error) {
+	if t.dlq == nil {
+		t.e.log.Warn("event dropped after its last retry: no dead-letter queue", "function", t.f.def.FunctionName, "trigger", t.name, "id", mv.GetMessageId())
+		t.ack([]*rmq.MessageView{mv})
 		return
 	}
-	if t.dlq != nil {
-		for _, mv := range batch {
-			msg := &rmq.Message{Topic: t.dlqTopic, Body: mv.GetBody()}
-			if tag := mv.GetTag(); tag != nil && *tag != "" {
-				msg.SetTag(*tag)
-			}
-			if keys := mv.GetKeys(); len(keys) > 0 {
-				msg.SetKeys(keys...)
-			}
-			for k, v := range mv.GetProperties() {
-				msg.AddProperty(k, v)
-			}
-			msg.AddProperty("ORIGIN_TOPIC", mv.GetTopic())
-			msg.AddProperty("ORIGIN_MESSAGE_ID", mv.GetMessageId())
-			msg.AddProperty("LAST_ERROR", truncate(err.Error(), 512))
-			if _, serr := t.dlq.Send(ctx, msg); serr != nil {
-				// Not acknowledged: it comes back and is dead-lettered next time.
-				t.e.log.Warn("dead-letter send failed", "err", serr)
-				return
-			}
-		}
-		t.e.log.Warn("events dead-lettered after their last retry", "function", t.f.def.FunctionName, "trigger", t.name, "dlq", t.dlqTopic, "count", len(batch))
-	} else {
-		t.e.log.Warn("events dropped after their last retry: no dead-letter queue", "function", t.f.def.FunctionName, "trigger", t.name, "count", len(batch))
+	msg := &rmq.Message{Topic: t.dlqTopic, Body: mv.GetBody()}
+	if tag := mv.GetTag(); tag != nil && *tag != "" {
+		msg.SetTag(*tag)
 	}
-	t.ack(batch)
+	if keys := mv.GetKeys(); len(keys) > 0 {
+		msg.SetKeys(keys...)
+	}
+	for k, v := range mv.GetProperties() {
+		msg.AddProperty(k, v)
+	}
+	msg.AddProperty("ORIGIN_TOPIC", mv.GetTopic())
+	msg.AddProperty("ORIGIN_MESSAGE_ID", mv.GetMessageId())
+	msg.AddProperty("LAST_ERROR", truncate(cause.Error(), 512))
+	if _, err := t.dlq.Send(ctx, msg); err != nil {
+		// Not acknowledged: it comes back and is dead-lettered next time.
+		t.e.log.Warn("dead-letter send failed", "err", err)
+		return
+	}
+	t.e.log.Warn("event dead-lettered after its last retry", "function", t.f.def.FunctionName, "trigger", t.name, "dlq", t.dlqTopic, "id", mv.GetMessageId())
+	t.ack([]*rmq.MessageView{mv})
 }
 
 func truncate(s string, n int) string {

@@ -28,6 +28,9 @@ import (
 
 const runtimeAPIPrefix = "/2020-11-11/runtime/invocation/"
 
+// maxResponse is FC's limit on a synchronous invocation's response (16 MB).
+const maxResponse = 16 << 20
+
 // InvokeError is the error a function reported (fc/messages/messages.go InvokeResponse_Error), or the
 // platform's own when the instance timed out or died.
 type InvokeError struct {
@@ -277,11 +280,12 @@ func (in *instance) serveRuntimeAPI(w http.ResponseWriter, r *http.Request) {
 		http.Error(w, `{"errorMessage":"unknown runtime API route"}`, http.StatusNotFound)
 		return
 	}
-	body, err := io.ReadAll(io.LimitReader(r.Body, 16<<20))
+	body, err := io.ReadAll(io.LimitReader(r.Body, maxResponse+1))
 	if err != nil {
 		http.Error(w, err.Error(), http.StatusBadRequest)
 		return
 	}
+	tooLarge := len(body) > maxResponse
 	in.mu.Lock()
 	inv, ok := in.inflight[id]
 	delete(in.inflight, id)
@@ -292,7 +296,9 @@ func (in *instance) serveRuntimeAPI(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	res := outcome{body: body}
-	if verb == "error" {
+	if tooLarge {
+		res = outcome{err: &InvokeError{Type: "ResponseTooLarge", Message: fmt.Sprintf("the function answered more than %d bytes", maxResponse)}}
+	} else if verb == "error" {
 		var ie InvokeError
 		if json.Unmarshal(body, &ie) != nil || ie.Message == "" {
 			ie = InvokeError{Type: "UnhandledError", Message: string(body)}
@@ -327,6 +333,10 @@ func (f *function) invoke(ctx context.Context, payload []byte, retry int) ([]byt
 	timer := time.NewTimer(time.Until(inv.deadline))
 	defer timer.Stop()
 	select {
+	case <-ctx.Done():
+		// The caller gave up (a client went away, the emulator is closing); the instance finishes
+		// the invocation on its own and its late answer is dropped.
+		return nil, &InvokeError{Type: "Cancelled", Message: ctx.Err().Error()}
 	case res := <-inv.done:
 		if res.err != nil {
 			return res.body, res.err

@@ -49,6 +49,9 @@ const (
 	maxReceiveBatch = 32
 	// remoting/.../protocol/topic/... TopicValidator: topic names up to 127 characters.
 	maxTopicLength = 127
+	// ProxyConfig.java: userPropertyMaxNum and userPropertyMaxSize.
+	maxUserProperties    = 128
+	maxUserPropertyBytes = 16 * 1024
 	// MixAll.DLQ_GROUP_TOPIC_PREFIX.
 	DLQPrefix = "%DLQ%"
 	// MessageConst.PROPERTY_DLQ_ORIGIN_TOPIC / PROPERTY_DLQ_ORIGIN_MESSAGE_ID.
@@ -86,6 +89,10 @@ type Config struct {
 	DataDir      string        // empty: in memory
 	NoFsync      bool          // skip fsync on send acknowledgement
 	Topics       []TopicDecl   // topics declared up front, with their message type
+	// FIFOGroups are the consumer groups configured as orderly: only they receive a FIFO topic's
+	// messages one message group at a time, as on the real broker where ordering is a property of the
+	// subscription group (SubscriptionGroupConfig.consumeMessageOrderly).
+	FIFOGroups map[string]bool
 	// NoAutoCreate refuses unknown topics as a broker with autoCreateTopicEnable=false does
 	// (BrokerConfig.autoCreateTopicEnable defaults to true).
 	NoAutoCreate bool
@@ -138,6 +145,7 @@ type topicState struct {
 	typ   v2.MessageType
 	msgs  []*storedMessage
 	byID  map[string]int64
+	byTx  map[string]int64 // transaction id -> offset: a retried send may repeat a message id
 	halfs map[int64]bool
 }
 
@@ -235,7 +243,7 @@ func (b *Broker) Close() error {
 }
 
 func newTopic(name string, typ v2.MessageType) *topicState {
-	return &topicState{name: name, typ: typ, byID: map[string]int64{}, halfs: map[int64]bool{}}
+	return &topicState{name: name, typ: typ, byID: map[string]int64{}, byTx: map[string]int64{}, halfs: map[int64]bool{}}
 }
 
 func (b *Broker) scale(d time.Duration) time.Duration {
@@ -341,6 +349,16 @@ func validateSend(in SendInput, now time.Time) error {
 	if in.Tag != "" && (strings.TrimSpace(in.Tag) == "" || strings.Contains(in.Tag, "|")) {
 		return fail(v2.Code_ILLEGAL_MESSAGE_TAG, "illegal tag %q", in.Tag)
 	}
+	if len(in.Props) > maxUserProperties {
+		return fail(v2.Code_MESSAGE_PROPERTIES_TOO_LARGE, "%d user properties, at most %d", len(in.Props), maxUserProperties)
+	}
+	size := 0
+	for k, v := range in.Props {
+		size += len(k) + len(v)
+	}
+	if size > maxUserPropertyBytes {
+		return fail(v2.Code_MESSAGE_PROPERTIES_TOO_LARGE, "user properties of %d bytes, at most %d", size, maxUserPropertyBytes)
+	}
 	for _, k := range in.Keys {
 		if strings.TrimSpace(k) == "" {
 			return fail(v2.Code_ILLEGAL_MESSAGE_KEY, "message keys must not be blank")
@@ -442,6 +460,9 @@ func (b *Broker) appendLocked(t *topicState, sm *storedMessage, now time.Time) {
 	sm.Offset = int64(len(t.msgs))
 	t.msgs = append(t.msgs, sm)
 	t.byID[sm.ID] = sm.Offset
+	if sm.TxID != "" {
+		t.byTx[sm.TxID] = sm.Offset
+	}
 	if sm.Tx == txHalf {
 		t.halfs[sm.Offset] = true
 		// First check-back once the transaction has been open for transactionTimeOut.
@@ -460,12 +481,12 @@ func (b *Broker) EndTransaction(topic, messageID, txID string, res v2.Transactio
 	if !ok {
 		return fail(v2.Code_TOPIC_NOT_FOUND, "topic %q does not exist", topic)
 	}
-	off, ok := t.byID[messageID]
+	off, ok := t.byTx[txID]
 	if !ok {
-		return fail(v2.Code_INVALID_TRANSACTION_ID, "no half message %q in %s", messageID, topic)
+		return fail(v2.Code_INVALID_TRANSACTION_ID, "no half message with transaction id %q in %s", txID, topic)
 	}
 	m := t.msgs[off]
-	if m.TxID == "" || m.TxID != txID {
+	if m.ID != messageID {
 		return fail(v2.Code_INVALID_TRANSACTION_ID, "transaction id %q does not match message %q", txID, messageID)
 	}
 	if m.Tx != txHalf {
@@ -527,6 +548,7 @@ type ReceiveInput struct {
 	Group     string
 	Topic     string
 	Filter    string
+	SQLFilter bool // SQL92 filters are not emulated: refused rather than misread as tags
 	Batch     int
 	Invisible time.Duration
 	Wait      time.Duration // long polling
@@ -553,6 +575,9 @@ func (b *Broker) Receive(in ReceiveInput, done <-chan struct{}) ([]Delivered, er
 	}
 	if in.Batch > maxReceiveBatch {
 		in.Batch = maxReceiveBatch
+	}
+	if in.SQLFilter {
+		return nil, fail(v2.Code_ILLEGAL_FILTER_EXPRESSION, "SQL92 filter expressions are not supported by the local broker")
 	}
 	filter, err := parseTagFilter(in.Filter)
 	if err != nil {
@@ -629,7 +654,7 @@ func (b *Broker) popLocked(t *topicState, in ReceiveInput, filter tagFilter) ([]
 			c.markDone(off)
 			continue
 		}
-		fifo := m.Type == v2.MessageType_FIFO
+		fifo := m.Type == v2.MessageType_FIFO && b.cfg.FIFOGroups[in.Group]
 		if fifo && blocked[m.Group] {
 			continue
 		}
@@ -674,6 +699,21 @@ func (b *Broker) popLocked(t *topicState, in ReceiveInput, filter tagFilter) ([]
 		}
 	}
 	return out, wake
+}
+
+// giveBack makes deliveries that never reached the consumer visible again, attempt not counted.
+func (b *Broker) giveBack(group string, ds []Delivered) {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	now := b.now()
+	for _, d := range ds {
+		c := b.cursorLocked(group, d.Msg.Topic)
+		if del := c.st[d.Msg.Offset]; del != nil && !del.done && del.handle == d.ReceiptHandle {
+			del.until, del.handle = now, ""
+			del.attempt--
+		}
+	}
+	b.notifyLocked()
 }
 
 func (c *groupCursor) markDone(off int64) {

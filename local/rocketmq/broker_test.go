@@ -4,7 +4,9 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"net"
 	"os"
+	"path/filepath"
 	"sort"
 	"strings"
 	"sync"
@@ -326,7 +328,8 @@ func TestMaxAttemptsMovesTheMessageToTheDLQ(t *testing.T) {
 }
 
 func TestFIFOHoldsTheGroupBehindAnUnacknowledgedMessage(t *testing.T) {
-	_, addr := startBroker(t, rocketmq.Config{MaxAttempts: 2, Topics: []rocketmq.TopicDecl{{Name: "fifo", Type: v2.MessageType_FIFO}}})
+	_, addr := startBroker(t, rocketmq.Config{MaxAttempts: 2, Topics: []rocketmq.TopicDecl{{Name: "fifo", Type: v2.MessageType_FIFO}},
+		FIFOGroups: map[string]bool{"GID_fifo": true}})
 	p := newProducer(t, addr, rmq.WithTopics("fifo"))
 	c := newConsumer(t, addr, "GID_fifo", map[string]string{"fifo": "*"})
 	for _, body := range []string{"a1", "a2", "a3", "b1"} {
@@ -365,6 +368,48 @@ func TestFIFOHoldsTheGroupBehindAnUnacknowledgedMessage(t *testing.T) {
 	}
 	if !contains(order, "b1#1") {
 		t.Fatalf("group b was blocked by group a: %v", order)
+	}
+}
+
+// A group not configured as orderly gets a FIFO topic's messages without waiting, as on the real
+// broker.
+func TestFIFOMessagesToAnUnorderedGroupAreNotHeldBack(t *testing.T) {
+	_, addr := startBroker(t, rocketmq.Config{Topics: []rocketmq.TopicDecl{{Name: "fifo", Type: v2.MessageType_FIFO}}})
+	p := newProducer(t, addr, rmq.WithTopics("fifo"))
+	c := newConsumer(t, addr, "GID_unordered", map[string]string{"fifo": "*"})
+	for _, body := range []string{"a1", "a2", "a3"} {
+		m := &rmq.Message{Topic: "fifo", Body: []byte(body)}
+		m.SetMessageGroup("a")
+		send(t, p, m)
+	}
+	if got := receive(t, c, 3, 5*time.Second, 3*time.Second); len(got) != 3 {
+		t.Fatalf("an unordered group received %d of 3 unacknowledged FIFO messages", len(got))
+	}
+}
+
+func TestSQLFilterIsRefusedNotMisread(t *testing.T) {
+	_, addr := startBroker(t, rocketmq.Config{})
+	p := newProducer(t, addr, rmq.WithTopics("t"))
+	send(t, p, &rmq.Message{Topic: "t", Body: []byte("x")})
+	c, err := rmq.NewSimpleConsumer(&rmq.Config{Endpoint: addr, ConsumerGroup: "GID_sql", Credentials: &credentials.SessionCredentials{}},
+		rmq.WithAwaitDuration(100*time.Millisecond),
+		rmq.WithSubscriptionExpressions(map[string]*rmq.FilterExpression{"t": rmq.NewFilterExpressionWithType("a > 1", rmq.SQL92)}))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := c.Start(); err != nil {
+		t.Fatal(err)
+	}
+	defer c.GracefulStop()
+	_, err = c.Receive(context.Background(), 1, time.Second)
+	var st *rmq.ErrRpcStatus
+	if !errors.As(err, &st) || st.Code != int32(v2.Code_ILLEGAL_FILTER_EXPRESSION) {
+		t.Fatalf("SQL92 receive = %v, want ILLEGAL_FILTER_EXPRESSION", err)
+	}
+	// The refusal consumed nothing: the group still gets the message with a tag filter.
+	c2 := newConsumer(t, addr, "GID_sql", map[string]string{"t": "*"})
+	if got := receive(t, c2, 1, time.Second, 3*time.Second); len(got) != 1 {
+		t.Fatal("the message was lost to the refused SQL filter")
 	}
 }
 
@@ -628,4 +673,67 @@ func TestBadRequestsGetProtocolErrors(t *testing.T) {
 			t.Fatalf("receive = %v, want ILLEGAL_INVISIBLE_TIME", err)
 		}
 	})
+}
+
+// A client that connects and says nothing must not hold up anyone else's connection.
+func TestASilentConnectionDelaysNobody(t *testing.T) {
+	_, addr := startBroker(t, rocketmq.Config{})
+	silent, err := net.Dial("tcp", addr)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer silent.Close()
+	start := time.Now()
+	p := newProducer(t, addr, rmq.WithTopics("t"))
+	send(t, p, &rmq.Message{Topic: "t", Body: []byte("x")})
+	if took := time.Since(start); took > 3*time.Second {
+		t.Fatalf("a new producer needed %s while a silent connection was open", took)
+	}
+}
+
+// A crash can leave the last record complete but without its newline; the next append must not
+// join it, or the log would be unreadable at the following start.
+func TestLogWithoutItsLastNewlineStaysReadable(t *testing.T) {
+	dir := t.TempDir()
+	sendOne := func(body string) {
+		b, err := rocketmq.New(rocketmq.Config{DataDir: dir})
+		if err != nil {
+			t.Fatal(err)
+		}
+		srv, err := rocketmq.Listen(b, "127.0.0.1:0")
+		if err != nil {
+			t.Fatal(err)
+		}
+		p, err := rmq.NewProducer(&rmq.Config{Endpoint: srv.Addr(), Credentials: &credentials.SessionCredentials{}}, rmq.WithTopics("t"))
+		if err != nil {
+			t.Fatal(err)
+		}
+		if err := p.Start(); err != nil {
+			t.Fatal(err)
+		}
+		send(t, p, &rmq.Message{Topic: "t", Body: []byte(body)})
+		_ = p.GracefulStop()
+		srv.Close()
+		if err := b.Close(); err != nil {
+			t.Fatal(err)
+		}
+	}
+	sendOne("first")
+	path := filepath.Join(dir, "broker.log")
+	data, err := os.ReadFile(path)
+	if err != nil || len(data) == 0 || data[len(data)-1] != '\n' {
+		t.Fatalf("log after one send: %q, %v", data, err)
+	}
+	if err := os.WriteFile(path, data[:len(data)-1], 0o644); err != nil {
+		t.Fatal(err)
+	}
+	sendOne("second")
+	b, err := rocketmq.New(rocketmq.Config{DataDir: dir})
+	if err != nil {
+		t.Fatalf("restart after a record without its newline: %v", err)
+	}
+	defer b.Close()
+	if n := b.Stats("t").Messages; n != 2 {
+		t.Fatalf("log holds %d messages, want 2", n)
+	}
 }

@@ -72,30 +72,59 @@ func (s *Server) Close() {
 	<-s.done
 }
 
+// sniffListener hands gRPC each connection once its first byte says whether it is TLS. The sniff
+// runs per connection, so a client that connects and stays silent delays nobody else.
 type sniffListener struct {
 	net.Listener
-	tls *tls.Config
+	tls   *tls.Config
+	once  sync.Once
+	conns chan net.Conn
+	errs  chan error
+}
+
+func (l *sniffListener) start() {
+	l.conns, l.errs = make(chan net.Conn), make(chan error, 1)
+	go func() {
+		for {
+			c, err := l.Listener.Accept()
+			if err != nil {
+				l.errs <- err
+				return
+			}
+			go l.sniff(c)
+		}
+	}()
+}
+
+func (l *sniffListener) sniff(c net.Conn) {
+	br := bufio.NewReader(c)
+	_ = c.SetReadDeadline(time.Now().Add(30 * time.Second))
+	first, err := br.Peek(1)
+	_ = c.SetReadDeadline(time.Time{})
+	if err != nil {
+		c.Close()
+		return
+	}
+	var conn net.Conn = &peekedConn{Conn: c, r: br}
+	if first[0] == 0x16 { // a TLS handshake record
+		conn = tls.Server(conn, l.tls)
+	}
+	select {
+	case l.conns <- conn:
+	case err := <-l.errs:
+		l.errs <- err
+		conn.Close()
+	}
 }
 
 func (l *sniffListener) Accept() (net.Conn, error) {
-	for {
-		c, err := l.Listener.Accept()
-		if err != nil {
-			return nil, err
-		}
-		br := bufio.NewReader(c)
-		_ = c.SetReadDeadline(time.Now().Add(10 * time.Second))
-		first, err := br.Peek(1)
-		_ = c.SetReadDeadline(time.Time{})
-		if err != nil {
-			c.Close()
-			continue
-		}
-		pc := &peekedConn{Conn: c, r: br}
-		if first[0] == 0x16 { // TLS handshake record
-			return tls.Server(pc, l.tls), nil
-		}
-		return pc, nil
+	l.once.Do(l.start)
+	select {
+	case c := <-l.conns:
+		return c, nil
+	case err := <-l.errs:
+		l.errs <- err // every later Accept sees it too
+		return nil, err
 	}
 }
 
@@ -254,6 +283,7 @@ func (s *service) ReceiveMessage(req *v2.ReceiveMessageRequest, stream v2.Messag
 	}
 	got, err := s.b.Receive(ReceiveInput{
 		Group: group, Topic: req.GetMessageQueue().GetTopic().GetName(), Filter: req.GetFilterExpression().GetExpression(),
+		SQLFilter: req.GetFilterExpression().GetType() == v2.FilterType_SQL,
 		Batch: int(req.GetBatchSize()), Invisible: invisible, Wait: wait,
 	}, ctx.Done())
 	if err != nil {
@@ -263,14 +293,19 @@ func (s *service) ReceiveMessage(req *v2.ReceiveMessageRequest, stream v2.Messag
 		// The proxy answers MESSAGE_NOT_FOUND when long polling ends empty.
 		return send(&v2.Status{Code: v2.Code_MESSAGE_NOT_FOUND, Message: "no new message"})
 	}
+	// What never reached the client is made visible again at once, as the proxy nacks messages its
+	// response stream could not write (ReceiveMessageResponseStreamWriter).
 	if err := send(ok()); err != nil {
+		s.b.giveBack(group, got)
 		return err
 	}
 	if err := stream.Send(&v2.ReceiveMessageResponse{Content: &v2.ReceiveMessageResponse_DeliveryTimestamp{DeliveryTimestamp: timestamppb.Now()}}); err != nil {
+		s.b.giveBack(group, got)
 		return err
 	}
-	for _, d := range got {
+	for i, d := range got {
 		if err := stream.Send(&v2.ReceiveMessageResponse{Content: &v2.ReceiveMessageResponse_Message{Message: toProto(d.Msg, &d)}}); err != nil {
+			s.b.giveBack(group, got[i:])
 			return err
 		}
 	}
@@ -367,12 +402,22 @@ type telemetryClient struct {
 	longPolling time.Duration
 	stream      v2.MessagingService_TelemetryServer
 	sendMu      sync.Mutex
+	closed      bool // the handler returned: its stream must not be written any more
 }
 
 func (c *telemetryClient) send(cmd *v2.TelemetryCommand) error {
 	c.sendMu.Lock()
 	defer c.sendMu.Unlock()
+	if c.closed {
+		return errors.New("telemetry stream closed")
+	}
 	return c.stream.Send(cmd)
+}
+
+func (c *telemetryClient) close() {
+	c.sendMu.Lock()
+	c.closed = true
+	c.sendMu.Unlock()
 }
 
 func (s *service) Telemetry(stream v2.MessagingService_TelemetryServer) error {
@@ -381,6 +426,7 @@ func (s *service) Telemetry(stream v2.MessagingService_TelemetryServer) error {
 		return status.Error(codes.InvalidArgument, "x-mq-client-id metadata is required")
 	}
 	tc := &telemetryClient{id: id, stream: stream, topics: map[string]bool{}}
+	defer tc.close()
 	defer s.b.dropClient(id, tc)
 	for {
 		cmd, err := stream.Recv()
@@ -433,7 +479,7 @@ func (b *Broker) applySettings(tc *telemetryClient, in *v2.Settings) (*v2.Settin
 		}
 		tc.group = sub.GetGroup().GetName()
 		tc.longPolling = sub.GetLongPollingTimeout().AsDuration()
-		fifo := false
+		fifo := b.cfg.FIFOGroups[tc.group]
 		batch := int32(maxReceiveBatch)
 		out.PubSub = &v2.Settings_Subscription{Subscription: &v2.Subscription{
 			Group: sub.Group, Subscriptions: sub.Subscriptions, Fifo: &fifo, ReceiveBatchSize: &batch,

@@ -46,11 +46,39 @@ func openStore(dir string, fsync bool, replay func(record) error) (*store, error
 	if err := replayFile(path, replay); err != nil {
 		return nil, err
 	}
+	if err := endWithNewline(path); err != nil {
+		return nil, err
+	}
 	f, err := os.OpenFile(path, os.O_CREATE|os.O_WRONLY|os.O_APPEND, 0o644)
 	if err != nil {
 		return nil, err
 	}
 	return &store{f: f, w: bufio.NewWriterSize(f, 64<<10), fsync: fsync}, nil
+}
+
+// endWithNewline keeps a complete record that a crash left without its newline from swallowing the
+// next append.
+func endWithNewline(path string) error {
+	f, err := os.OpenFile(path, os.O_RDWR, 0)
+	if os.IsNotExist(err) {
+		return nil
+	}
+	if err != nil {
+		return err
+	}
+	defer f.Close()
+	st, err := f.Stat()
+	if err != nil || st.Size() == 0 {
+		return err
+	}
+	last := make([]byte, 1)
+	if _, err := f.ReadAt(last, st.Size()-1); err != nil {
+		return err
+	}
+	if last[0] != '\n' {
+		_, err = f.WriteAt([]byte{'\n'}, st.Size())
+	}
+	return err
 }
 
 func replayFile(path string, replay func(record) error) error {
@@ -63,7 +91,8 @@ func replayFile(path string, replay func(record) error) error {
 	}
 	defer f.Close()
 	sc := bufio.NewScanner(f)
-	sc.Buffer(make([]byte, 1<<20), MaxBodySize*2+1<<20)
+	// A record holds at most a 4 MiB body (base64 in JSON) and 16 KiB of properties.
+	sc.Buffer(make([]byte, 1<<20), 16<<20)
 	line := 0
 	for sc.Scan() {
 		line++
@@ -104,17 +133,26 @@ func truncateTail(path string, keepLines int) error {
 func (s *store) append(sync bool, recs ...record) error {
 	s.mu.Lock()
 	defer s.mu.Unlock()
+	var buf []byte
 	for _, r := range recs {
 		data, err := json.Marshal(r)
 		if err != nil {
 			return err
 		}
-		data = append(data, '\n')
-		if _, err := s.w.Write(data); err != nil {
-			return err
-		}
+		buf = append(append(buf, data...), '\n')
 	}
-	if err := s.w.Flush(); err != nil {
+	st, err := s.f.Stat()
+	if err != nil {
+		return err
+	}
+	if _, err := s.w.Write(buf); err == nil {
+		err = s.w.Flush()
+	}
+	if err != nil {
+		// Cut a partial write off so the log stays readable, and start a fresh writer: bufio keeps
+		// failing after its first error.
+		_ = s.f.Truncate(st.Size())
+		s.w = bufio.NewWriterSize(s.f, 64<<10)
 		return err
 	}
 	if sync && s.fsync {

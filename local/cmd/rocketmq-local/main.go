@@ -43,6 +43,11 @@ func main() {
 	noAutoCreate := flag.Bool("no-auto-create", false, "refuse topics not declared with --topic")
 	verbose := flag.Bool("v", false, "log every dead-lettered or discarded message")
 	flag.Var(&topics, "topic", "declare a topic as NAME or NAME:TYPE (repeatable)")
+	fifoGroups := map[string]bool{}
+	flag.Func("fifo-group", "a consumer group that consumes FIFO topics in order (repeatable)", func(v string) error {
+		fifoGroups[v] = true
+		return nil
+	})
 	flag.Parse()
 
 	level := slog.LevelWarn
@@ -52,7 +57,7 @@ func main() {
 	log := slog.New(slog.NewTextHandler(os.Stderr, &slog.HandlerOptions{Level: level}))
 	b, err := rocketmq.New(rocketmq.Config{
 		MaxAttempts: *maxAttempts, MinInvisible: *minInvisible, TimeScale: *timeScale, DataDir: *data,
-		NoFsync: *noFsync, Topics: topics, NoAutoCreate: *noAutoCreate, Logger: log,
+		NoFsync: *noFsync, Topics: topics, NoAutoCreate: *noAutoCreate, Logger: log, FIFOGroups: fifoGroups,
 	})
 	if err != nil {
 		fmt.Fprintln(os.Stderr, "rocketmq-local:", err)
