@@ -284,7 +284,7 @@ func (s *service) ReceiveMessage(req *v2.ReceiveMessageRequest, stream v2.Messag
 	got, err := s.b.Receive(ReceiveInput{
 		Group: group, Topic: req.GetMessageQueue().GetTopic().GetName(), Filter: req.GetFilterExpression().GetExpression(),
 		SQLFilter: req.GetFilterExpression().GetType() == v2.FilterType_SQL,
-		Batch: int(req.GetBatchSize()), Invisible: invisible, Wait: wait,
+		Batch:     int(req.GetBatchSize()), Invisible: invisible, Wait: wait,
 	}, ctx.Done())
 	if err != nil {
 		return send(statusOf(err))
