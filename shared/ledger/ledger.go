@@ -1,6 +1,7 @@
 // Package ledger writes grants to MySQL: the durable record of every unit issued. A batch is one
 // transaction keyed by claim id, so a redelivered or overlapping batch records nothing twice. A grant
-// that cannot be decoded is recorded as a sync failure and acknowledged, so it never blocks the batch.
+// that cannot be decoded or can never be written (its campaign or user is unknown to MySQL) is
+// recorded as a sync failure and acknowledged, so it never holds back the good grants of its batch.
 package ledger
 
 import (
@@ -60,11 +61,40 @@ func (l *Ledger) Record(ctx context.Context, msgs []mqhandler.Message) (Result, 
 		return res, nil
 	}
 	rr, err := l.store.RecordClaims(ctx, claims)
+	if err != nil && !fault.IsRetryable(err) {
+		// One grant MySQL will never take fails the whole transaction: write the batch one grant at a
+		// time to find it, so the rest is recorded now rather than retried into the dead-letter queue.
+		return l.isolate(ctx, msgs, claims, res)
+	}
 	if err != nil {
 		return res, err
 	}
 	res.Inserted, res.Duplicates = rr.Inserted, rr.Duplicates
 	obs.Logger(ctx).Info("grants recorded", "received", res.Received, "inserted", res.Inserted, "duplicates", res.Duplicates, "poison", res.Poison)
+	return res, nil
+}
+
+func (l *Ledger) isolate(ctx context.Context, msgs []mqhandler.Message, claims []domain.Claim, res Result) (Result, error) {
+	for _, c := range claims {
+		rr, err := l.store.RecordClaims(ctx, []domain.Claim{c})
+		if err == nil {
+			res.Inserted += rr.Inserted
+			res.Duplicates += rr.Duplicates
+			continue
+		}
+		if fault.IsRetryable(err) {
+			return res, err
+		}
+		payload, _ := json.Marshal(c)
+		obs.Logger(ctx).Error("grant MySQL cannot take recorded and acknowledged", "claim_id", c.ID, "error", err.Error())
+		if recErr := l.store.RecordSyncFailure(ctx, mysqlstore.SyncFailure{
+			Entity: "grant", EntityID: c.ID, Reason: err.Error(), Payload: string(payload),
+		}); recErr != nil {
+			return res, fault.Retryable(fmt.Errorf("recording unwritable grant %s: %w", c.ID, recErr))
+		}
+		res.Poison++
+	}
+	obs.Logger(ctx).Info("grants recorded one by one", "received", res.Received, "inserted", res.Inserted, "duplicates", res.Duplicates, "poison", res.Poison)
 	return res, nil
 }
 

@@ -226,19 +226,30 @@ func TestPoisonIsRecordedAndDoesNotBlockTheBatch(t *testing.T) {
 	}
 }
 
-func TestGrantForUnknownCampaignFailsWholeBatchPermanently(t *testing.T) {
+func TestGrantForUnknownCampaignIsParkedWithoutHoldingBackTheBatch(t *testing.T) {
 	s := open(t)
 	seed(t, s, "cmp", "alice")
 	l := ledger.New(s)
 	batch := []mqhandler.Message{msg(t, grant("cmp", "alice", "r1", 0, 1), 1), msg(t, grant("ghost", "alice", "r2", 0, 2), 1)}
-	_, err := l.Record(context.Background(), batch)
-	if err == nil || fault.IsRetryable(err) {
-		t.Fatalf("want a permanent error, got %v", err)
+	res, err := l.Record(context.Background(), batch)
+	if err != nil {
+		t.Fatalf("a batch with one unwritable grant failed: %v", err)
 	}
-	if n := count(t, s, "SELECT COUNT(*) FROM claims"); n != 0 {
-		t.Fatalf("a failed batch left %d claims", n)
+	if res.Inserted != 1 || res.Poison != 1 {
+		t.Fatalf("result %+v, want 1 inserted and 1 parked", res)
 	}
-	if rec, _ := s.Campaign(context.Background(), "cmp"); rec.Issued != 0 {
-		t.Fatalf("a failed batch moved issued to %d", rec.Issued)
+	if n := count(t, s, "SELECT COUNT(*) FROM claims"); n != 1 {
+		t.Fatalf("%d claims recorded, want the good one", n)
+	}
+	if n := count(t, s, "SELECT COUNT(*) FROM sync_failures WHERE entity = 'grant'"); n != 1 {
+		t.Fatalf("%d sync failures, want the unwritable grant parked once", n)
+	}
+	if rec, _ := s.Campaign(context.Background(), "cmp"); rec.Issued != 1 {
+		t.Fatalf("issued %d, want 1", rec.Issued)
+	}
+	// Redelivered, the good grant is a duplicate and nothing new is written.
+	res, err = l.Record(context.Background(), batch[:1])
+	if err != nil || res.Inserted != 0 || res.Duplicates != 1 {
+		t.Fatalf("redelivery: %+v %v", res, err)
 	}
 }
