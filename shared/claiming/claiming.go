@@ -125,15 +125,18 @@ func (a *API) claim(w http.ResponseWriter, r *http.Request) error {
 		if errors.As(err, &de) && de.Code == domain.CodeUnavailable {
 			return retryLater(domain.CodeUnavailable, de.Message, time.Second)
 		}
-		obs.Logger(ctx).Error("claim decision failed; nothing was issued", "campaign_id", req.CampaignID, "error", err.Error())
-		return retryLater(domain.CodeUnavailable, "the claim could not be decided safely now; nothing was issued", time.Second)
+		// Redis may have decided before the connection failed, so the honest answer is that the outcome
+		// is unknown: a retry with the same request_id returns the claim if there is one, and the
+		// grant stream carries it to MySQL either way.
+		obs.Logger(ctx).Error("claim decision failed; outcome unknown", "campaign_id", req.CampaignID, "error", err.Error())
+		return retryLater(domain.CodeUnavailable, "the claim could not be completed now; retry with the same request_id to learn its outcome", time.Second)
 	}
 	switch out.Code {
 	case "":
 	case domain.CodeRateLimited:
 		return retryLater(domain.CodeRateLimited, "too many claims; slow down", out.RetryAfter)
 	case domain.CodeUnavailable:
-		return retryLater(domain.CodeUnavailable, "the campaign is being rebuilt; nothing was issued", time.Second)
+		return retryLater(domain.CodeUnavailable, "the claim cannot be decided safely now (the campaign is being rebuilt, or this request_id is in progress for another campaign); nothing was issued", time.Second)
 	default:
 		msg := refusalMessages[out.Code]
 		if msg == "" {

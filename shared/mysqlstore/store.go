@@ -157,15 +157,20 @@ func splitStatements(src string) []string {
 	return out
 }
 
-// MySQL error numbers we act on.
+// MySQL error numbers we act on. Those about the data are permanent; the rest of what a server says is
+// treated as passing (see classify).
 const (
 	errDupEntry        = 1062
-	errLockWaitTimeout = 1205
-	errDeadlock        = 1213
 	errDataTooLong     = 1406
-	errServerShutdown  = 1053
-	errTooManyConns    = 1040
-	errReadOnly        = 1290
+	errBadNull         = 1048
+	errNoReferencedRow = 1452
+	errRowIsReferenced = 1451
+	errTruncatedValue  = 1292
+	errOutOfRange      = 1264
+	errIncorrectValue  = 1366
+	errNoSuchTable     = 1146
+	errBadField        = 1054
+	errParse           = 1064
 )
 
 // classify marks driver errors once, here: a lost connection, a timeout, a deadlock or a lock wait may
@@ -176,15 +181,20 @@ func classify(err error) error {
 	}
 	var me *mysql.MySQLError
 	if errors.As(err, &me) {
+		// Only errors about the data itself are permanent; anything else the server says (a killed
+		// connection, an interrupted query, a failover, a resource limit) may pass, and retrying a
+		// permanent one costs only time while parking a transient one loses a change.
 		switch me.Number {
-		case errLockWaitTimeout, errDeadlock, errServerShutdown, errTooManyConns, errReadOnly:
-			return fault.Retryable(err)
+		case errDupEntry, errDataTooLong, errBadNull, errNoReferencedRow, errRowIsReferenced, errTruncatedValue,
+			errOutOfRange, errIncorrectValue, errNoSuchTable, errBadField, errParse:
+			return fault.Permanent(err)
 		}
-		return fault.Permanent(err)
+		return fault.Retryable(err)
 	}
 	var ne net.Error
 	if errors.Is(err, driver.ErrBadConn) || errors.Is(err, mysql.ErrInvalidConn) || errors.Is(err, io.EOF) ||
-		errors.Is(err, io.ErrUnexpectedEOF) || errors.Is(err, context.DeadlineExceeded) || errors.Is(err, sql.ErrConnDone) ||
+		errors.Is(err, io.ErrUnexpectedEOF) || errors.Is(err, context.DeadlineExceeded) || errors.Is(err, context.Canceled) ||
+		errors.Is(err, sql.ErrConnDone) ||
 		errors.As(err, &ne) {
 		return fault.Retryable(err)
 	}

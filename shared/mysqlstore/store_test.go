@@ -3,11 +3,14 @@ package mysqlstore
 import (
 	"context"
 	"database/sql"
+	"database/sql/driver"
 	"fmt"
 	"strings"
 	"sync"
 	"testing"
 	"time"
+
+	"github.com/go-sql-driver/mysql"
 
 	"github.com/benefit-issuance/benefits/local/services"
 	"github.com/benefit-issuance/benefits/shared/domain"
@@ -386,5 +389,32 @@ func TestErrorsAreClassified(t *testing.T) {
 	s.Close()
 	if _, err := s.Campaign(ctx, "toolong"); err == nil {
 		t.Fatal("a closed store answered")
+	}
+}
+
+func TestClassifyTreatsOnlyDataErrorsAsPermanent(t *testing.T) {
+	cases := []struct {
+		name      string
+		err       error
+		retryable bool
+	}{
+		{"duplicate key", &mysql.MySQLError{Number: 1062}, false},
+		{"foreign key", &mysql.MySQLError{Number: 1452}, false},
+		{"data too long", &mysql.MySQLError{Number: 1406}, false},
+		{"deadlock", &mysql.MySQLError{Number: 1213}, true},
+		{"lock wait", &mysql.MySQLError{Number: 1205}, true},
+		{"connection killed", &mysql.MySQLError{Number: 1927}, true},
+		{"query interrupted", &mysql.MySQLError{Number: 1317}, true},
+		{"read only after failover", &mysql.MySQLError{Number: 1290}, true},
+		{"cancelled", context.Canceled, true},
+		{"deadline", context.DeadlineExceeded, true},
+		{"bad connection", driver.ErrBadConn, true},
+	}
+	for _, c := range cases {
+		t.Run(c.name, func(t *testing.T) {
+			if got := fault.IsRetryable(classify(c.err)); got != c.retryable {
+				t.Fatalf("retryable = %v, want %v", got, c.retryable)
+			}
+		})
 	}
 }

@@ -128,32 +128,33 @@ func ms(t time.Time) string { return strconv.FormatInt(t.UnixMilli(), 10) }
 
 // ApplyCampaign writes c if it is newer than the cached version. issued becomes the larger of the
 // cache's own count and dbIssued (what MySQL recorded): MySQL never counts more than was issued, so
-// this only ever repairs a cache that lost grants.
+// this only ever repairs a cache that lost grants. An entry evicted while the campaign's holdings or
+// grants remain is not recreated (CachedVersion -1): that is the reconciler's rebuild.
 func (c *Cache) ApplyCampaign(ctx context.Context, camp domain.Campaign, dbIssued int64) (ApplyResult, error) {
-	return c.applyCampaign(ctx, camp, dbIssued, "fence")
+	return c.applyCampaign(ctx, camp, dbIssued, "fence", 0)
 }
 
-// RepairCampaign writes c whatever the cached version (the reconciler's fix for drift the version
-// fence cannot heal: an evicted entry, a version ahead of MySQL, issued behind MySQL). issuedFloor is
-// what is known to be issued (MySQL plus grants still on their way to it); the cache's count is kept
-// when it is higher.
-func (c *Cache) RepairCampaign(ctx context.Context, camp domain.Campaign, issuedFloor int64) (ApplyResult, error) {
-	return c.applyCampaign(ctx, camp, issuedFloor, "repair")
+// RepairCampaign writes c whatever its version (the reconciler's fix for drift the version fence
+// cannot heal), provided the cached version is still expectVersion (0: no entry), so a change applied
+// since the reconciler looked is never rolled back. issuedFloor is what is known to be issued (MySQL
+// plus grants still on their way to it); the cache's count is kept when it is higher.
+func (c *Cache) RepairCampaign(ctx context.Context, camp domain.Campaign, issuedFloor, expectVersion int64) (ApplyResult, error) {
+	return c.applyCampaign(ctx, camp, issuedFloor, "repair", expectVersion)
 }
 
-func (c *Cache) applyCampaign(ctx context.Context, camp domain.Campaign, issued int64, mode string) (ApplyResult, error) {
+func (c *Cache) applyCampaign(ctx context.Context, camp domain.Campaign, issued int64, mode string, expect int64) (ApplyResult, error) {
 	days := "0"
 	if camp.Audience.NewUserDays != nil {
 		days = strconv.Itoa(*camp.Audience.NewUserDays)
 	}
 	k := keysOfCampaign(camp.ID)
-	args := []any{camp.Version, issued, mode,
+	args := []any{camp.Version, issued, mode, expect,
 		"id", camp.ID, "name", camp.Name, "benefit_type", string(camp.Benefit.Type), "benefit_amount", camp.Benefit.Amount,
 		"segment", string(camp.Audience.Segment), "new_user_days", days, "cost_points", camp.CostPoints,
 		"mode", string(camp.Mode), "starts_ms", ms(camp.StartsAt), "ends_ms", ms(camp.EndsAt),
 		"stock", camp.Stock, "per_user_limit", camp.PerUserLimit, "status", string(camp.Status),
 	}
-	v, err := c.scripts.applyCampaign.Run(ctx, c.rdb, []string{k.camp}, args...).Result()
+	v, err := c.scripts.applyCampaign.Run(ctx, c.rdb, []string{k.camp, k.held, k.claims, k.grants, k.pending}, args...).Result()
 	if err != nil {
 		return ApplyResult{}, classify(err)
 	}

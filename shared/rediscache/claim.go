@@ -3,6 +3,8 @@ package rediscache
 import (
 	"context"
 	"fmt"
+	"strconv"
+	"strings"
 	"time"
 
 	"github.com/redis/go-redis/v9"
@@ -33,20 +35,36 @@ type ClaimOutcome struct {
 type beginResult struct {
 	rateLimited bool
 	retryAfter  time.Duration
-	bound       string
+	bound       string    // the campaign the request id is bound to
+	binding     string    // the binding as stored, for compare-and-set
+	boundAt     time.Time // when it was bound (zero for bindings older than the timestamp)
 	profile     domain.Profile
 	balance     int64
+}
+
+// RebindAfter is how old a request's binding to another campaign must be before it may move: longer
+// than any claim can run (a claim invocation's timeout is 10 s), so a binding that young may belong to
+// a claim still in progress, and moving it would let one request id be granted in two campaigns.
+const RebindAfter = 30 * time.Second
+
+func parseBinding(b string) (string, int64) {
+	id, at, ok := strings.Cut(b, "|")
+	if !ok {
+		return b, 0
+	}
+	ms, _ := strconv.ParseInt(at, 10, 64)
+	return id, ms
 }
 
 func (c *Cache) begin(ctx context.Context, in ClaimInput) (beginResult, bool, error) {
 	uk := keysOfUser(in.UserID)
 	pipe := c.rdb.Pipeline()
 	ready := pipe.Exists(ctx, ReadyKey)
-	b := c.scripts.begin.EvalSha(ctx, pipe, []string{uk.user, uk.req, uk.rate}, in.RequestID, in.CampaignID, in.RateLimit)
+	b := c.scripts.begin.EvalSha(ctx, pipe, []string{uk.user, uk.req, uk.rate}, in.RequestID, in.CampaignID, in.RateLimit, in.Now.UnixMilli())
 	_, err := pipe.Exec(ctx)
 	if err != nil && redis.HasErrorPrefix(b.Err(), "NOSCRIPT") {
 		// First call after a restart or SCRIPT FLUSH: load through EVAL and carry on.
-		b = c.scripts.begin.Eval(ctx, c.rdb, []string{uk.user, uk.req, uk.rate}, in.RequestID, in.CampaignID, in.RateLimit)
+		b = c.scripts.begin.Eval(ctx, c.rdb, []string{uk.user, uk.req, uk.rate}, in.RequestID, in.CampaignID, in.RateLimit, in.Now.UnixMilli())
 		err = b.Err()
 		if err == nil {
 			err = ready.Err()
@@ -60,7 +78,8 @@ func (c *Cache) begin(ctx context.Context, in ClaimInput) (beginResult, bool, er
 		return beginResult{}, false, shapeError("claim_begin", b.Val())
 	}
 	status, _ := arr[0].(string)
-	bound, _ := arr[1].(string)
+	binding, _ := arr[1].(string)
+	bound, boundMS := parseBinding(binding)
 	known, _ := arr[2].(int64)
 	regMS, _ := arr[3].(int64)
 	member, _ := arr[4].(int64)
@@ -70,6 +89,8 @@ func (c *Cache) begin(ctx context.Context, in ClaimInput) (beginResult, bool, er
 		rateLimited: status == "rate_limited",
 		retryAfter:  time.Duration(retryMS) * time.Millisecond,
 		bound:       bound,
+		binding:     binding,
+		boundAt:     time.UnixMilli(boundMS),
 		profile:     domain.Profile{Known: known == 1, RegisteredAt: time.UnixMilli(regMS).UTC(), Member: member == 1},
 		balance:     balance,
 	}, ready.Val() == 1, nil
@@ -101,8 +122,18 @@ func (c *Cache) Claim(ctx context.Context, in ClaimInput) (ClaimOutcome, error) 
 		case err != redis.Nil:
 			return ClaimOutcome{}, classify(err)
 		}
-		if err := c.scripts.rebind.Run(ctx, c.rdb, []string{keysOfUser(in.UserID).req}, in.RequestID, b.bound, in.CampaignID).Err(); err != nil {
+		if in.Now.Sub(b.boundAt) < RebindAfter {
+			// The same request id is being claimed from another campaign right now: nothing was issued
+			// for this call; a retry gets that claim's answer or, once it is stale, moves here.
+			return ClaimOutcome{Code: domain.CodeUnavailable}, nil
+		}
+		moved, err := c.scripts.rebind.Run(ctx, c.rdb, []string{keysOfUser(in.UserID).req}, in.RequestID, b.binding,
+			in.CampaignID+"|"+strconv.FormatInt(in.Now.UnixMilli(), 10)).Int()
+		if err != nil {
 			return ClaimOutcome{}, classify(err)
+		}
+		if moved == 0 {
+			return ClaimOutcome{Code: domain.CodeUnavailable}, nil
 		}
 	}
 	if !ready {
@@ -171,7 +202,7 @@ func (c *Cache) finish(ctx context.Context, in ClaimInput, claimID, raw string, 
 	case "ok":
 		return c.confirm(ctx, claim, replayed)
 	case "insufficient_points", "void":
-		if err := c.release(ctx, claim); err != nil {
+		if err := c.release(ctx, claim, stored.Reservation); err != nil {
 			return ClaimOutcome{}, err
 		}
 		c.unbind(ctx, ClaimInput{UserID: claim.UserID, RequestID: claim.RequestID, CampaignID: claim.CampaignID})
@@ -205,9 +236,9 @@ func (c *Cache) confirm(ctx context.Context, claim domain.Claim, replayed bool) 
 	return ClaimOutcome{Claim: granted, Replayed: replayed}, nil
 }
 
-func (c *Cache) release(ctx context.Context, claim domain.Claim) error {
+func (c *Cache) release(ctx context.Context, claim domain.Claim, reservation int64) error {
 	ck := keysOfCampaign(claim.CampaignID)
-	return classify(c.scripts.release.Run(ctx, c.rdb, []string{ck.camp, ck.held, ck.claims, ck.pending}, claim.ID).Err())
+	return classify(c.scripts.release.Run(ctx, c.rdb, []string{ck.camp, ck.held, ck.claims, ck.pending}, claim.ID, reservation).Err())
 }
 
 // unbind is best effort: a binding left behind only means a retry is answered from the campaign's
@@ -260,7 +291,7 @@ func (c *Cache) SweepPending(ctx context.Context, campaignID string, olderThan t
 			res.Confirmed++
 			continue
 		}
-		if err := c.release(ctx, claim); err != nil {
+		if err := c.release(ctx, claim, stored.Reservation); err != nil {
 			return res, err
 		}
 		c.unbind(ctx, ClaimInput{UserID: claim.UserID, RequestID: claim.RequestID, CampaignID: claim.CampaignID})

@@ -34,6 +34,7 @@ type Store interface {
 	PendingOutbox(ctx context.Context, olderThan time.Duration, limit int) ([]mysqlstore.OutboxEntry, error)
 	MarkOutboxSent(ctx context.Context, ids ...int64) error
 	LiveCampaigns(ctx context.Context, now time.Time, grace time.Duration) ([]mysqlstore.CampaignRecord, error)
+	Campaign(ctx context.Context, id string) (mysqlstore.CampaignRecord, error)
 	ExistingClaims(ctx context.Context, ids []string) (map[string]bool, error)
 	GrantCandidates(ctx context.Context, campaignID string, after mysqlstore.Cursor, limit int) ([]domain.GrantCandidate, mysqlstore.Cursor, error)
 	Users(ctx context.Context, afterID string, limit int) ([]mysqlstore.UserRecord, error)
@@ -44,7 +45,7 @@ type Store interface {
 type Cache interface {
 	Campaign(ctx context.Context, id string) (rediscache.CachedCampaign, error)
 	ApplyCampaign(ctx context.Context, c domain.Campaign, dbIssued int64) (rediscache.ApplyResult, error)
-	RepairCampaign(ctx context.Context, c domain.Campaign, issuedFloor int64) (rediscache.ApplyResult, error)
+	RepairCampaign(ctx context.Context, c domain.Campaign, issuedFloor, expectVersion int64) (rediscache.ApplyResult, error)
 	ApplyUser(ctx context.Context, u rediscache.UserState) (rediscache.ApplyResult, error)
 	RestoreClaims(ctx context.Context, campaignID string, claims []domain.Claim) error
 	Claim(ctx context.Context, in rediscache.ClaimInput) (rediscache.ClaimOutcome, error)
@@ -324,20 +325,28 @@ func (j *Jobs) Reconcile(ctx context.Context) (Report, error) {
 	}
 	r.Campaigns = len(camps)
 	var errs []error
-	for _, rec := range camps {
-		c := rec.Campaign
-		cc, err := j.cache.Campaign(ctx, c.ID)
+	for _, listed := range camps {
+		id := listed.Campaign.ID
+		cc, err := j.cache.Campaign(ctx, id)
 		if err != nil {
 			errs = append(errs, err)
 			continue
 		}
 		// The stream outlives an evicted campaign entry, so grants on their way to MySQL are counted
 		// whether or not the entry is there.
-		scan, err := j.scanGrants(ctx, c.ID)
+		scan, err := j.scanGrants(ctx, id)
 		if err != nil {
 			errs = append(errs, err)
 			continue
 		}
+		// Read the row after the scan: a grant the ledger wrote meanwhile is then counted twice (less
+		// stock, never more), where the row read before the scan would count it nowhere.
+		rec, err := j.store.Campaign(ctx, id)
+		if err != nil {
+			errs = append(errs, err)
+			continue
+		}
+		c := rec.Campaign
 		inFlight := int64(len(scan.missing)) + cc.Pending
 		drift := domain.Reconcile(
 			domain.DBView{Version: c.Version, Stock: c.Stock, Issued: rec.Issued},
@@ -357,15 +366,21 @@ func (j *Jobs) Reconcile(ctx context.Context) (Report, error) {
 			// The rest of the cache is there (ready is set), so this campaign alone was evicted: rebuild
 			// it with the grants still in flight counted and held, or its stock would be sold twice.
 			fix.Action = "rebuilt"
-			if err := j.rebuildCampaign(ctx, rec, scan.missing, cc.Pending); err != nil {
+			if applied, err := j.rebuildCampaign(ctx, rec, scan.missing, cc.Pending); err != nil {
 				fix.Action = "rebuild failed: " + err.Error()
 				errs = append(errs, err)
+			} else if !applied {
+				fix.Action = "skipped: the entry reappeared meanwhile"
 			}
 		case domain.DriftAheadVersion, domain.DriftStockMismatch, domain.DriftIssuedBehind:
 			fix.Action = "repaired"
-			if _, err := j.cache.RepairCampaign(ctx, c, rec.Issued+inFlight); err != nil {
+			res, err := j.cache.RepairCampaign(ctx, c, rec.Issued+inFlight, cc.Version)
+			switch {
+			case err != nil:
 				fix.Action = "repair failed: " + err.Error()
 				errs = append(errs, err)
+			case !res.Applied:
+				fix.Action = "skipped: the cache changed meanwhile"
 			}
 		default:
 			fix.Action = "reported"
@@ -375,30 +390,39 @@ func (j *Jobs) Reconcile(ctx context.Context) (Report, error) {
 	return r, errors.Join(errs...)
 }
 
-// rebuildCampaign restores one campaign from MySQL plus what is known to be on its way there: grants
-// in the Redis stream that the ledger has not written (inFlight) and reservations awaiting a debit.
-func (j *Jobs) rebuildCampaign(ctx context.Context, rec mysqlstore.CampaignRecord, inFlight []domain.Claim, pending int64) error {
+// rebuildCampaign restores one absent campaign entry from MySQL plus what is known to be on its way
+// there: grants in the Redis stream that the ledger has not written (inFlight) and reservations
+// awaiting a debit. It writes only while the entry is still absent.
+func (j *Jobs) rebuildCampaign(ctx context.Context, rec mysqlstore.CampaignRecord, inFlight []domain.Claim, pending int64) (bool, error) {
 	after := ""
+	seen := map[string]bool{}
 	var all []domain.Claim
 	for {
 		page, err := j.store.CampaignClaims(ctx, rec.Campaign.ID, after, 1000)
 		if err != nil {
-			return err
+			return false, err
 		}
 		if len(page) == 0 {
 			break
 		}
+		for _, c := range page {
+			seen[c.ID] = true
+		}
 		all = append(all, page...)
 		after = page[len(page)-1].ID
 	}
-	all = append(all, inFlight...)
+	for _, c := range inFlight {
+		if !seen[c.ID] { // written by the ledger since the scan: already in the MySQL list
+			all = append(all, c)
+		}
+	}
 	// Held counts and claim records come back before stock opens, so a user who already holds the
 	// limit cannot claim again and a retried request gets its original answer.
 	if err := j.cache.RestoreClaims(ctx, rec.Campaign.ID, all); err != nil {
-		return err
+		return false, err
 	}
-	_, err := j.cache.RepairCampaign(ctx, rec.Campaign, rec.Issued+int64(len(inFlight))+pending)
-	return err
+	res, err := j.cache.RepairCampaign(ctx, rec.Campaign, rec.Issued+int64(len(inFlight))+pending, 0)
+	return res.Applied, err
 }
 
 func (j *Jobs) totalIssued(ctx context.Context, now time.Time) (int64, []mysqlstore.CampaignRecord, error) {
@@ -453,7 +477,7 @@ func (j *Jobs) CacheRebuild(ctx context.Context) (Report, error) {
 		return r, nil
 	}
 	for _, rec := range camps {
-		if err := j.rebuildCampaign(ctx, rec, nil, 0); err != nil {
+		if _, err := j.rebuildCampaign(ctx, rec, nil, 0); err != nil {
 			return r, fmt.Errorf("rebuild campaign %s: %w", rec.Campaign.ID, err)
 		}
 		r.Campaigns++

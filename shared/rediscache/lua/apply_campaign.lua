@@ -1,15 +1,24 @@
 -- Apply a campaign row. In 'fence' mode only a newer version writes, so duplicates, reordering and
--- replays are harmless. In 'repair' mode (the reconciler, after it found drift) the row is written
--- whatever the cached version. Either way issued is never lowered: it is the larger of the cache's own
--- count (ahead of MySQL while the ledger drains) and the floor the caller knows was issued, and
--- remaining is computed here, in the same atomic step, so a concurrent claim is never double counted.
--- KEYS: campaign hash
--- ARGV: version, issued floor, mode ('fence'|'repair'), then field/value pairs of the campaign
--- Returns: {applied (0|1), cached_version}
+-- replays are harmless; an entry that was evicted while the campaign's other keys remain is not
+-- recreated here, because MySQL's issued count lags the grants in flight: the reconciler rebuilds it
+-- with those counted. In 'repair' mode (the reconciler, after it found drift) the row is written past
+-- the fence, but only if the cached version is still the one the reconciler saw (0: absent), so a
+-- newer change applied meanwhile is never rolled back. Either way issued is never lowered: it is the
+-- larger of the cache's own count and the floor the caller knows was issued, and remaining is computed
+-- here, in the same atomic step, so a concurrent claim is never double counted.
+-- KEYS: campaign hash, held hash, claims hash, grants stream, pending zset
+-- ARGV: version, issued floor, mode ('fence'|'repair'), expected cached version (repair), then
+--       field/value pairs of the campaign
+-- Returns: {applied (0|1), cached_version (-1: evicted, left to the reconciler)}
 local version = tonumber(ARGV[1])
 local repair = ARGV[3] == 'repair'
 local cur = redis.call('HGET', KEYS[1], 'version')
-if cur and not repair and tonumber(cur) >= version then return {0, tonumber(cur)} end
+if repair then
+  if tonumber(cur or '0') ~= tonumber(ARGV[4]) then return {0, tonumber(cur or '0')} end
+else
+  if cur and tonumber(cur) >= version then return {0, tonumber(cur)} end
+  if not cur and redis.call('EXISTS', KEYS[2], KEYS[3], KEYS[4], KEYS[5]) > 0 then return {0, -1} end
+end
 local issued = tonumber(ARGV[2])
 if cur then
   local cached = tonumber(redis.call('HGET', KEYS[1], 'issued') or '0')
@@ -17,7 +26,7 @@ if cur then
 end
 local fields = {}
 local stock = 0
-for i = 4, #ARGV, 2 do
+for i = 5, #ARGV, 2 do
   fields[#fields + 1] = ARGV[i]
   fields[#fields + 1] = ARGV[i + 1]
   if ARGV[i] == 'stock' then stock = tonumber(ARGV[i + 1]) end

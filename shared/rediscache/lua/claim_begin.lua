@@ -1,8 +1,10 @@
 -- Step 1 of a claim, in the user's slot: find or make the request's binding to a campaign, apply the
 -- per-user rate limit, and return the profile and balance the campaign step needs.
+-- A binding is "campaign_id|bound_ms": its age tells a binding left by a crash (old) from one whose
+-- claim is still running (young), which must not be moved to another campaign.
 -- KEYS: user hash, request bindings hash, rate counter
--- ARGV: request_id, campaign_id, rate_limit_per_second (0 = off)
--- Returns: {status, bound_campaign, known, registered_ms, member, balance, retry_after_ms}
+-- ARGV: request_id, campaign_id, rate_limit_per_second (0 = off), now_ms
+-- Returns: {status, binding, known, registered_ms, member, balance, retry_after_ms}
 local bound = redis.call('HGET', KEYS[2], ARGV[1])
 local rate = tonumber(ARGV[3])
 if not bound and rate > 0 then
@@ -16,8 +18,8 @@ if not bound and rate > 0 then
   end
 end
 if not bound then
-  redis.call('HSET', KEYS[2], ARGV[1], ARGV[2])
-  bound = ARGV[2]
+  bound = ARGV[2] .. '|' .. ARGV[4]
+  redis.call('HSET', KEYS[2], ARGV[1], bound)
 end
 local u = redis.call('HMGET', KEYS[1], 'known', 'registered_ms', 'member', 'credits', 'debits')
 local known = 0

@@ -1,7 +1,8 @@
--- Move a request's binding from a campaign that never recorded it (a crash before step 2) to the
--- campaign now asked for. Compare-and-set, so two racing retries cannot both move it.
+-- Move a request's binding from a campaign that never recorded it (a crash before step 2, long enough
+-- ago that no claim can still be running there) to the campaign now asked for. Compare-and-set on the
+-- whole binding, so two racing retries cannot both move it.
 -- KEYS: request bindings hash
--- ARGV: request_id, from_campaign, to_campaign
+-- ARGV: request_id, old binding, new binding
 if redis.call('HGET', KEYS[1], ARGV[1]) == ARGV[2] then
   redis.call('HSET', KEYS[1], ARGV[1], ARGV[3])
   return 1

@@ -1,12 +1,14 @@
 -- Compensation of a paid claim, in the campaign's slot: the debit was refused or abandoned, so the
 -- reserved unit goes back to stock. Only a pending claim can be released; a granted one never is.
 -- KEYS: campaign hash, held hash, claims hash, pending zset
--- ARGV: claim_id
--- Returns: 'released' | 'granted' | 'missing'
+-- ARGV: claim_id, reservation token
+-- Returns: 'released' | 'granted' | 'missing' | 'other' (a later reservation of the same claim id,
+-- which a stale release must not touch)
 local raw = redis.call('HGET', KEYS[3], ARGV[1])
 if not raw then return 'missing' end
 local claim = cjson.decode(raw)
 if claim.state ~= 'pending' then return 'granted' end
+if tostring(claim.reservation or 0) ~= ARGV[2] then return 'other' end
 redis.call('HDEL', KEYS[3], ARGV[1])
 redis.call('ZREM', KEYS[4], ARGV[1])
 local issued = redis.call('HINCRBY', KEYS[1], 'issued', -1)
