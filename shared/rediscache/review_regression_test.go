@@ -49,7 +49,7 @@ func TestFencedApplyDoesNotRecreateAnEvictedCampaign(t *testing.T) {
 	apply(t, c, camp)
 	claim(t, c, "u1", "ce", "r1")
 	claim(t, c, "u2", "ce", "r2")
-	rdb.Del(ctx, keysOfCampaign("ce").camp) // evicted; the ledger has written nothing yet
+	rdb.Del(ctx, keysOfCampaign("ce").camp)                                   // evicted; the ledger has written nothing yet
 	if res, err := c.ApplyCampaign(ctx, camp, 0); err != nil || res.Applied { // a redelivered change, dbIssued=0
 		t.Fatalf("fenced apply over an evicted entry: %+v %v", res, err)
 	}
@@ -73,7 +73,7 @@ func TestRepairNeverRollsBackANewerVersion(t *testing.T) {
 	apply(t, c, old)
 	newer := old
 	newer.Version, newer.Stock = 2, 1
-	apply(t, c, newer) // operator lowered stock to 1, applied by cachesync
+	apply(t, c, newer)                                                           // operator lowered stock to 1, applied by cachesync
 	if res, err := c.RepairCampaign(ctx, old, 0, 1); err != nil || res.Applied { // it saw version 1
 		t.Fatalf("repair with a stale view: %+v %v", res, err)
 	}
