@@ -8,6 +8,7 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"sync"
 	"time"
 
 	"github.com/aliyun/fc-runtime-go-sdk/events"
@@ -47,6 +48,7 @@ type Cache interface {
 	ApplyCampaign(ctx context.Context, c domain.Campaign, dbIssued int64) (rediscache.ApplyResult, error)
 	RepairCampaign(ctx context.Context, c domain.Campaign, issuedFloor, expectVersion int64) (rediscache.ApplyResult, error)
 	ApplyUser(ctx context.Context, u rediscache.UserState) (rediscache.ApplyResult, error)
+	User(ctx context.Context, id string) (rediscache.CachedUser, error)
 	RestoreClaims(ctx context.Context, campaignID string, claims []domain.Claim) error
 	Claim(ctx context.Context, in rediscache.ClaimInput) (rediscache.ClaimOutcome, error)
 	SweepPending(ctx context.Context, campaignID string, olderThan time.Duration, now time.Time) (rediscache.SweepResult, error)
@@ -71,9 +73,13 @@ type Config struct {
 	GrantBudget    int           // most grants one run issues; the next run continues
 	QuietPeriod    time.Duration // cache rebuild waits until MySQL's issued counts hold still this long
 	QuietChecks    int           // and gives up (to retry next run) after this many tries
+	UserBudget     int           // users one reconcile run compares; the next run continues after them
 }
 
 func (c *Config) defaults() {
+	if c.UserBudget <= 0 {
+		c.UserBudget = 5000
+	}
 	if c.OutboxAge <= 0 {
 		c.OutboxAge = time.Second
 	}
@@ -104,6 +110,9 @@ type Jobs struct {
 	pub   Publisher
 	now   func() time.Time
 	cfg   Config
+
+	mu          sync.Mutex
+	usersCursor string // where the next reconcile run continues through the users
 }
 
 func New(store Store, cache Cache, pub Publisher, now func() time.Time, cfg Config) *Jobs {
@@ -387,7 +396,59 @@ func (j *Jobs) Reconcile(ctx context.Context) (Report, error) {
 		}
 		r.Fixed = append(r.Fixed, fix)
 	}
+	fixes, users, err := j.reconcileUsers(ctx)
+	r.Users = users
+	r.Fixed = append(r.Fixed, fixes...)
+	if err != nil {
+		errs = append(errs, err)
+	}
 	return r, errors.Join(errs...)
+}
+
+// reconcileUsers compares up to UserBudget users' versions in MySQL and Redis, continuing where the
+// last run stopped, and republishes those the cache is behind on: a user change whose message ended
+// in the dead-letter queue would otherwise never reach the cache.
+func (j *Jobs) reconcileUsers(ctx context.Context) ([]Fix, int, error) {
+	j.mu.Lock()
+	after := j.usersCursor
+	j.mu.Unlock()
+	var fixes []Fix
+	seen := 0
+	for seen < j.cfg.UserBudget {
+		page, err := j.store.Users(ctx, after, min(500, j.cfg.UserBudget-seen))
+		if err != nil {
+			return fixes, seen, err
+		}
+		if len(page) == 0 {
+			after = "" // wrapped around: the next run starts again from the first user
+			break
+		}
+		for _, u := range page {
+			seen++
+			after = u.User.ID
+			cu, err := j.cache.User(ctx, u.User.ID)
+			if err != nil {
+				return fixes, seen, err
+			}
+			if cu.Present && cu.Version >= u.User.Version {
+				continue
+			}
+			fix := Fix{Entity: mq.EntityUser, ID: u.User.ID, Drift: string(domain.DriftStaleVersion), Action: "republished"}
+			if !cu.Present {
+				fix.Drift = string(domain.DriftMissing)
+			}
+			if err := j.pub.PublishChange(ctx, mq.ChangeEvent{Entity: mq.EntityUser, ID: u.User.ID, Version: u.User.Version}); err != nil {
+				fix.Action = "republish failed: " + err.Error()
+				fixes = append(fixes, fix)
+				return fixes, seen, err
+			}
+			fixes = append(fixes, fix)
+		}
+	}
+	j.mu.Lock()
+	j.usersCursor = after
+	j.mu.Unlock()
+	return fixes, seen, nil
 }
 
 // rebuildCampaign restores one absent campaign entry from MySQL plus what is known to be on its way

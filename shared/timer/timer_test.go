@@ -640,3 +640,27 @@ func TestReconcileRepairsWhatTheFenceCannot(t *testing.T) {
 		t.Fatalf("second reconcile: %+v %v", r, err)
 	}
 }
+
+// A user change whose message never reached the cache (dead-lettered while Redis was down) is
+// republished by the reconciler; users it has checked are left alone on the next run.
+func TestReconcileRepublishesUsersTheCacheIsBehindOn(t *testing.T) {
+	f := newFixture(t)
+	ctx := context.Background()
+	f.mq.syncer = cachesync.New(f.store, f.cache)
+	f.user("synced", t0.Add(-time.Hour), 10)
+	f.user("behind", t0.Add(-time.Hour), 0)
+	// A credit committed to MySQL whose change message was lost.
+	if _, _, err := f.store.CreditPoints(ctx, "behind", domain.PointsCredit{Delta: 50, RequestID: "lost"}); err != nil {
+		t.Fatal(err)
+	}
+	r, err := f.jobs(t0, timer.Config{}).Run(ctx, timer.JobReconcile)
+	if err != nil || r.Users != 2 || len(r.Fixed) != 1 || r.Fixed[0].ID != "behind" || r.Fixed[0].Action != "republished" {
+		t.Fatalf("reconcile: %+v %v", r, err)
+	}
+	if u, _ := f.cache.User(ctx, "behind"); u.Balance != 50 {
+		t.Fatalf("cached balance after the republish = %d, want 50", u.Balance)
+	}
+	if r, err := f.jobs(t0, timer.Config{}).Run(ctx, timer.JobReconcile); err != nil || len(r.Fixed) != 0 {
+		t.Fatalf("second reconcile: %+v %v", r, err)
+	}
+}
