@@ -22,6 +22,7 @@ import (
 type Store interface {
 	Campaign(ctx context.Context, id string) (mysqlstore.CampaignRecord, error)
 	User(ctx context.Context, id string) (mysqlstore.UserRecord, error)
+	ExistingClaims(ctx context.Context, ids []string) (map[string]bool, error)
 	RecordSyncFailure(ctx context.Context, f mysqlstore.SyncFailure) error
 }
 
@@ -29,6 +30,8 @@ type Store interface {
 type Cache interface {
 	ApplyCampaign(ctx context.Context, c domain.Campaign, dbIssued int64) (rediscache.ApplyResult, error)
 	ApplyUser(ctx context.Context, u rediscache.UserState) (rediscache.ApplyResult, error)
+	User(ctx context.Context, id string) (rediscache.CachedUser, error)
+	DebitEntries(ctx context.Context, userID string) (map[string]int64, error)
 }
 
 // Syncer handles change events.
@@ -88,9 +91,13 @@ func (s *Syncer) user(ctx context.Context, ev mq.ChangeEvent) error {
 	if rec.User.Version < ev.Version {
 		return fault.Retryable(fmt.Errorf("user %s: row at version %d, event at %d", ev.ID, rec.User.Version, ev.Version))
 	}
+	rec, inFlight, err := s.debitsInFlight(ctx, rec)
+	if err != nil {
+		return err
+	}
 	res, err := s.cache.ApplyUser(ctx, rediscache.UserState{
 		ID: rec.User.ID, RegisteredAt: rec.User.RegisteredAt, Member: rec.User.Member,
-		Credits: rec.Credited, Debits: rec.Debited, Version: rec.User.Version,
+		Credits: rec.Credited, Debits: rec.Debited + inFlight, Version: rec.User.Version,
 	})
 	if err != nil {
 		return err
@@ -98,6 +105,41 @@ func (s *Syncer) user(ctx context.Context, ev mq.ChangeEvent) error {
 	obs.Logger(ctx).Info("user synced", "user_id", ev.ID, "event_version", ev.Version,
 		"row_version", rec.User.Version, "applied", res.Applied)
 	return nil
+}
+
+// debitsInFlight matters only when the cache has no entry for the user but still holds debits it
+// made (the entry was evicted): MySQL's debited total lags the ledger, so the debits it lacks are
+// added, or the same points could be spent twice. The row is read again after the check, so a debit
+// the ledger records meanwhile is counted twice (a lower balance for a moment), never not at all.
+func (s *Syncer) debitsInFlight(ctx context.Context, rec mysqlstore.UserRecord) (mysqlstore.UserRecord, int64, error) {
+	cu, err := s.cache.User(ctx, rec.User.ID)
+	if err != nil || cu.Present {
+		return rec, 0, err
+	}
+	entries, err := s.cache.DebitEntries(ctx, rec.User.ID)
+	if err != nil || len(entries) == 0 {
+		return rec, 0, err
+	}
+	ids := make([]string, 0, len(entries))
+	for id := range entries {
+		ids = append(ids, id)
+	}
+	// A debit is recorded in the same transaction as its claim, so a recorded claim is a recorded debit.
+	recorded, err := s.store.ExistingClaims(ctx, ids)
+	if err != nil {
+		return rec, 0, err
+	}
+	var missing int64
+	for id, points := range entries {
+		if !recorded[id] {
+			missing += points
+		}
+	}
+	fresh, err := s.store.User(ctx, rec.User.ID)
+	if err != nil {
+		return rec, 0, err
+	}
+	return fresh, missing, nil
 }
 
 // RecordPoison stores a change that can never apply.

@@ -218,6 +218,22 @@ func (c *Cache) Campaign(ctx context.Context, id string) (CachedCampaign, error)
 		Remaining: toInt(vals[3]), Pending: p.Val()}, nil
 }
 
+// DebitEntries lists the debits the cache made for a user (claim id -> points), voided ones left out.
+// They outlive an evicted user entry, and are what MySQL's debited total may still lack.
+func (c *Cache) DebitEntries(ctx context.Context, userID string) (map[string]int64, error) {
+	all, err := c.rdb.HGetAll(ctx, keysOfUser(userID).debits).Result()
+	if err != nil {
+		return nil, classify(err)
+	}
+	out := make(map[string]int64, len(all))
+	for id, v := range all {
+		if n, err := strconv.ParseInt(v, 10, 64); err == nil {
+			out[id] = n
+		}
+	}
+	return out, nil
+}
+
 // CachedUser is what Redis holds for a user.
 type CachedUser struct {
 	Present bool
