@@ -307,7 +307,7 @@ func (b *bench) rbArgs(script, campaignID string, nowMS int64) []string {
 	case "claim_begin":
 		p := "bn:{u:__rand_int__}:"
 		return []string{"evalsha", b.shaBegin, "3", p + "user", p + "req", p + "rate",
-			"r__rand_int__", campaignID, strconv.Itoa(b.rate)}
+			"r__rand_int__", campaignID, strconv.Itoa(b.rate), strconv.FormatInt(nowMS, 10)}
 	case "unbind":
 		return []string{"evalsha", b.shaUnbind, "1", "bn:{u:__rand_int__}:req", "r__rand_int__", campaignID}
 	}
