@@ -259,7 +259,7 @@ func TestHTTPRoutesAndLocalEndpoints(t *testing.T) {
 }
 
 func TestRocketMQTriggerBatchesRetriesAndDeadLetters(t *testing.T) {
-	b, err := rocketmq.New(rocketmq.Config{MaxAttempts: 1000})
+	b, err := rocketmq.New(rocketmq.Config{MaxAttempts: 1000, MinLongPolling: 100 * time.Millisecond})
 	if err != nil {
 		t.Fatal(err)
 	}

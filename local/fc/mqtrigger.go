@@ -164,7 +164,20 @@ func (t *mqTrigger) collect(ctx context.Context) []*rmq.MessageView {
 		if len(batch) > 0 && (window == 0 || time.Now().After(until)) {
 			break
 		}
-		mvs, err := t.consumer.Receive(ctx, int32(min(n-len(batch), 32)), t.invisible())
+		rctx, cancel := ctx, context.CancelFunc(func() {})
+		if len(batch) > 0 {
+			// Filling a batch: wait no longer than its window (a receive long-polls for seconds).
+			if time.Until(until) < 150*time.Millisecond {
+				break
+			}
+			rctx, cancel = context.WithDeadline(ctx, until)
+		}
+		mvs, err := t.consumer.Receive(rctx, int32(min(n-len(batch), 32)), t.invisible())
+		cancel()
+		if len(batch) > 0 && rctx.Err() != nil {
+			batch = append(batch, mvs...)
+			break
+		}
 		if err != nil && !emptyReceive(err) {
 			if ctx.Err() == nil {
 				t.e.log.Debug("trigger receive failed", "function", t.f.def.FunctionName, "trigger", t.name, "err", err)

@@ -26,16 +26,22 @@ import (
 
 // Defaults of the real broker and proxy.
 const (
-	// common/src/main/java/org/apache/rocketmq/common/subscription/SubscriptionGroupConfig.java:
-	// retryMaxTimes = 16; the gRPC proxy reports maxDeliveryAttempts = retryMaxTimes + 1
-	// (proxy/.../grpc/v2/common/GrpcClientSettingsManager.java).
+	// remoting/src/main/java/org/apache/rocketmq/remoting/protocol/subscription/SubscriptionGroupConfig.java:
+	// retryMaxTimes = 16; proxy/src/main/java/org/apache/rocketmq/proxy/grpc/v2/common/
+	// GrpcClientSettingsManager.java sends setMaxAttempts(groupConfig.getRetryMaxTimes() + 1).
 	DefaultMaxAttempts = 17
 	// proxy/src/main/java/org/apache/rocketmq/proxy/config/ProxyConfig.java: minInvisibleTimeMillsForRecv.
 	DefaultMinInvisible = 10 * time.Second
 	// ProxyConfig.java: maxInvisibleTimeMills.
 	DefaultMaxInvisible = 12 * time.Hour
-	// ProxyConfig.java: grpcClientConsumerMaxLongPollingTimeoutMillis.
+	// ProxyConfig.java: defaultInvisibleTimeMills, for a receive that names none.
+	DefaultInvisible = 60 * time.Second
+	// ProxyConfig.java: grpcClientConsumerMinLongPollingTimeoutMillis and ...Max...; see
+	// ReceiveMessageActivity.receiveMessage for how a request's polling time is derived from them.
+	DefaultMinLongPolling = 5 * time.Second
 	DefaultMaxLongPolling = 20 * time.Second
+	// ProxyConfig.java: longPollingReserveTimeInMillis.
+	longPollingReserve = 100 * time.Millisecond
 	// common/src/main/java/org/apache/rocketmq/common/BrokerConfig.java: transactionTimeOut (first
 	// check-back of a half message), transactionCheckInterval, transactionCheckMax.
 	DefaultTransactionTimeout       = 6 * time.Second
@@ -43,13 +49,16 @@ const (
 	DefaultTransactionCheckMax      = 15
 	// ProxyConfig.java: maxMessageSize (4 MiB); the client refuses larger bodies too.
 	MaxBodySize = 4 * 1024 * 1024
-	// store/src/main/java/org/apache/rocketmq/store/config/MessageStoreConfig.java: timerMaxDelaySec (3 days).
-	MaxDelay = 3 * 24 * time.Hour
-	// The receive batch is capped like the proxy's ReceiveMessageActivity caps maxMessageNums.
+	// ProxyConfig.java: maxDelayTimeMills (1 day).
+	MaxDelay = 24 * time.Hour
+	// ProxyConfig.java: grpcClientConsumerLongPollingBatchSize.
 	maxReceiveBatch = 32
-	// remoting/.../protocol/topic/... TopicValidator: topic names up to 127 characters.
-	maxTopicLength = 127
-	// ProxyConfig.java: userPropertyMaxNum and userPropertyMaxSize.
+	// common/src/main/java/org/apache/rocketmq/common/topic/TopicValidator.java: TOPIC_MAX_LENGTH,
+	// RETRY_OR_DLQ_TOPIC_MAX_LENGTH and GROUP_MAX_LENGTH.
+	maxTopicLength    = 127
+	maxDLQTopicLength = 255
+	maxGroupLength    = 120
+	// ProxyConfig.java: userPropertyMaxNum and maxUserPropertySize.
 	maxUserProperties    = 128
 	maxUserPropertyBytes = 16 * 1024
 	// MixAll.DLQ_GROUP_TOPIC_PREFIX.
@@ -59,9 +68,8 @@ const (
 	PropertyDLQOriginMessageID = "DLQ_ORIGIN_MESSAGE_ID"
 )
 
-// consumerBackoff is the group retry schedule the broker hands to push consumers: the message delay
-// levels "1s 5s 10s 30s 1m 2m 3m 4m 5m 6m 7m 8m 9m 10m 20m 30m 1h 2h" of
-// common/src/main/java/org/apache/rocketmq/common/subscription/CustomizedRetryPolicy.java.
+// consumerBackoff is the group retry schedule the broker hands to push consumers, the default "next"
+// of remoting/src/main/java/org/apache/rocketmq/remoting/protocol/subscription/CustomizedRetryPolicy.java.
 var consumerBackoff = []time.Duration{
 	time.Second, 5 * time.Second, 10 * time.Second, 30 * time.Second,
 	time.Minute, 2 * time.Minute, 3 * time.Minute, 4 * time.Minute, 5 * time.Minute, 6 * time.Minute,
@@ -85,10 +93,13 @@ func (b *Broker) RetryBackoff(attempt int) time.Duration {
 type Config struct {
 	MaxAttempts  int           // a group's max delivery attempts before the DLQ (default 17)
 	MinInvisible time.Duration // shortest invisible duration accepted (default 10s)
-	TimeScale    float64       // multiplies retry backoff and transaction check timings (default 1)
-	DataDir      string        // empty: in memory
-	NoFsync      bool          // skip fsync on send acknowledgement
-	Topics       []TopicDecl   // topics declared up front, with their message type
+	// MinLongPolling is the shortest long poll (default 5s): a receive whose deadline leaves less is
+	// refused with BAD_REQUEST, as the proxy refuses it; tests with short-lived consumers lower it.
+	MinLongPolling time.Duration
+	TimeScale      float64     // multiplies retry backoff and transaction check timings (default 1)
+	DataDir        string      // empty: in memory
+	NoFsync        bool        // skip fsync on send acknowledgement
+	Topics         []TopicDecl // topics declared up front, with their message type
 	// FIFOGroups are the consumer groups configured as orderly: only they receive a FIFO topic's
 	// messages one message group at a time, as on the real broker where ordering is a property of the
 	// subscription group (SubscriptionGroupConfig.consumeMessageOrderly).
@@ -193,6 +204,9 @@ func New(cfg Config) (*Broker, error) {
 	if cfg.TimeScale <= 0 {
 		cfg.TimeScale = 1
 	}
+	if cfg.MinLongPolling <= 0 {
+		cfg.MinLongPolling = DefaultMinLongPolling
+	}
 	if cfg.Logger == nil {
 		cfg.Logger = slog.New(slog.DiscardHandler)
 	}
@@ -251,12 +265,16 @@ func (b *Broker) scale(d time.Duration) time.Duration {
 }
 
 func (b *Broker) validTopic(name string) bool {
-	return name != "" && len(name) <= maxTopicLength && b.topicRE.MatchString(name)
+	limit := maxTopicLength
+	if strings.HasPrefix(name, DLQPrefix) || strings.HasPrefix(name, "%RETRY%") {
+		limit = maxDLQTopicLength
+	}
+	return name != "" && len(name) <= limit && b.topicRE.MatchString(name)
 }
 
-// validGroup follows TopicValidator/Validators.checkGroup: the same character set, at most 255.
+// validGroup follows TopicValidator: the same character set, at most GROUP_MAX_LENGTH.
 func (b *Broker) validGroup(name string) bool {
-	return name != "" && len(name) <= 255 && b.topicRE.MatchString(name)
+	return name != "" && len(name) <= maxGroupLength && b.topicRE.MatchString(name)
 }
 
 func (b *Broker) notifyLocked() {

@@ -35,12 +35,19 @@ func TestMain(m *testing.M) {
 	os.Exit(code)
 }
 
-const testInvisible = 500 * time.Millisecond
+// A receive long-polls for what its deadline leaves less half the client's 3 s request timeout
+// (about 1.6 s with the 100 ms await the tests use), so invisible times must outlast one poll.
+const testInvisible = 2 * time.Second
 
+// startBroker lowers the two minimums a stock proxy enforces (10 s invisible, 5 s long poll) so that
+// short-lived test consumers are not refused; every other setting is the real broker's.
 func startBroker(t *testing.T, cfg rocketmq.Config) (*rocketmq.Broker, string) {
 	t.Helper()
 	if cfg.MinInvisible == 0 {
 		cfg.MinInvisible = 100 * time.Millisecond
+	}
+	if cfg.MinLongPolling == 0 {
+		cfg.MinLongPolling = 100 * time.Millisecond
 	}
 	b, err := rocketmq.New(cfg)
 	if err != nil {
@@ -251,14 +258,14 @@ func TestChangeInvisibleDurationHandsOutANewHandle(t *testing.T) {
 		t.Fatal("no message")
 	}
 	old := got[0].GetReceiptHandle()
-	if err := c.ChangeInvisibleDuration(got[0], 3*time.Second); err != nil {
+	if err := c.ChangeInvisibleDuration(got[0], 3*testInvisible); err != nil {
 		t.Fatal(err)
 	}
 	if got[0].GetReceiptHandle() == old {
 		t.Fatal("ChangeInvisibleDuration kept the old receipt handle")
 	}
-	// Still invisible after the original 300 ms would have expired.
-	if back := receive(t, c, 1, testInvisible, 600*time.Millisecond); len(back) != 0 {
+	// Still invisible after the original invisible time would have expired.
+	if back := receive(t, c, 1, testInvisible, testInvisible+500*time.Millisecond); len(back) != 0 {
 		t.Fatal("message came back although its invisible time was extended")
 	}
 	ackAll(t, c, got)
@@ -292,7 +299,7 @@ func TestMaxAttemptsMovesTheMessageToTheDLQ(t *testing.T) {
 	send(t, p, &rmq.Message{Topic: "t", Body: []byte("fine")})
 
 	attempts := map[int32]bool{}
-	deadline := time.Now().Add(10 * time.Second)
+	deadline := time.Now().Add(30 * time.Second)
 	fineAcked := false
 	for time.Now().Before(deadline) && (!fineAcked || b.Stats("%DLQ%GID_fails").Messages == 0) {
 		for _, mv := range poll(t, c, 2, testInvisible, 400*time.Millisecond) {
@@ -338,7 +345,7 @@ func TestFIFOHoldsTheGroupBehindAnUnacknowledgedMessage(t *testing.T) {
 		send(t, p, m)
 	}
 	var order []string
-	deadline := time.Now().Add(10 * time.Second)
+	deadline := time.Now().Add(30 * time.Second)
 	for time.Now().Before(deadline) && len(order) < 3 {
 		for _, mv := range poll(t, c, 4, testInvisible, 300*time.Millisecond) {
 			body := string(mv.GetBody())
@@ -426,14 +433,14 @@ func TestDelayMessageWaitsForItsDeliveryTime(t *testing.T) {
 	_, addr := startBroker(t, rocketmq.Config{})
 	p := newProducer(t, addr, rmq.WithTopics("delay"))
 	c := newConsumer(t, addr, "GID_delay", map[string]string{"delay": "*"})
-	at := time.Now().Add(1500 * time.Millisecond)
+	at := time.Now().Add(3 * time.Second)
 	m := &rmq.Message{Topic: "delay", Body: []byte("later")}
 	m.SetDelayTimestamp(at)
 	send(t, p, m)
-	if early := receive(t, c, 1, time.Second, time.Second); len(early) != 0 {
+	if early := receive(t, c, 1, 5*time.Second, time.Second); len(early) != 0 {
 		t.Fatal("delay message delivered before its time")
 	}
-	got := receive(t, c, 1, time.Second, 3*time.Second)
+	got := receive(t, c, 1, 5*time.Second, 5*time.Second)
 	if len(got) != 1 {
 		t.Fatal("delay message never delivered")
 	}
@@ -579,7 +586,7 @@ func TestTagFilterAndTwoGroupsEachGetEveryMessage(t *testing.T) {
 
 func TestRestartFromDataLosesNoAcknowledgedSend(t *testing.T) {
 	dir := t.TempDir()
-	b, err := rocketmq.New(rocketmq.Config{DataDir: dir, MinInvisible: 100 * time.Millisecond})
+	b, err := rocketmq.New(rocketmq.Config{DataDir: dir, MinInvisible: 100 * time.Millisecond, MinLongPolling: 100 * time.Millisecond})
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -269,17 +269,13 @@ func (s *service) ReceiveMessage(req *v2.ReceiveMessageRequest, stream v2.Messag
 		return send(&v2.Status{Code: v2.Code_BAD_REQUEST, Message: "group and message queue are required"})
 	}
 	group := req.GetGroup().GetName()
-	wait := s.b.longPolling(clientID(ctx), group)
-	if dl, ok := ctx.Deadline(); ok {
-		// Leave the answer time to travel back before the client's own deadline, as the proxy
-		// reserves longPollingReserveTimeInMillis.
-		if left := time.Until(dl) - 200*time.Millisecond; left < wait {
-			wait = max(left, 0)
-		}
+	wait, err := s.b.pollingTime(ctx, clientID(ctx))
+	if err != nil {
+		return send(statusOf(err))
 	}
 	invisible := req.GetInvisibleDuration().AsDuration()
 	if req.GetInvisibleDuration() == nil {
-		invisible = 30 * time.Second
+		invisible = DefaultInvisible
 	}
 	got, err := s.b.Receive(ReceiveInput{
 		Group: group, Topic: req.GetMessageQueue().GetTopic().GetName(), Filter: req.GetFilterExpression().GetExpression(),
@@ -395,14 +391,14 @@ func (s *service) NotifyClientTermination(ctx context.Context, req *v2.NotifyCli
 
 // telemetryClient is a client's open Telemetry stream and what its settings said.
 type telemetryClient struct {
-	id          string
-	typ         v2.ClientType
-	topics      map[string]bool
-	group       string
-	longPolling time.Duration
-	stream      v2.MessagingService_TelemetryServer
-	sendMu      sync.Mutex
-	closed      bool // the handler returned: its stream must not be written any more
+	id             string
+	typ            v2.ClientType
+	topics         map[string]bool
+	group          string
+	requestTimeout time.Duration
+	stream         v2.MessagingService_TelemetryServer
+	sendMu         sync.Mutex
+	closed         bool // the handler returned: its stream must not be written any more
 }
 
 func (c *telemetryClient) send(cmd *v2.TelemetryCommand) error {
@@ -460,6 +456,9 @@ func (b *Broker) applySettings(tc *telemetryClient, in *v2.Settings) (*v2.Settin
 	b.mu.Lock()
 	defer b.mu.Unlock()
 	tc.typ = in.GetClientType()
+	if in.RequestTimeout != nil {
+		tc.requestTimeout = in.RequestTimeout.AsDuration()
+	}
 	switch pub := in.GetPubSub().(type) {
 	case *v2.Settings_Publishing:
 		for _, t := range pub.Publishing.GetTopics() {
@@ -478,7 +477,6 @@ func (b *Broker) applySettings(tc *telemetryClient, in *v2.Settings) (*v2.Settin
 			return nil, fail(v2.Code_ILLEGAL_CONSUMER_GROUP, "illegal consumer group %q", sub.GetGroup().GetName())
 		}
 		tc.group = sub.GetGroup().GetName()
-		tc.longPolling = sub.GetLongPollingTimeout().AsDuration()
 		fifo := b.cfg.FIFOGroups[tc.group]
 		batch := int32(maxReceiveBatch)
 		out.PubSub = &v2.Settings_Subscription{Subscription: &v2.Subscription{
@@ -505,15 +503,31 @@ func (b *Broker) dropClient(id string, only *telemetryClient) {
 	}
 }
 
-// longPolling is the client's long-polling timeout from its settings, capped as the proxy caps it.
-func (b *Broker) longPolling(client, group string) time.Duration {
+// pollingTime derives a receive's long poll from the time its caller left it, as
+// ReceiveMessageActivity.receiveMessage does: what remains less half the client's request timeout,
+// clamped to [min, max] long polling; a deadline that leaves less than the minimum is refused.
+func (b *Broker) pollingTime(ctx context.Context, client string) (time.Duration, error) {
 	b.mu.Lock()
-	defer b.mu.Unlock()
-	wait := 5 * time.Second
-	if c, ok := b.clients[client]; ok && c.longPolling > 0 {
-		wait = c.longPolling
+	reqTimeout := 3 * time.Second // the Go client's default request timeout
+	if c, ok := b.clients[client]; ok && c.requestTimeout > 0 {
+		reqTimeout = c.requestTimeout
 	}
-	return min(wait, DefaultMaxLongPolling)
+	minLP := b.cfg.MinLongPolling
+	b.mu.Unlock()
+	dl, ok := ctx.Deadline()
+	if !ok {
+		return minLP, nil
+	}
+	remaining := time.Until(dl)
+	polling := min(max(remaining-reqTimeout/2, minLP), DefaultMaxLongPolling)
+	if polling > remaining {
+		if remaining < minLP {
+			return 0, fail(v2.Code_BAD_REQUEST, "The deadline time remaining is not enough for polling, please check network condition")
+		}
+		polling = remaining
+	}
+	// Answer a little before the deadline so the reply still reaches the client in time.
+	return max(polling-longPollingReserve, 0), nil
 }
 
 // transactionChecker asks a producer of the topic about half messages left open, on the broker's

@@ -170,6 +170,9 @@ func Start(ctx context.Context, o Options) (_ *Stack, err error) {
 		// The triggers' retry policy decides when an event is dead-lettered, as EventBridge does;
 		// the broker's own limit only has to stay out of its way.
 		MaxAttempts: 1000, TimeScale: o.TimeScale, Logger: log,
+		// The FC triggers poll in short windows, as EventBridge's own consumers do; a stock proxy's
+		// 5 s minimum long poll would refuse them (the only default the stack changes).
+		MinLongPolling: 100 * time.Millisecond,
 	})
 	if err != nil {
 		return nil, err

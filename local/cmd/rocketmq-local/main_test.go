@@ -41,7 +41,7 @@ func TestCommandServesStopsAndRestartsFromData(t *testing.T) {
 	data := filepath.Join(dir, "data")
 	home := filepath.Join(dir, "home")
 	run := func() (*exec.Cmd, func() time.Duration) {
-		cmd := exec.Command(bin, "--listen", addr, "--data", data, "--min-invisible", "1s")
+		cmd := exec.Command(bin, "--listen", addr, "--data", data, "--min-invisible", "1s", "--min-long-polling", "100ms")
 		cmd.Env = append(os.Environ(), "HOME="+home)
 		stderr, _ := cmd.StderrPipe()
 		if err := cmd.Start(); err != nil {
