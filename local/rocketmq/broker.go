@@ -719,16 +719,17 @@ func (b *Broker) popLocked(t *topicState, in ReceiveInput, filter tagFilter) ([]
 	return out, wake
 }
 
-// giveBack makes deliveries that never reached the consumer visible again, attempt not counted.
+// giveBack nacks deliveries that never reached the consumer: visible again after 1 s, the attempt
+// spent, as proxy/src/main/java/org/apache/rocketmq/proxy/grpc/v2/consumer/
+// ReceiveMessageResponseStreamWriter.java does (processThrowableWhenWriteMessage, NACK_INVISIBLE_TIME).
 func (b *Broker) giveBack(group string, ds []Delivered) {
 	b.mu.Lock()
 	defer b.mu.Unlock()
-	now := b.now()
+	until := b.now().Add(time.Second)
 	for _, d := range ds {
 		c := b.cursorLocked(group, d.Msg.Topic)
 		if del := c.st[d.Msg.Offset]; del != nil && !del.done && del.handle == d.ReceiptHandle {
-			del.until, del.handle = now, ""
-			del.attempt--
+			del.until, del.handle = until, ""
 		}
 	}
 	b.notifyLocked()
@@ -810,7 +811,8 @@ func newToken() string {
 
 // liveDeliveryLocked resolves a receipt handle to its in-flight delivery. An unknown, foreign,
 // superseded or expired handle is INVALID_RECEIPT_HANDLE, as the proxy answers
-// (proxy/.../processor/ConsumerProcessor.java checks ReceiptHandle.isExpired).
+// (proxy/src/main/java/org/apache/rocketmq/proxy/processor/ConsumerProcessor.java checks
+// ReceiptHandle.isExpired).
 func (b *Broker) liveDeliveryLocked(group, topic, handle string) (*groupCursor, *storedMessage, *delivery, error) {
 	g, tp, off, ok := decodeHandle(handle)
 	if !ok {

@@ -6,8 +6,8 @@ import (
 )
 
 // tagFilter is a parsed tag subscription expression: "*" (or empty) matches everything, otherwise the
-// tags separated by "||" as in the broker's SubscriptionData (common/.../filter/FilterAPI.java builds the
-// tag set by splitting on "||" and trimming).
+// tags separated by "||", as remoting/src/main/java/org/apache/rocketmq/remoting/protocol/filter/
+// FilterAPI.java builds the tag set (split on "||", each trimmed).
 type tagFilter struct {
 	all  bool
 	tags map[string]bool

@@ -289,8 +289,8 @@ func (s *service) ReceiveMessage(req *v2.ReceiveMessageRequest, stream v2.Messag
 		// The proxy answers MESSAGE_NOT_FOUND when long polling ends empty.
 		return send(&v2.Status{Code: v2.Code_MESSAGE_NOT_FOUND, Message: "no new message"})
 	}
-	// What never reached the client is made visible again at once, as the proxy nacks messages its
-	// response stream could not write (ReceiveMessageResponseStreamWriter).
+	// What never reached the client is nacked, as the proxy does for messages its response stream
+	// could not write.
 	if err := send(ok()); err != nil {
 		s.b.giveBack(group, got)
 		return err
