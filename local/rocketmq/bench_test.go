@@ -20,7 +20,7 @@ func BenchmarkEndToEnd(b *testing.B) {
 	for _, producers := range []int{1, 16} {
 		for _, durable := range []bool{false, true} {
 			b.Run(fmt.Sprintf("producers=%d/durable=%v", producers, durable), func(b *testing.B) {
-				cfg := rocketmq.Config{MinInvisible: time.Second}
+				cfg := rocketmq.Config{MinInvisible: time.Second, MinLongPolling: 100 * time.Millisecond}
 				if durable {
 					cfg.DataDir = b.TempDir()
 				}
