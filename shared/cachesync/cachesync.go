@@ -42,12 +42,17 @@ type Syncer struct {
 
 func New(store Store, cache Cache) *Syncer { return &Syncer{store: store, cache: cache} }
 
-// Handle applies one change event.
+// Handle applies one change message.
 func (s *Syncer) Handle(ctx context.Context, msg mqhandler.Message) error {
 	ev, err := mq.DecodeChange(msg.Body)
 	if err != nil {
 		return fault.Permanent(err)
 	}
+	return s.Apply(ctx, ev)
+}
+
+// Apply brings the cache up to the row a decoded change event names.
+func (s *Syncer) Apply(ctx context.Context, ev mq.ChangeEvent) error {
 	switch ev.Entity {
 	case mq.EntityCampaign:
 		return s.campaign(ctx, ev)

@@ -2,7 +2,6 @@ package cachesync_test
 
 import (
 	"context"
-	"encoding/json"
 	"testing"
 	"time"
 
@@ -13,7 +12,6 @@ import (
 	"github.com/benefit-issuance/benefits/shared/domain"
 	"github.com/benefit-issuance/benefits/shared/fault"
 	"github.com/benefit-issuance/benefits/shared/mq"
-	"github.com/benefit-issuance/benefits/shared/mqhandler"
 	"github.com/benefit-issuance/benefits/shared/mysqlstore"
 	"github.com/benefit-issuance/benefits/shared/rediscache"
 )
@@ -44,8 +42,7 @@ func setup(t *testing.T) (*fixture, func(entity, id string, version int64) error
 	}
 	f := &fixture{rdb: rdb, store: store, cache: cache, sync: cachesync.New(store, cache)}
 	handle := func(entity, id string, version int64) error {
-		body, _ := json.Marshal(mq.ChangeEvent{Entity: entity, ID: id, Version: version})
-		return f.sync.Handle(context.Background(), mqhandler.Message{ID: "m", Body: body})
+		return f.sync.Apply(context.Background(), mq.ChangeEvent{Entity: entity, ID: id, Version: version})
 	}
 	return f, handle
 }

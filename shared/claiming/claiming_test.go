@@ -9,7 +9,6 @@ import (
 	"net/http/httptest"
 	"net/url"
 	"strings"
-	"sync"
 	"sync/atomic"
 	"testing"
 	"time"
@@ -20,6 +19,7 @@ import (
 	"github.com/benefit-issuance/benefits/shared/auth"
 	"github.com/benefit-issuance/benefits/shared/claiming"
 	"github.com/benefit-issuance/benefits/shared/domain"
+	"github.com/benefit-issuance/benefits/shared/mq/mqtest"
 	"github.com/benefit-issuance/benefits/shared/mysqlstore"
 	"github.com/benefit-issuance/benefits/shared/rediscache"
 )
@@ -30,32 +30,12 @@ const secret = "claiming-test-secret-0123456789"
 
 var t0 = time.Date(2026, 11, 25, 2, 0, 0, 0, time.UTC)
 
-// grants is the fake RocketMQ publisher of grants: it records every attempt and can fail.
-type grants struct {
-	mu       sync.Mutex
-	attempts []domain.Claim
-	fail     error
-}
-
-func (g *grants) PublishGrant(_ context.Context, c domain.Claim) error {
-	g.mu.Lock()
-	defer g.mu.Unlock()
-	g.attempts = append(g.attempts, c)
-	return g.fail
-}
-
-func (g *grants) all() []domain.Claim {
-	g.mu.Lock()
-	defer g.mu.Unlock()
-	return append([]domain.Claim(nil), g.attempts...)
-}
-
 type fixture struct {
 	t     *testing.T
 	store *mysqlstore.Store
 	rdb   *redis.Client
 	cache *rediscache.Cache
-	pub   *grants
+	pub   *mqtest.Publisher
 	api   *claiming.API
 	clock atomic.Int64 // milliseconds after t0; every decision advances it by one
 }
@@ -78,7 +58,7 @@ func newFixture(t *testing.T) *fixture {
 	if err != nil {
 		t.Fatal(err)
 	}
-	f := &fixture{t: t, store: store, rdb: rdb, cache: cache, pub: &grants{}}
+	f := &fixture{t: t, store: store, rdb: rdb, cache: cache, pub: &mqtest.Publisher{}}
 	now := func() time.Time { return t0.Add(time.Duration(f.clock.Add(1)) * time.Millisecond) }
 	f.api = claiming.New(cache, f.pub, store, v, now, claiming.Config{})
 	return f
@@ -172,7 +152,7 @@ func TestClaimThenReplayPublishesOnce(t *testing.T) {
 	if second.code != http.StatusOK || second.raw != first.raw {
 		t.Fatalf("replay: %d %s, first %s", second.code, second.raw, first.raw)
 	}
-	pub := f.pub.all()
+	pub := f.pub.Grants()
 	if len(pub) != 1 || pub[0].ID != domain.ClaimID("alice", "req-1") || pub[0].UserID != "alice" || pub[0].RequestID != "req-1" {
 		t.Fatalf("published %+v, want the grant exactly once", pub)
 	}
@@ -184,7 +164,7 @@ func TestClaimThenReplayPublishesOnce(t *testing.T) {
 	if a := f.claim(alice, c.ID, "req-2"); a.code != 409 || errCode(a) != "limit_reached" {
 		t.Fatalf("second request: %d %s", a.code, a.raw)
 	}
-	if n := len(f.pub.all()); n != 1 {
+	if n := len(f.pub.Grants()); n != 1 {
 		t.Fatalf("%d publishes", n)
 	}
 }
@@ -192,7 +172,7 @@ func TestClaimThenReplayPublishesOnce(t *testing.T) {
 func TestPublishFailureStillGrants(t *testing.T) {
 	f := newFixture(t)
 	c := f.campaign("cmp_a", nil)
-	f.pub.fail = errors.New("broker down")
+	f.pub.Fail(errors.New("broker down"))
 	bob := token(t, "bob", auth.RoleUser)
 	a := f.claim(bob, c.ID, "r1")
 	if a.code != http.StatusCreated {
@@ -206,7 +186,7 @@ func TestPublishFailureStillGrants(t *testing.T) {
 	if r := f.claim(bob, c.ID, "r1"); r.code != 200 || claimOf(r)["id"] != id {
 		t.Fatalf("replay: %d %s", r.code, r.raw)
 	}
-	if n := len(f.pub.all()); n != 1 {
+	if n := len(f.pub.Grants()); n != 1 {
 		t.Fatalf("%d publish attempts, want 1 (replays leave it to the timer)", n)
 	}
 }
@@ -227,7 +207,7 @@ func TestUserIDComesFromTokenOnly(t *testing.T) {
 		t.Fatalf("claims: %s / %s", a.raw, b.raw)
 	}
 	// Each user's history holds only their own claim.
-	if _, err := f.store.RecordClaims(context.Background(), f.pub.all()); err != nil {
+	if _, err := f.store.RecordClaims(context.Background(), f.pub.Grants()); err != nil {
 		t.Fatal(err)
 	}
 	l := f.do(alice, "GET", "/v1/claims", "")
@@ -264,7 +244,7 @@ func TestAuthentication(t *testing.T) {
 		})
 	}
 	cc, _ := f.cache.Campaign(context.Background(), c.ID)
-	if cc.Issued != 0 || len(f.pub.all()) != 0 {
+	if cc.Issued != 0 || len(f.pub.Grants()) != 0 {
 		t.Fatalf("refused callers were issued units: %+v", cc)
 	}
 }
@@ -304,7 +284,7 @@ func TestRefusals(t *testing.T) {
 			t.Errorf("%s/%s: want %d %s, got %d %s", tc.campaign, tc.request, tc.status, tc.code, a.code, a.raw)
 		}
 	}
-	if n := len(f.pub.all()); n != 1 {
+	if n := len(f.pub.Grants()); n != 1 {
 		t.Fatalf("%d grants published, want only the first unit", n)
 	}
 	if a := f.do(bob, "POST", "/v1/claims", `{"campaign_id": "open", "request_id": "x"`+strings.Repeat(" ", 64<<10)+`}`); a.code != 413 || errCode(a) != "payload_too_large" {
@@ -322,7 +302,7 @@ func TestCacheNotReadyIs503WithRetryAfter(t *testing.T) {
 	if a.code != 503 || errCode(a) != "unavailable" || a.header.Get("Retry-After") == "" {
 		t.Fatalf("not ready: %d %v %s", a.code, a.header, a.raw)
 	}
-	if cc, _ := f.cache.Campaign(context.Background(), c.ID); cc.Issued != 0 || len(f.pub.all()) != 0 {
+	if cc, _ := f.cache.Campaign(context.Background(), c.ID); cc.Issued != 0 || len(f.pub.Grants()) != 0 {
 		t.Fatalf("a unit was issued while the cache was not ready: %+v", cc)
 	}
 }
@@ -339,7 +319,7 @@ func TestListClaimsPagesWithCursor(t *testing.T) {
 	}
 	// Another user's claims must not show.
 	f.claim(token(t, "bob", auth.RoleUser), c.ID, "req-000")
-	if _, err := f.store.RecordClaims(context.Background(), f.pub.all()); err != nil {
+	if _, err := f.store.RecordClaims(context.Background(), f.pub.Grants()); err != nil {
 		t.Fatal(err)
 	}
 	first := f.do(alice, "GET", "/v1/claims", "")

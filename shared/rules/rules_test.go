@@ -8,7 +8,6 @@ import (
 	"net/http"
 	"net/http/httptest"
 	"strings"
-	"sync"
 	"testing"
 	"time"
 
@@ -16,7 +15,7 @@ import (
 	"github.com/benefit-issuance/benefits/shared/auth"
 	"github.com/benefit-issuance/benefits/shared/cachesync"
 	"github.com/benefit-issuance/benefits/shared/mq"
-	"github.com/benefit-issuance/benefits/shared/mqhandler"
+	"github.com/benefit-issuance/benefits/shared/mq/mqtest"
 	"github.com/benefit-issuance/benefits/shared/mysqlstore"
 	"github.com/benefit-issuance/benefits/shared/rediscache"
 	"github.com/benefit-issuance/benefits/shared/rules"
@@ -26,41 +25,11 @@ func TestMain(m *testing.M) { services.Main(m) }
 
 const secret = "rules-test-secret-0123456789"
 
-// recorder is the fake RocketMQ publisher: it records every attempt, can fail, and when syncer is set
-// delivers the event to cachesync synchronously, as the queue would.
-type recorder struct {
-	mu       sync.Mutex
-	attempts []mq.ChangeEvent
-	fail     error
-	syncer   *cachesync.Syncer
-}
-
-func (p *recorder) PublishChange(ctx context.Context, ev mq.ChangeEvent) error {
-	p.mu.Lock()
-	p.attempts = append(p.attempts, ev)
-	fail, syncer := p.fail, p.syncer
-	p.mu.Unlock()
-	if fail != nil {
-		return fail
-	}
-	if syncer != nil {
-		body, _ := json.Marshal(ev)
-		return syncer.Handle(ctx, mqhandler.Message{ID: "test", Body: body})
-	}
-	return nil
-}
-
-func (p *recorder) events() []mq.ChangeEvent {
-	p.mu.Lock()
-	defer p.mu.Unlock()
-	return append([]mq.ChangeEvent(nil), p.attempts...)
-}
-
 type fixture struct {
 	t     *testing.T
 	store *mysqlstore.Store
 	cache *rediscache.Cache
-	pub   *recorder
+	pub   *mqtest.Publisher
 	api   *rules.API
 	token string
 	wait  time.Duration
@@ -78,9 +47,9 @@ func newFixture(t *testing.T, syncing bool, wait time.Duration) *fixture {
 	}
 	t.Cleanup(func() { store.Close() })
 	cache := rediscache.New(env.Redis(t))
-	pub := &recorder{}
+	pub := &mqtest.Publisher{}
 	if syncing {
-		pub.syncer = cachesync.New(store, cache)
+		pub.OnChange = cachesync.New(store, cache).Apply
 	}
 	v, err := auth.NewVerifier(secret, time.Now)
 	if err != nil {
@@ -192,7 +161,7 @@ func TestCreateCampaignPublishesAndMarksOutboxSent(t *testing.T) {
 		num(a.body, "cache", "remaining") != 100 || num(a.body, "cache", "issued") != 0 {
 		t.Fatalf("cache: %v", a.body["cache"])
 	}
-	evs := f.pub.events()
+	evs := f.pub.Changes()
 	if len(evs) != 1 || evs[0] != (mq.ChangeEvent{Entity: mq.EntityCampaign, ID: id, Version: 1}) {
 		t.Fatalf("published %+v", evs)
 	}
@@ -206,7 +175,7 @@ func TestCreateCampaignPublishesAndMarksOutboxSent(t *testing.T) {
 
 func TestCreateWithPublishFailureLeavesOutboxForRelay(t *testing.T) {
 	f := newFixture(t, true, 200*time.Millisecond)
-	f.pub.fail = errors.New("broker down")
+	f.pub.Fail(errors.New("broker down"))
 	start := time.Now()
 	id, a := f.create()
 	elapsed := time.Since(start)
@@ -219,8 +188,8 @@ func TestCreateWithPublishFailureLeavesOutboxForRelay(t *testing.T) {
 	if elapsed > f.wait+time.Second {
 		t.Fatalf("answered after %s; the wait is bounded by %s", elapsed, f.wait)
 	}
-	if len(f.pub.events()) != 1 {
-		t.Fatalf("publish attempts: %+v", f.pub.events())
+	if len(f.pub.Changes()) != 1 {
+		t.Fatalf("publish attempts: %+v", f.pub.Changes())
 	}
 	pending, err := f.store.PendingOutbox(context.Background(), -time.Minute, 10)
 	if err != nil {
@@ -369,7 +338,7 @@ func TestCacheBehindIsNotInSync(t *testing.T) {
 	// cache a version behind: in_sync must be false although the campaign is cached.
 	f := newFixture(t, true, 100*time.Millisecond)
 	id, _ := f.create()
-	f.pub.fail = errors.New("broker down")
+	f.pub.Fail(errors.New("broker down"))
 	p := f.do("PATCH", "/v1/campaigns/"+id, `{"stock": 5}`, "If-Match", "1")
 	if p.code != 200 || get(p.body, "cache", "in_sync") != false || num(p.body, "cache", "version") != 1 || num(p.body, "cache", "remaining") != 100 {
 		t.Fatalf("patch: %d %s", p.code, p.raw)
@@ -395,7 +364,7 @@ func TestUsersPutGet(t *testing.T) {
 		get(g.body, "cache", "in_sync") != true {
 		t.Fatalf("get: %d %s", g.code, g.raw)
 	}
-	evs := f.pub.events()
+	evs := f.pub.Changes()
 	if len(evs) != 2 || evs[1] != (mq.ChangeEvent{Entity: mq.EntityUser, ID: "alice", Version: 2}) {
 		t.Fatalf("published: %+v", evs)
 	}
@@ -425,7 +394,7 @@ func TestPointsCreditIdempotentByRequestID(t *testing.T) {
 	if n := f.count("SELECT COUNT(*) FROM outbox WHERE entity = 'user'"); n != 3 {
 		t.Fatalf("%d user outbox rows, want 3 (put and two credits)", n)
 	}
-	if n := len(f.pub.events()); n != 3 {
+	if n := len(f.pub.Changes()); n != 3 {
 		t.Fatalf("%d events published, want 3", n)
 	}
 	rec, err := f.store.User(context.Background(), "alice")

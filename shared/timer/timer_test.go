@@ -2,10 +2,8 @@ package timer_test
 
 import (
 	"context"
-	"encoding/json"
 	"errors"
 	"fmt"
-	"sync"
 	"testing"
 	"time"
 
@@ -15,7 +13,7 @@ import (
 	"github.com/benefit-issuance/benefits/shared/cachesync"
 	"github.com/benefit-issuance/benefits/shared/domain"
 	"github.com/benefit-issuance/benefits/shared/mq"
-	"github.com/benefit-issuance/benefits/shared/mqhandler"
+	"github.com/benefit-issuance/benefits/shared/mq/mqtest"
 	"github.com/benefit-issuance/benefits/shared/mysqlstore"
 	"github.com/benefit-issuance/benefits/shared/rediscache"
 	"github.com/benefit-issuance/benefits/shared/timer"
@@ -25,51 +23,12 @@ func TestMain(m *testing.M) { services.Main(m) }
 
 var t0 = time.Date(2026, 11, 25, 2, 0, 0, 0, time.UTC)
 
-// fakeMQ records what the jobs publish and can fail. With syncer set, a change is applied to the cache
-// synchronously as cachesync would; with ledger set, a grant is recorded in MySQL as the ledger would.
-type fakeMQ struct {
-	mu      sync.Mutex
-	changes []mq.ChangeEvent
-	grants  []domain.Claim
-	fail    error
-	syncer  *cachesync.Syncer
-	ledger  *mysqlstore.Store
-}
-
-func (p *fakeMQ) PublishChange(ctx context.Context, ev mq.ChangeEvent) error {
-	p.mu.Lock()
-	p.changes = append(p.changes, ev)
-	fail, syncer := p.fail, p.syncer
-	p.mu.Unlock()
-	if fail != nil {
-		return fail
-	}
-	if syncer != nil {
-		body, _ := json.Marshal(ev)
-		return syncer.Handle(ctx, mqhandler.Message{ID: "test", Body: body})
-	}
-	return nil
-}
-
-func (p *fakeMQ) PublishGrant(ctx context.Context, c domain.Claim) error {
-	p.mu.Lock()
-	p.grants = append(p.grants, c)
-	fail, store := p.fail, p.ledger
-	p.mu.Unlock()
-	if fail != nil {
-		return fail
-	}
-	if store != nil {
+// recordIn stands in for the ledger: a published grant is written to MySQL at once.
+func recordIn(store *mysqlstore.Store) func(context.Context, domain.Claim) error {
+	return func(ctx context.Context, c domain.Claim) error {
 		_, err := store.RecordClaims(ctx, []domain.Claim{c})
 		return err
 	}
-	return nil
-}
-
-func (p *fakeMQ) published() ([]mq.ChangeEvent, []domain.Claim) {
-	p.mu.Lock()
-	defer p.mu.Unlock()
-	return append([]mq.ChangeEvent(nil), p.changes...), append([]domain.Claim(nil), p.grants...)
 }
 
 type fixture struct {
@@ -77,7 +36,7 @@ type fixture struct {
 	store *mysqlstore.Store
 	rdb   *redis.Client
 	cache *rediscache.Cache
-	mq    *fakeMQ
+	mq    *mqtest.Publisher
 }
 
 func newFixture(t *testing.T) *fixture {
@@ -94,7 +53,7 @@ func newFixture(t *testing.T) *fixture {
 	if err := cache.MarkReady(ctx); err != nil {
 		t.Fatal(err)
 	}
-	return &fixture{t: t, store: store, rdb: rdb, cache: cache, mq: &fakeMQ{}}
+	return &fixture{t: t, store: store, rdb: rdb, cache: cache, mq: &mqtest.Publisher{}}
 }
 
 func (f *fixture) jobs(now time.Time, cfg timer.Config) *timer.Jobs {
@@ -123,8 +82,7 @@ func (f *fixture) campaign(id string, cached bool, mutate func(*domain.Campaign)
 
 func (f *fixture) sync(campaignID string) {
 	f.t.Helper()
-	body, _ := json.Marshal(mq.ChangeEvent{Entity: mq.EntityCampaign, ID: campaignID, Version: 1})
-	if err := cachesync.New(f.store, f.cache).Handle(context.Background(), mqhandler.Message{Body: body}); err != nil {
+	if err := cachesync.New(f.store, f.cache).Apply(context.Background(), mq.ChangeEvent{Entity: mq.EntityCampaign, ID: campaignID, Version: 1}); err != nil {
 		f.t.Fatal(err)
 	}
 }
@@ -179,7 +137,7 @@ func TestOutboxRelayRepublishesUnsentRows(t *testing.T) {
 		t.Fatalf("fresh rows: %+v %v", r, err)
 	}
 	j := f.jobs(t0, timer.Config{OutboxAge: time.Millisecond})
-	f.mq.fail = errors.New("broker down")
+	f.mq.Fail(errors.New("broker down"))
 	r, err := j.Run(ctx, timer.JobOutboxRelay)
 	if err == nil || r.Failed != 2 || r.Published != 0 {
 		t.Fatalf("failing broker: %+v %v", r, err)
@@ -187,13 +145,13 @@ func TestOutboxRelayRepublishesUnsentRows(t *testing.T) {
 	if n := f.count("SELECT COUNT(*) FROM outbox WHERE sent_at IS NULL"); n != 2 {
 		t.Fatalf("%d unsent rows after a failed relay, want 2", n)
 	}
-	f.mq.fail = nil
-	f.mq.changes = nil
+	f.mq.Fail(nil)
+	f.mq.Forget()
 	r, err = j.Run(ctx, timer.JobOutboxRelay)
 	if err != nil || r.Published != 2 || r.Job != timer.JobOutboxRelay {
 		t.Fatalf("relay: %+v %v", r, err)
 	}
-	changes, _ := f.mq.published()
+	changes := f.mq.Changes()
 	want := map[mq.ChangeEvent]bool{{Entity: "campaign", ID: "cmp_a", Version: 1}: true, {Entity: "user", ID: "alice", Version: 1}: true}
 	if len(changes) != 2 || !want[changes[0]] || !want[changes[1]] || changes[0] == changes[1] {
 		t.Fatalf("published %+v", changes)
@@ -221,13 +179,13 @@ func TestGrantReplayRecordsGrantsMissingFromMySQL(t *testing.T) {
 	if _, err := f.store.RecordClaims(ctx, []domain.Claim{recorded.Claim}); err != nil {
 		t.Fatal(err)
 	}
-	f.mq.ledger = f.store
+	f.mq.OnGrant = recordIn(f.store)
 	j := f.jobs(t0.Add(10*time.Second), timer.Config{ReplayAge: 5 * time.Second})
 	r, err := j.Run(ctx, timer.JobGrantReplay)
 	if err != nil || r.Replayed != 1 || r.Trimmed != 1 || r.Campaigns != 1 {
 		t.Fatalf("replay: %+v %v", r, err)
 	}
-	_, grants := f.mq.published()
+	grants := f.mq.Grants()
 	if len(grants) != 1 || grants[0].ID != lost.Claim.ID || grants[0].UserID != "bob" {
 		t.Fatalf("replayed %+v, want bob's grant only", grants)
 	}
@@ -244,7 +202,7 @@ func TestGrantReplayRecordsGrantsMissingFromMySQL(t *testing.T) {
 	if err != nil || r.Replayed != 1 || r.Trimmed != 1 {
 		t.Fatalf("second replay: %+v %v", r, err)
 	}
-	_, grants = f.mq.published()
+	grants = f.mq.Grants()
 	if len(grants) != 2 || grants[1].ID != fresh.Claim.ID {
 		t.Fatalf("replayed %+v", grants)
 	}
@@ -260,7 +218,7 @@ func TestGrantReplayRecordsGrantsMissingFromMySQL(t *testing.T) {
 	}
 	// A failing broker leaves nothing lost: the grant stays in the stream for the next run.
 	late := f.claim("dave", "cmp_a", "r1", t0.Add(2*time.Minute))
-	f.mq.fail = errors.New("broker down")
+	f.mq.Fail(errors.New("broker down"))
 	j = f.jobs(t0.Add(time.Hour), timer.Config{ReplayAge: 5 * time.Second})
 	if r, err := j.Run(ctx, timer.JobGrantReplay); err == nil || r.Failed != 1 {
 		t.Fatalf("failing replay: %+v %v", r, err)
@@ -273,7 +231,7 @@ func TestGrantReplayRecordsGrantsMissingFromMySQL(t *testing.T) {
 func TestReconcileReportsAndFixesDrift(t *testing.T) {
 	f := newFixture(t)
 	ctx := context.Background()
-	f.mq.syncer = cachesync.New(f.store, f.cache)
+	f.mq.OnChange = cachesync.New(f.store, f.cache).Apply
 	f.campaign("ok", true, nil)
 	f.campaign("stale", true, nil)
 	f.campaign("evicted", true, func(c *domain.Campaign) { c.PerUserLimit = 2 })
@@ -310,7 +268,7 @@ func TestReconcileReportsAndFixesDrift(t *testing.T) {
 		fixes["evicted"].Drift != "missing" || fixes["evicted"].Action != "rebuilt" {
 		t.Fatalf("fixes: %+v", r.Fixed)
 	}
-	changes, _ := f.mq.published()
+	changes := f.mq.Changes()
 	if len(changes) != 1 || changes[0] != (mq.ChangeEvent{Entity: "campaign", ID: "stale", Version: 2}) {
 		t.Fatalf("published %+v", changes)
 	}
@@ -335,7 +293,7 @@ func TestReconcileReportsAndFixesDrift(t *testing.T) {
 	if _, _, err := f.store.UpdateCampaign(ctx, "ok", 1, domain.CampaignPatch{Stock: &stock}); err != nil {
 		t.Fatal(err)
 	}
-	f.mq.fail = errors.New("broker down")
+	f.mq.Fail(errors.New("broker down"))
 	r, err = j.Run(ctx, timer.JobReconcile)
 	if err == nil || len(r.Fixed) != 1 || r.Fixed[0].ID != "ok" || r.Fixed[0].Action == "republished" {
 		t.Fatalf("failing republish: %+v %v", r, err)
@@ -370,7 +328,7 @@ func TestReconcileCountsGrantsInFlight(t *testing.T) {
 func TestScheduledGrantsOldestFirstAndNeverTwice(t *testing.T) {
 	f := newFixture(t)
 	ctx := context.Background()
-	f.mq.ledger = f.store
+	f.mq.OnGrant = recordIn(f.store)
 	start := t0
 	f.campaign("g", true, func(c *domain.Campaign) {
 		c.Mode, c.Stock, c.StartsAt, c.EndsAt = domain.ModeGrant, 3, start, start.Add(time.Hour)
@@ -402,7 +360,7 @@ func TestScheduledGrantsOldestFirstAndNeverTwice(t *testing.T) {
 	if err != nil || r.Granted != 4 || r.Campaigns != 2 {
 		t.Fatalf("run: %+v %v", r, err)
 	}
-	_, grants := f.mq.published()
+	grants := f.mq.Grants()
 	var order []string
 	for _, g := range grants {
 		order = append(order, g.CampaignID+":"+g.UserID)
@@ -424,13 +382,13 @@ func TestScheduledGrantsOldestFirstAndNeverTwice(t *testing.T) {
 	if _, _, err := f.store.UpdateCampaign(ctx, "g", 1, domain.CampaignPatch{Stock: &stock}); err != nil {
 		t.Fatal(err)
 	}
-	f.mq.syncer = cachesync.New(f.store, f.cache)
+	f.mq.OnChange = cachesync.New(f.store, f.cache).Apply
 	f.mq.PublishChange(ctx, mq.ChangeEvent{Entity: "campaign", ID: "g", Version: 2})
 	r, err = j.Run(ctx, timer.JobScheduledGrants)
 	if err != nil || r.Granted != 2 {
 		t.Fatalf("after raising stock: %+v %v", r, err)
 	}
-	_, grants = f.mq.published()
+	grants = f.mq.Grants()
 	if got := fmt.Sprint(grants[4].UserID, " ", grants[5].UserID); got != "u_new u_newest" {
 		t.Fatalf("next grantees %s", got)
 	}
@@ -464,7 +422,7 @@ func TestScheduledGrantsBudgetAndUncachedCampaign(t *testing.T) {
 			t.Fatal(err)
 		}
 	}
-	_, grants := f.mq.published()
+	grants := f.mq.Grants()
 	seen := map[string]bool{}
 	for _, g := range grants {
 		if g.CampaignID != "g" || seen[g.UserID] {
@@ -646,7 +604,7 @@ func TestReconcileRepairsWhatTheFenceCannot(t *testing.T) {
 func TestReconcileRepublishesUsersTheCacheIsBehindOn(t *testing.T) {
 	f := newFixture(t)
 	ctx := context.Background()
-	f.mq.syncer = cachesync.New(f.store, f.cache)
+	f.mq.OnChange = cachesync.New(f.store, f.cache).Apply
 	f.user("synced", t0.Add(-time.Hour), 10)
 	f.user("behind", t0.Add(-time.Hour), 0)
 	// A credit committed to MySQL whose change message was lost.
