@@ -144,7 +144,6 @@ type storedMessage struct {
 	DeliverAt  time.Time         `json:"at,omitempty"`
 	TxID       string            `json:"tx,omitempty"`
 	Tx         txState           `json:"txs,omitempty"`
-	Digest     *v2.Digest        `json:"-"`
 	DigestType v2.DigestType     `json:"dt,omitempty"`
 	DigestSum  string            `json:"ds,omitempty"`
 	checks     int
@@ -347,7 +346,6 @@ type SendInput struct {
 	BornHost  string
 	DeliverAt time.Time
 	Digest    *v2.Digest
-	Producer  string // client id, for transaction check-back
 }
 
 // SendResult is the broker's answer for one stored message.
@@ -463,11 +461,8 @@ func (b *Broker) Send(msgs []SendInput) ([]SendResult, error) {
 			return nil, fail(v2.Code_INTERNAL_SERVER_ERROR, "append to the log: %v", err)
 		}
 	}
-	for i, sm := range stored {
+	for _, sm := range stored {
 		b.appendLocked(t, sm, now)
-		if sm.Tx == txHalf && msgs[i].Producer != "" {
-			b.log.Debug("half message stored", "topic", t.name, "id", sm.ID)
-		}
 		out = append(out, SendResult{ID: sm.ID, TxID: sm.TxID, Offset: sm.Offset})
 	}
 	b.notifyLocked()
@@ -812,8 +807,8 @@ func newToken() string {
 // liveDeliveryLocked resolves a receipt handle to its in-flight delivery. An unknown, foreign,
 // superseded or expired handle is INVALID_RECEIPT_HANDLE, as the proxy answers
 // (proxy/src/main/java/org/apache/rocketmq/proxy/processor/ConsumerProcessor.java checks
-// ReceiptHandle.isExpired).
-func (b *Broker) liveDeliveryLocked(group, topic, handle string) (*groupCursor, *storedMessage, *delivery, error) {
+// ReceiptHandle.isExpired). A message id, when given, must be the handle's message.
+func (b *Broker) liveDeliveryLocked(group, topic, messageID, handle string) (*groupCursor, *storedMessage, *delivery, error) {
 	g, tp, off, ok := decodeHandle(handle)
 	if !ok {
 		return nil, nil, nil, fail(v2.Code_INVALID_RECEIPT_HANDLE, "malformed receipt handle")
@@ -833,19 +828,20 @@ func (b *Broker) liveDeliveryLocked(group, topic, handle string) (*groupCursor, 
 	if !b.now().Before(d.until) {
 		return nil, nil, nil, fail(v2.Code_INVALID_RECEIPT_HANDLE, "receipt handle has expired")
 	}
-	return c, t.msgs[off], d, nil
+	m := t.msgs[off]
+	if messageID != "" && m.ID != messageID {
+		return nil, nil, nil, fail(v2.Code_INVALID_RECEIPT_HANDLE, "receipt handle is for message %s, not %s", m.ID, messageID)
+	}
+	return c, m, d, nil
 }
 
 // Ack finishes a delivery for its group.
 func (b *Broker) Ack(group, topic, messageID, handle string) error {
 	b.mu.Lock()
 	defer b.mu.Unlock()
-	c, m, _, err := b.liveDeliveryLocked(group, topic, handle)
+	c, m, _, err := b.liveDeliveryLocked(group, topic, messageID, handle)
 	if err != nil {
 		return err
-	}
-	if messageID != "" && m.ID != messageID {
-		return fail(v2.Code_INVALID_RECEIPT_HANDLE, "receipt handle is for message %s, not %s", m.ID, messageID)
 	}
 	if err := b.persistLocked(false, record{Op: opDone, Group: group, Topic: topic, Offset: m.Offset}); err != nil {
 		return err
@@ -863,12 +859,9 @@ func (b *Broker) ChangeInvisible(group, topic, messageID, handle string, d time.
 	}
 	b.mu.Lock()
 	defer b.mu.Unlock()
-	_, m, del, err := b.liveDeliveryLocked(group, topic, handle)
+	_, m, del, err := b.liveDeliveryLocked(group, topic, messageID, handle)
 	if err != nil {
 		return "", err
-	}
-	if messageID != "" && m.ID != messageID {
-		return "", fail(v2.Code_INVALID_RECEIPT_HANDLE, "receipt handle is for message %s, not %s", m.ID, messageID)
 	}
 	del.until = b.now().Add(d)
 	del.handle = encodeHandle(group, topic, m.Offset)
@@ -880,12 +873,9 @@ func (b *Broker) ChangeInvisible(group, topic, messageID, handle string, d time.
 func (b *Broker) ForwardToDLQ(group, topic, messageID, handle string) error {
 	b.mu.Lock()
 	defer b.mu.Unlock()
-	_, m, d, err := b.liveDeliveryLocked(group, topic, handle)
+	_, m, d, err := b.liveDeliveryLocked(group, topic, messageID, handle)
 	if err != nil {
 		return err
-	}
-	if messageID != "" && m.ID != messageID {
-		return fail(v2.Code_INVALID_RECEIPT_HANDLE, "receipt handle is for message %s, not %s", m.ID, messageID)
 	}
 	return b.persistLocked(true, b.deadLetterLocked(group, m, d)...)
 }

@@ -39,9 +39,18 @@ func TestMain(m *testing.M) {
 // (about 1.6 s with the 100 ms await the tests use), so invisible times must outlast one poll.
 const testInvisible = 2 * time.Second
 
-// startBroker lowers the two minimums a stock proxy enforces (10 s invisible, 5 s long poll) so that
-// short-lived test consumers are not refused; every other setting is the real broker's.
+// startBroker runs a broker for the rest of the test.
 func startBroker(t *testing.T, cfg rocketmq.Config) (*rocketmq.Broker, string) {
+	t.Helper()
+	b, srv := openBroker(t, cfg)
+	t.Cleanup(func() { srv.Close(); b.Close() })
+	return b, srv.Addr()
+}
+
+// openBroker runs a broker the test stops itself (to restart one on the same data). It lowers the two
+// minimums a stock proxy enforces (10 s invisible, 5 s long poll) so that short-lived test consumers
+// are not refused; every other setting is the real broker's.
+func openBroker(t *testing.T, cfg rocketmq.Config) (*rocketmq.Broker, *rocketmq.Server) {
 	t.Helper()
 	if cfg.MinInvisible == 0 {
 		cfg.MinInvisible = 100 * time.Millisecond
@@ -55,10 +64,10 @@ func startBroker(t *testing.T, cfg rocketmq.Config) (*rocketmq.Broker, string) {
 	}
 	srv, err := rocketmq.Listen(b, "127.0.0.1:0")
 	if err != nil {
+		b.Close()
 		t.Fatal(err)
 	}
-	t.Cleanup(func() { srv.Close(); b.Close() })
-	return b, srv.Addr()
+	return b, srv
 }
 
 func newProducer(t *testing.T, addr string, opts ...rmq.ProducerOption) rmq.Producer {
@@ -586,14 +595,7 @@ func TestTagFilterAndTwoGroupsEachGetEveryMessage(t *testing.T) {
 
 func TestRestartFromDataLosesNoAcknowledgedSend(t *testing.T) {
 	dir := t.TempDir()
-	b, err := rocketmq.New(rocketmq.Config{DataDir: dir, MinInvisible: 100 * time.Millisecond, MinLongPolling: 100 * time.Millisecond})
-	if err != nil {
-		t.Fatal(err)
-	}
-	srv, err := rocketmq.Listen(b, "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
+	b, srv := openBroker(t, rocketmq.Config{DataDir: dir})
 	p, err := rmq.NewProducer(&rmq.Config{Endpoint: srv.Addr(), Credentials: &credentials.SessionCredentials{}}, rmq.WithTopics("durable"))
 	if err != nil {
 		t.Fatal(err)
@@ -703,14 +705,7 @@ func TestASilentConnectionDelaysNobody(t *testing.T) {
 func TestLogWithoutItsLastNewlineStaysReadable(t *testing.T) {
 	dir := t.TempDir()
 	sendOne := func(body string) {
-		b, err := rocketmq.New(rocketmq.Config{DataDir: dir})
-		if err != nil {
-			t.Fatal(err)
-		}
-		srv, err := rocketmq.Listen(b, "127.0.0.1:0")
-		if err != nil {
-			t.Fatal(err)
-		}
+		b, srv := openBroker(t, rocketmq.Config{DataDir: dir})
 		p, err := rmq.NewProducer(&rmq.Config{Endpoint: srv.Addr(), Credentials: &credentials.SessionCredentials{}}, rmq.WithTopics("t"))
 		if err != nil {
 			t.Fatal(err)

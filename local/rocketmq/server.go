@@ -209,7 +209,6 @@ func (s *service) SendMessage(ctx context.Context, req *v2.SendMessageRequest) (
 	if len(req.GetMessages()) == 0 {
 		return &v2.SendMessageResponse{Status: &v2.Status{Code: v2.Code_BAD_REQUEST, Message: "no messages"}}, nil
 	}
-	producer := clientID(ctx)
 	ins := make([]SendInput, 0, len(req.GetMessages()))
 	for _, m := range req.GetMessages() {
 		sp := m.GetSystemProperties()
@@ -219,7 +218,7 @@ func (s *service) SendMessage(ctx context.Context, req *v2.SendMessageRequest) (
 		in := SendInput{
 			ID: sp.GetMessageId(), Topic: m.GetTopic().GetName(), Tag: sp.GetTag(), Keys: sp.GetKeys(),
 			Group: sp.GetMessageGroup(), Props: m.GetUserProperties(), Body: m.GetBody(), Type: sp.GetMessageType(),
-			BornHost: sp.GetBornHost(), Digest: sp.GetBodyDigest(), Producer: producer,
+			BornHost: sp.GetBornHost(), Digest: sp.GetBodyDigest(),
 		}
 		if sp.GetBornTimestamp() != nil {
 			in.BornAt = sp.GetBornTimestamp().AsTime()
