@@ -293,7 +293,7 @@ func (e *Emulator) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		writeError(w, http.StatusNotFound, "not_found", "route names no function "+route.FunctionName)
 		return
 	}
-	methods := f.httpMethods()
+	methods := f.http
 	if methods == nil {
 		writeError(w, http.StatusNotFound, "not_found", "function "+f.def.FunctionName+" has no HTTP trigger")
 		return
@@ -336,22 +336,23 @@ func (e *Emulator) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	_, _ = w.Write(body)
 }
 
-func (f *function) httpMethods() map[string]bool {
-	for _, tr := range f.def.Triggers {
+// httpMethods reads the methods of the function's HTTP trigger once, at start; nil without one.
+func httpMethods(def fctemplate.Function) (map[string]bool, error) {
+	for _, tr := range def.Triggers {
 		if tr.TriggerType != fctemplate.TriggerHTTP {
 			continue
 		}
 		hc, err := tr.HTTP()
 		if err != nil {
-			return nil
+			return nil, err
 		}
 		m := map[string]bool{}
 		for _, x := range hc.Methods {
 			m[strings.ToUpper(x)] = true
 		}
-		return m
+		return m, nil
 	}
-	return nil
+	return nil, nil
 }
 
 // route matches the custom domain's routes: an exact path, or a prefix ending in "/*".

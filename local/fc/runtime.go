@@ -46,6 +46,14 @@ type outcome struct {
 	err  *InvokeError
 }
 
+// result keeps a nil *InvokeError from becoming a non-nil error.
+func (o outcome) result() ([]byte, error) {
+	if o.err != nil {
+		return o.body, o.err
+	}
+	return o.body, nil
+}
+
 type invocation struct {
 	id       string
 	payload  []byte
@@ -61,6 +69,7 @@ type function struct {
 	def    fctemplate.Function
 	binary string
 	env    []string
+	http   map[string]bool // methods of its HTTP trigger; nil without one
 
 	mu        sync.Mutex
 	cond      *sync.Cond
@@ -112,7 +121,11 @@ func (e *Emulator) newFunction(def fctemplate.Function) (*function, error) {
 		"FC_FUNCTION_MEMORY_SIZE="+strconv.Itoa(def.MemorySize), "FC_REGION="+e.cfg.Region,
 		"FC_ACCOUNT_ID="+e.cfg.AccountID, "FC_RUNTIME=go1", "FC_FUNC_CODE_PATH="+code,
 	)
-	f := &function{e: e, def: def, binary: binary, env: env}
+	methods, err := httpMethods(def)
+	if err != nil {
+		return nil, fmt.Errorf("function %s: %w", def.FunctionName, err)
+	}
+	f := &function{e: e, def: def, binary: binary, env: env, http: methods}
 	f.cond = sync.NewCond(&f.mu)
 	return f, nil
 }
@@ -338,20 +351,14 @@ func (f *function) invoke(ctx context.Context, payload []byte, retry int) ([]byt
 		// the invocation on its own and its late answer is dropped.
 		return nil, &InvokeError{Type: "Cancelled", Message: ctx.Err().Error()}
 	case res := <-inv.done:
-		if res.err != nil {
-			return res.body, res.err
-		}
-		return res.body, nil
+		return res.result()
 	case <-timer.C:
 		in.kill()
 		return nil, &InvokeError{Type: "FunctionTimeout", Message: fmt.Sprintf("%s timed out after %ds", f.def.FunctionName, timeout)}
 	case <-in.dead:
 		select {
 		case res := <-inv.done:
-			if res.err != nil {
-				return res.body, res.err
-			}
-			return res.body, nil
+			return res.result()
 		default:
 			return nil, &InvokeError{Type: "InstanceExited", Message: "instance exited during the invocation"}
 		}

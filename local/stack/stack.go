@@ -165,7 +165,9 @@ func Start(ctx context.Context, o Options) (_ *Stack, err error) {
 		log.Info("Redis ready", "addr", r.Addr())
 	}
 
-	mq.ConfigureClientLogging(filepath.Join(os.TempDir(), "benefits-rocketmq-client-logs"))
+	// The RocketMQ client logs to a file; ours (the triggers) and the functions' go to one folder.
+	clientLogs := filepath.Join(os.TempDir(), "benefits-rocketmq-client-logs")
+	mq.ConfigureClientLogging(clientLogs)
 	broker, err := rocketmq.New(rocketmq.Config{
 		// The triggers' retry policy decides when an event is dead-lettered, as EventBridge does;
 		// the broker's own limit only has to stay out of its way.
@@ -213,7 +215,7 @@ func Start(ctx context.Context, o Options) (_ *Stack, err error) {
 		"JWT_SECRET": o.JWTSecret, "ROCKETMQ_INSTANCE_ID": "local",
 		"RULE_CHANGES_DLQ_ARN":    "acs:mns:local:0:/queues/benefit-rule-changes-dlq",
 		"GRANTS_DLQ_ARN":          "acs:mns:local:0:/queues/benefit-grants-dlq",
-		"rocketmq.client.logRoot": filepath.Join(os.TempDir(), "benefits-rocketmq-client-logs"),
+		"rocketmq.client.logRoot": clientLogs,
 	}
 	for k, v := range o.Env {
 		env[k] = v
