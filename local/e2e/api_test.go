@@ -43,8 +43,8 @@ func TestHTTPContract(t *testing.T) {
 		for _, c := range cases {
 			t.Run(c.name, func(t *testing.T) {
 				r := h.do(c.method, c.path, c.token, nil)
-				if r.Status != c.status || r.code() != c.code {
-					t.Fatalf("%d %q, want %d %q: %s", r.Status, r.code(), c.status, c.code, r.Raw)
+				if r.Status != c.status || r.Code() != c.code {
+					t.Fatalf("%d %q, want %d %q: %s", r.Status, r.Code(), c.status, c.code, r.Raw)
 				}
 			})
 		}
@@ -63,7 +63,7 @@ func TestHTTPContract(t *testing.T) {
 		if items, _ := list.Body["campaigns"].([]any); len(items) != 1 {
 			t.Fatalf("list has %d campaigns, want 1", len(items))
 		}
-		if r := h.do("GET", "/v1/campaigns/cmp_doesnotexist", h.operator, nil); r.Status != 404 || r.code() != "campaign_not_found" {
+		if r := h.do("GET", "/v1/campaigns/cmp_doesnotexist", h.operator, nil); r.Status != 404 || r.Code() != "campaign_not_found" {
 			t.Fatalf("unknown campaign: %d %s", r.Status, r.Raw)
 		}
 	})
@@ -103,29 +103,29 @@ func TestHTTPContract(t *testing.T) {
 
 	t.Run("patch preconditions", func(t *testing.T) {
 		pid, _ := h.createCampaign(nil)
-		if r := h.do("PATCH", "/v1/campaigns/"+pid, h.operator, map[string]any{"stock": 5}); r.Status != 428 || r.code() != "precondition_required" {
+		if r := h.do("PATCH", "/v1/campaigns/"+pid, h.operator, map[string]any{"stock": 5}); r.Status != 428 || r.Code() != "precondition_required" {
 			t.Fatalf("without If-Match: %d %s", r.Status, r.Raw)
 		}
 		r := h.must(h.do("PATCH", "/v1/campaigns/"+pid, h.operator, map[string]any{"stock": 5}, "If-Match", `"1"`), 200)
 		if v := r.Body["campaign"].(map[string]any)["version"]; v != float64(2) || !inSync(r) {
 			t.Fatalf("after patch: version %v in_sync %v", v, inSync(r))
 		}
-		if r := h.do("PATCH", "/v1/campaigns/"+pid, h.operator, map[string]any{"stock": 6}, "If-Match", "1"); r.Status != 412 || r.code() != "version_mismatch" {
+		if r := h.do("PATCH", "/v1/campaigns/"+pid, h.operator, map[string]any{"stock": 6}, "If-Match", "1"); r.Status != 412 || r.Code() != "version_mismatch" {
 			t.Fatalf("stale If-Match: %d %s", r.Status, r.Raw)
 		}
 		if r := h.do("PATCH", "/v1/campaigns/"+pid, h.operator, map[string]any{"mode": "grant"}, "If-Match", "2"); r.Status != 400 {
 			t.Fatalf("patching mode: %d %s", r.Status, r.Raw)
 		}
-		if r := h.do("PATCH", "/v1/campaigns/cmp_nope", h.operator, map[string]any{"stock": 1}, "If-Match", "1"); r.Status != 404 || r.code() != "campaign_not_found" {
+		if r := h.do("PATCH", "/v1/campaigns/cmp_nope", h.operator, map[string]any{"stock": 1}, "If-Match", "1"); r.Status != 404 || r.Code() != "campaign_not_found" {
 			t.Fatalf("patching an unknown campaign: %d %s", r.Status, r.Raw)
 		}
 	})
 
 	t.Run("users and points", func(t *testing.T) {
-		if r := h.do("GET", "/v1/users/nobody", h.operator, nil); r.Status != 404 || r.code() != "user_not_found" {
+		if r := h.do("GET", "/v1/users/nobody", h.operator, nil); r.Status != 404 || r.Code() != "user_not_found" {
 			t.Fatalf("unknown user: %d %s", r.Status, r.Raw)
 		}
-		if r := h.do("POST", "/v1/users/nobody/points", h.operator, map[string]any{"delta": 5, "request_id": "x"}); r.Status != 404 || r.code() != "user_not_found" {
+		if r := h.do("POST", "/v1/users/nobody/points", h.operator, map[string]any{"delta": 5, "request_id": "x"}); r.Status != 404 || r.Code() != "user_not_found" {
 			t.Fatalf("points for an unknown user: %d %s", r.Status, r.Raw)
 		}
 		r := h.must(h.do("PUT", "/v1/users/bob", h.operator, map[string]any{"registered_at": now.Add(-time.Hour).Format(time.RFC3339), "member": true}), 200)
@@ -185,8 +185,8 @@ func TestHTTPContract(t *testing.T) {
 					body = c.body
 				}
 				r := h.do("POST", "/v1/claims", h.userToken(c.user), body)
-				if r.Status != c.status || r.code() != c.code {
-					t.Fatalf("%d %q, want %d %q: %s", r.Status, r.code(), c.status, c.code, r.Raw)
+				if r.Status != c.status || r.Code() != c.code {
+					t.Fatalf("%d %q, want %d %q: %s", r.Status, r.Code(), c.status, c.code, r.Raw)
 				}
 			})
 		}
@@ -210,7 +210,7 @@ func TestHTTPContract(t *testing.T) {
 				r := h.do("POST", "/v1/claims", tok, map[string]any{"campaign_id": many, "request_id": fmt.Sprint("h", i)})
 				mu.Lock()
 				defer mu.Unlock()
-				if r.Status == 429 && r.code() == "rate_limited" {
+				if r.Status == 429 && r.Code() == "rate_limited" {
 					limited++
 					retryAfter = r.Header.Get("Retry-After")
 				}
@@ -235,7 +235,7 @@ func TestHTTPContract(t *testing.T) {
 		if err := proxy.Enable(); err != nil {
 			t.Fatal(err)
 		}
-		if r.Status != 503 || r.code() != "unavailable" || r.Header.Get("Retry-After") == "" {
+		if r.Status != 503 || r.Code() != "unavailable" || r.Header.Get("Retry-After") == "" {
 			t.Fatalf("claim with Redis cut: %d %s (Retry-After %q)", r.Status, r.Raw, r.Header.Get("Retry-After"))
 		}
 		eventually(t, 10*time.Second, "claims to work again", func() bool { return h.claim("erin", open, "e2").Status == 201 })

@@ -76,7 +76,7 @@ func TestStockLoweredWhileClaimsAreInFlight(t *testing.T) {
 				case r.Status == 201:
 					granted.Store(r.Body["claim"].(map[string]any)["id"], user)
 					n.Add(1)
-				case r.code() != "sold_out":
+				case r.Code() != "sold_out":
 					t.Errorf("claim answered %d %s", r.Status, r.Raw)
 					return
 				}
@@ -248,7 +248,7 @@ func TestScheduledGrantToNewUsers(t *testing.T) {
 		t.Fatalf("granted to %s, want n1,n2 (oldest registration first, old user outside the audience)", got)
 	}
 	// A claim on a grant campaign is refused; the grant stays single.
-	if r := h.claim("n3", id, "sneaky"); r.code() != "not_claimable" {
+	if r := h.claim("n3", id, "sneaky"); r.Code() != "not_claimable" {
 		t.Fatalf("claim on a grant campaign: %s", r.Raw)
 	}
 }
@@ -316,7 +316,7 @@ func TestCacheLossFailsClosedUntilRebuilt(t *testing.T) {
 	if err := rdb.FlushAll(context.Background()).Err(); err != nil {
 		t.Fatal(err)
 	}
-	if r := h.claim("c", id, "1"); r.Status != 503 || r.code() != "unavailable" {
+	if r := h.claim("c", id, "1"); r.Status != 503 || r.Code() != "unavailable" {
 		t.Fatalf("claim on a lost cache: %d %s", r.Status, r.Raw)
 	}
 	rebuilt := h.runTimer("cache-rebuild")
@@ -324,7 +324,7 @@ func TestCacheLossFailsClosedUntilRebuilt(t *testing.T) {
 		t.Fatalf("rebuild: %s", rebuilt.Raw)
 	}
 	h.must(h.claim("c", id, "1"), 201)
-	if r := h.claim("a", id, "2"); r.code() != "limit_reached" {
+	if r := h.claim("a", id, "2"); r.Code() != "limit_reached" {
 		t.Fatalf("user a after the rebuild: %s (the rebuild forgot a's claim)", r.Raw)
 	}
 	c := cacheOf(h.do("GET", "/v1/campaigns/"+id, h.operator, nil))

@@ -1,14 +1,10 @@
 package e2e
 
 import (
-	"bytes"
 	"context"
-	"encoding/json"
 	"fmt"
-	"io"
 	"net/http"
 	"os"
-	"strings"
 	"sync/atomic"
 	"testing"
 	"time"
@@ -30,7 +26,7 @@ type harness struct {
 	t        testing.TB
 	s        *stack.Stack
 	operator string
-	http     *http.Client
+	client   *stack.Client
 }
 
 func startStack(t testing.TB, opts stack.Options) *harness {
@@ -67,7 +63,7 @@ func startStack(t testing.TB, opts stack.Options) *harness {
 	if err != nil {
 		t.Fatal(err)
 	}
-	h := &harness{t: t, s: s, operator: op, http: &http.Client{Timeout: 30 * time.Second}}
+	h := &harness{t: t, s: s, operator: op, client: stack.NewClient(s.HTTP)}
 	// A fresh Redis is not trusted until the timer has rebuilt it from MySQL (claims answer 503).
 	h.runTimer("cache-rebuild")
 	return h
@@ -86,53 +82,14 @@ func (h *harness) userToken(id string) string {
 	return tok
 }
 
-type reply struct {
-	Status int
-	Header http.Header
-	Body   map[string]any
-	Raw    string
-}
-
-func (r reply) code() string {
-	if e, ok := r.Body["error"].(map[string]any); ok {
-		s, _ := e["code"].(string)
-		return s
-	}
-	return ""
-}
+type reply = stack.Reply
 
 func (h *harness) do(method, path, token string, body any, headers ...string) reply {
 	h.t.Helper()
-	var rd io.Reader
-	switch b := body.(type) {
-	case nil:
-	case string:
-		rd = strings.NewReader(b)
-	default:
-		data, _ := json.Marshal(b)
-		rd = bytes.NewReader(data)
-	}
-	req, err := http.NewRequest(method, h.s.HTTP+path, rd)
-	if err != nil {
-		h.t.Fatal(err)
-	}
-	if body != nil {
-		req.Header.Set("Content-Type", "application/json")
-	}
-	if token != "" {
-		req.Header.Set("Authorization", "Bearer "+token)
-	}
-	for i := 0; i+1 < len(headers); i += 2 {
-		req.Header.Set(headers[i], headers[i+1])
-	}
-	resp, err := h.http.Do(req)
+	r, err := h.client.Do(method, path, token, body, headers...)
 	if err != nil {
 		h.t.Fatalf("%s %s: %v", method, path, err)
 	}
-	defer resp.Body.Close()
-	raw, _ := io.ReadAll(resp.Body)
-	r := reply{Status: resp.StatusCode, Header: resp.Header, Raw: string(raw)}
-	_ = json.Unmarshal(raw, &r.Body)
 	return r
 }
 

@@ -4,14 +4,10 @@
 package main
 
 import (
-	"bytes"
 	"context"
-	"encoding/json"
 	"flag"
 	"fmt"
-	"io"
 	"log/slog"
-	"net/http"
 	"os"
 	"os/signal"
 	"path/filepath"
@@ -56,11 +52,11 @@ func main() {
 	defer s.Close()
 	say("stack up in %.1fs", time.Since(start).Seconds())
 
-	d := &demoClient{base: s.HTTP, secret: s.JWTSecret, http: &http.Client{Timeout: 30 * time.Second}}
+	d := &demoClient{Client: stack.NewClient(s.HTTP), secret: s.JWTSecret}
 	d.operator = d.token("ops-1", auth.RoleOperator)
 	// A fresh cache is trusted only after the timer rebuilt it; run that now rather than in 10 s.
-	if r := d.call("POST", "/_local/timers/timer/cache-rebuild", "", nil); r.status != 200 {
-		fail(fmt.Errorf("cache rebuild: %d %s", r.status, r.raw))
+	if r := d.call("POST", "/_local/timers/timer/cache-rebuild", "", nil); r.Status != 200 {
+		fail(fmt.Errorf("cache rebuild: %d %s", r.Status, r.Raw))
 	}
 	if *demo {
 		if err := d.run(ctx); err != nil && ctx.Err() == nil {
@@ -84,14 +80,8 @@ func fail(err error) {
 }
 
 type demoClient struct {
-	base, secret, operator string
-	http                   *http.Client
-}
-
-type result struct {
-	status int
-	body   map[string]any
-	raw    string
+	*stack.Client
+	secret, operator string
 }
 
 func (d *demoClient) token(sub string, role auth.Role) string {
@@ -102,44 +92,16 @@ func (d *demoClient) token(sub string, role auth.Role) string {
 	return t
 }
 
-func (d *demoClient) call(method, path, token string, body any, headers ...string) result {
-	var rd io.Reader
-	if body != nil {
-		b, _ := json.Marshal(body)
-		rd = bytes.NewReader(b)
-	}
-	req, _ := http.NewRequest(method, d.base+path, rd)
-	req.Header.Set("Content-Type", "application/json")
-	if token != "" {
-		req.Header.Set("Authorization", "Bearer "+token)
-	}
-	for i := 0; i+1 < len(headers); i += 2 {
-		req.Header.Set(headers[i], headers[i+1])
-	}
-	resp, err := d.http.Do(req)
+// call is Do for a demo that carries on: a failed request is a reply with status 0 and the error.
+func (d *demoClient) call(method, path, token string, body any, headers ...string) stack.Reply {
+	r, err := d.Do(method, path, token, body, headers...)
 	if err != nil {
-		return result{status: 0, raw: err.Error()}
+		return stack.Reply{Raw: err.Error()}
 	}
-	defer resp.Body.Close()
-	raw, _ := io.ReadAll(resp.Body)
-	r := result{status: resp.StatusCode, raw: string(raw)}
-	_ = json.Unmarshal(raw, &r.body)
 	return r
 }
 
-func field(m map[string]any, path ...string) any {
-	var v any = m
-	for _, p := range path {
-		mm, ok := v.(map[string]any)
-		if !ok {
-			return nil
-		}
-		v = mm[p]
-	}
-	return v
-}
-
-func (d *demoClient) campaign(over map[string]any) (string, result, error) {
+func (d *demoClient) campaign(over map[string]any) (string, stack.Reply, error) {
 	now := time.Now().UTC()
 	c := map[string]any{
 		"name": "demo", "benefit": map[string]any{"type": "coupon", "amount": 500}, "audience": map[string]any{"segment": "all"},
@@ -150,10 +112,10 @@ func (d *demoClient) campaign(over map[string]any) (string, result, error) {
 		c[k] = v
 	}
 	r := d.call("POST", "/v1/campaigns", d.operator, c)
-	if r.status != 201 {
-		return "", r, fmt.Errorf("create campaign: %d %s", r.status, r.raw)
+	if r.Status != 201 {
+		return "", r, fmt.Errorf("create campaign: %d %s", r.Status, r.Raw)
 	}
-	return field(r.body, "campaign", "id").(string), r, nil
+	return r.Field("campaign", "id").(string), r, nil
 }
 
 func (d *demoClient) run(ctx context.Context) error {
@@ -180,11 +142,11 @@ func (d *demoClient) run(ctx context.Context) error {
 				}
 				user := fmt.Sprintf("shopper-%d-%d", w, i)
 				r := d.call("POST", "/v1/claims", d.token(user, auth.RoleUser), map[string]any{"campaign_id": id, "request_id": "r1"})
-				if r.status == 201 {
+				if r.Status == 201 {
 					granted.Add(1)
 				} else {
 					refused.Add(1)
-					code, _ := field(r.body, "error", "code").(string)
+					code, _ := r.Field("error", "code").(string)
 					n, _ := codes.LoadOrStore(code, new(atomic.Int64))
 					n.(*atomic.Int64).Add(1)
 				}
@@ -194,23 +156,23 @@ func (d *demoClient) run(ctx context.Context) error {
 	time.Sleep(1500 * time.Millisecond)
 	before := granted.Load()
 	cur := d.call("GET", "/v1/campaigns/"+id, d.operator, nil)
-	version := fmt.Sprint(field(cur.body, "campaign", "version"))
+	version := fmt.Sprint(cur.Field("campaign", "version"))
 	t0 := time.Now()
 	patch := d.call("PATCH", "/v1/campaigns/"+id, d.operator, map[string]any{"stock": 10}, "If-Match", version)
 	took := time.Since(t0)
-	if patch.status != 200 {
+	if patch.Status != 200 {
 		close(stopClaims)
 		wg.Wait()
-		return fmt.Errorf("patch: %d %s", patch.status, patch.raw)
+		return fmt.Errorf("patch: %d %s", patch.Status, patch.Raw)
 	}
 	say("  %d claims granted so far; PATCH stock 100000 -> 10 answered in %s, cache in_sync=%v (commit, RocketMQ, cachesync, Redis)",
-		before, took.Round(time.Millisecond), field(patch.body, "cache", "in_sync"))
+		before, took.Round(time.Millisecond), patch.Field("cache", "in_sync"))
 	time.Sleep(1500 * time.Millisecond)
 	close(stopClaims)
 	wg.Wait()
 	final := d.call("GET", "/v1/campaigns/"+id, d.operator, nil)
 	say("  when the change landed the cache had issued %v; after 1.5 s more of claims: issued=%v remaining=%v (%d granted, %d refused in all)",
-		field(patch.body, "cache", "issued"), field(final.body, "cache", "issued"), field(final.body, "cache", "remaining"), granted.Load(), refused.Load())
+		patch.Field("cache", "issued"), final.Field("cache", "issued"), final.Field("cache", "remaining"), granted.Load(), refused.Load())
 	codes.Range(func(k, v any) bool {
 		say("    refused with %-14v x%d", k, v.(*atomic.Int64).Load())
 		return true
@@ -218,11 +180,11 @@ func (d *demoClient) run(ctx context.Context) error {
 
 	say("demo 2/3: a coupon that costs 30 points")
 	user := "points-fan"
-	if r := d.call("PUT", "/v1/users/"+user, d.operator, map[string]any{"registered_at": time.Now().Add(-400 * 24 * time.Hour).UTC().Format(time.RFC3339), "member": true}); r.status != 200 {
-		return fmt.Errorf("put user: %d %s", r.status, r.raw)
+	if r := d.call("PUT", "/v1/users/"+user, d.operator, map[string]any{"registered_at": time.Now().Add(-400 * 24 * time.Hour).UTC().Format(time.RFC3339), "member": true}); r.Status != 200 {
+		return fmt.Errorf("put user: %d %s", r.Status, r.Raw)
 	}
-	if r := d.call("POST", "/v1/users/"+user+"/points", d.operator, map[string]any{"delta": 70, "request_id": "welcome-bonus"}); r.status != 200 {
-		return fmt.Errorf("credit points: %d %s", r.status, r.raw)
+	if r := d.call("POST", "/v1/users/"+user+"/points", d.operator, map[string]any{"delta": 70, "request_id": "welcome-bonus"}); r.Status != 200 {
+		return fmt.Errorf("credit points: %d %s", r.Status, r.Raw)
 	}
 	pid, _, err := d.campaign(map[string]any{"name": "Members: 20 yuan red envelope for 30 points", "benefit": map[string]any{"type": "red_envelope", "amount": 2000}, "audience": map[string]any{"segment": "members"}, "cost_points": 30, "per_user_limit": 5})
 	if err != nil {
@@ -231,21 +193,21 @@ func (d *demoClient) run(ctx context.Context) error {
 	ut := d.token(user, auth.RoleUser)
 	for i := 1; i <= 3; i++ {
 		r := d.call("POST", "/v1/claims", ut, map[string]any{"campaign_id": pid, "request_id": fmt.Sprintf("buy-%d", i)})
-		code, _ := field(r.body, "error", "code").(string)
-		say("  claim %d: %d %s", i, r.status, code)
+		code, _ := r.Field("error", "code").(string)
+		say("  claim %d: %d %s", i, r.Status, code)
 	}
 	again := d.call("POST", "/v1/claims", ut, map[string]any{"campaign_id": pid, "request_id": "buy-1"})
-	say("  claim 1 retried with the same request_id: %d (the same claim, nothing debited twice)", again.status)
+	say("  claim 1 retried with the same request_id: %d (the same claim, nothing debited twice)", again.Status)
 	time.Sleep(1500 * time.Millisecond) // the ledger's batch window
 	u := d.call("GET", "/v1/users/"+user, d.operator, nil)
-	say("  points now %v (70 credited, 2 x 30 debited)", field(u.body, "user", "points"))
+	say("  points now %v (70 credited, 2 x 30 debited)", u.Field("user", "points"))
 
 	say("demo 3/3: 3 coupons granted at a time 5 s ahead to new users, oldest registration first")
 	now := time.Now().UTC()
 	regs := map[string]time.Duration{"newbie-a": 3 * time.Hour, "newbie-b": 2 * time.Hour, "newbie-c": time.Hour, "newbie-d": 30 * time.Minute, "veteran": 900 * time.Hour}
 	for name, ago := range regs {
-		if r := d.call("PUT", "/v1/users/"+name, d.operator, map[string]any{"registered_at": now.Add(-ago).Format(time.RFC3339), "member": false}); r.status != 200 {
-			return fmt.Errorf("put user: %d %s", r.status, r.raw)
+		if r := d.call("PUT", "/v1/users/"+name, d.operator, map[string]any{"registered_at": now.Add(-ago).Format(time.RFC3339), "member": false}); r.Status != 200 {
+			return fmt.Errorf("put user: %d %s", r.Status, r.Raw)
 		}
 	}
 	at := now.Add(5 * time.Second)
@@ -263,7 +225,7 @@ func (d *demoClient) run(ctx context.Context) error {
 		got := []string{}
 		for _, n := range names {
 			r := d.call("GET", "/v1/claims", d.token(n, auth.RoleUser), nil)
-			if list, _ := r.body["claims"].([]any); len(list) > 0 {
+			if list, _ := r.Body["claims"].([]any); len(list) > 0 {
 				got = append(got, n)
 			}
 		}
