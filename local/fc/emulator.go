@@ -36,6 +36,10 @@ type Config struct {
 	BrokerEndpoint string
 	// TimeScale multiplies the triggers' retry backoff (1 = FC's schedule).
 	TimeScale float64
+	// TimerTimeScale runs cron schedules on a clock that many times faster than the wall clock
+	// (0 or 1: real time): a fault suite sees a minute timer fire every few seconds, in the same
+	// order and with the same relative spacing as on the platform.
+	TimerTimeScale float64
 	// MaxRetries, when positive, caps every RocketMQ trigger's retries below its strategy's (176 for
 	// EXPONENTIAL_DECAY_RETRY), so a test reaches the dead-letter queue in seconds.
 	MaxRetries int
@@ -253,16 +257,24 @@ type cronSchedule interface{ Next(time.Time) time.Time }
 
 func (e *Emulator) runTimer(f *function, trigger string, tc fctemplate.TimerTriggerConfig, sched cronSchedule) {
 	defer e.wg.Done()
+	speed := e.cfg.TimerTimeScale
+	if speed <= 0 {
+		speed = 1
+	}
+	// The schedule runs on a virtual clock that starts at the wall clock and advances speed times faster.
+	start := time.Now()
+	virtual := func() time.Time { return start.Add(time.Duration(float64(time.Since(start)) * speed)) }
 	for {
-		next := sched.Next(time.Now())
+		now := virtual()
+		next := sched.Next(now)
 		select {
 		case <-e.ctx.Done():
 			return
-		case <-time.After(time.Until(next)):
+		case <-time.After(time.Duration(float64(next.Sub(now)) / speed)):
 		}
 		// FC invokes timer functions asynchronously: a long run does not delay the schedule.
 		go func() {
-			if _, err := f.invoke(e.ctx, timerEvent(trigger, tc.Payload, next), 0); err != nil && e.ctx.Err() == nil {
+			if _, err := f.invoke(e.ctx, timerEvent(trigger, tc.Payload, time.Now()), 0); err != nil && e.ctx.Err() == nil {
 				e.log.Warn("timer invocation failed", "function", f.def.FunctionName, "trigger", trigger, "err", err)
 			}
 		}()

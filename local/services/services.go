@@ -178,6 +178,7 @@ type MariaDB struct {
 	Port  int
 	dir   string
 	owned bool
+	bin   string
 	proc  *process
 }
 
@@ -209,16 +210,26 @@ func StartMariaDB(ctx context.Context, o Options) (*MariaDB, error) {
 	if err != nil {
 		return nil, err
 	}
-	m := &MariaDB{Port: port, dir: o.Dir, owned: owned}
-	logFile := filepath.Join(o.Dir, "mariadb.log")
-	m.proc, err = startProcess(logFile, server, "--no-defaults", "--datadir="+data, "--user=root",
-		"--port="+strconv.Itoa(port), "--bind-address=127.0.0.1", "--socket="+filepath.Join(o.Dir, "mysqld.sock"),
-		"--pid-file="+filepath.Join(o.Dir, "mysqld.pid"), "--skip-log-bin", "--skip-name-resolve",
+	m := &MariaDB{Port: port, dir: o.Dir, owned: owned, bin: server}
+	if err := m.start(ctx); err != nil {
+		m.Stop()
+		return nil, err
+	}
+	return m, nil
+}
+
+func (m *MariaDB) start(ctx context.Context) error {
+	data := filepath.Join(m.dir, "data")
+	logFile := filepath.Join(m.dir, "mariadb.log")
+	var err error
+	m.proc, err = startProcess(logFile, m.bin, "--no-defaults", "--datadir="+data, "--user=root",
+		"--port="+strconv.Itoa(m.Port), "--bind-address=127.0.0.1", "--socket="+filepath.Join(m.dir, "mysqld.sock"),
+		"--pid-file="+filepath.Join(m.dir, "mysqld.pid"), "--skip-log-bin", "--skip-name-resolve",
 		"--innodb-buffer-pool-size=128M", "--innodb-log-file-size=64M", "--innodb-flush-log-at-trx-commit=2",
 		"--innodb-doublewrite=0", "--max-connections=500", "--character-set-server=utf8mb4",
 		"--collation-server=utf8mb4_unicode_ci", "--log-error="+logFile)
 	if err != nil {
-		return nil, err
+		return err
 	}
 	deadline := time.Now().Add(60 * time.Second)
 	for {
@@ -228,14 +239,21 @@ func StartMariaDB(ctx context.Context, o Options) (*MariaDB, error) {
 			db.Close()
 		}
 		if err == nil {
-			return m, nil
+			return nil
 		}
 		if m.proc.exited() || time.Now().After(deadline) || ctx.Err() != nil {
-			m.Stop()
-			return nil, fmt.Errorf("mariadb did not start: %v; log: %s", err, tail(logFile, 2000))
+			m.proc.stop(time.Second)
+			return fmt.Errorf("mariadb did not start: %v; log: %s", err, tail(logFile, 2000))
 		}
 		time.Sleep(100 * time.Millisecond)
 	}
+}
+
+// Restart stops the server as a crash would (SIGKILL: committed transactions survive in the redo
+// log, in-flight ones are rolled back) and starts it again on the same port and data.
+func (m *MariaDB) Restart(ctx context.Context) error {
+	m.proc.stop(0)
+	return m.start(ctx)
 }
 
 func tail2(b []byte) string {
@@ -308,7 +326,7 @@ func (r *Redis) start(ctx context.Context) error {
 	logFile := filepath.Join(r.dir, fmt.Sprintf("redis-%d.log", r.Port))
 	var err error
 	r.proc, err = startProcess(logFile, r.bin, "--port", strconv.Itoa(r.Port), "--bind", "127.0.0.1",
-		"--save", "", "--appendonly", "no", "--dir", r.dir, "--databases", "256", "--daemonize", "no")
+		"--save", "", "--appendonly", "no", "--dir", r.dir, "--dbfilename", filepath.Base(r.dumpFile()), "--databases", "256", "--daemonize", "no")
 	if err != nil {
 		return err
 	}
@@ -334,8 +352,27 @@ func (r *Redis) Addr() string { return "127.0.0.1:" + strconv.Itoa(r.Port) }
 // Restart stops the server and starts it again empty on the same port: a cache loss.
 func (r *Redis) Restart(ctx context.Context) error {
 	r.proc.stop(5 * time.Second)
+	if err := os.Remove(r.dumpFile()); err != nil && !errors.Is(err, os.ErrNotExist) {
+		return err
+	}
 	return r.start(ctx)
 }
+
+// RestartWithData snapshots the data set, kills the server and starts it again on the same port from
+// the snapshot: a restart of a Redis that persists (as production runs it), as opposed to a loss.
+func (r *Redis) RestartWithData(ctx context.Context) error {
+	client := redis.NewClient(&redis.Options{Addr: r.Addr()})
+	err := client.Save(ctx).Err()
+	client.Close()
+	if err != nil {
+		return fmt.Errorf("redis SAVE before restart: %w", err)
+	}
+	r.proc.stop(0)
+	return r.start(ctx)
+}
+
+// dumpFile is where SAVE writes and where a starting server loads from.
+func (r *Redis) dumpFile() string { return filepath.Join(r.dir, fmt.Sprintf("dump-%d.rdb", r.Port)) }
 
 // Kill stops the server abruptly without starting it again.
 func (r *Redis) Kill() { r.proc.stop(0) }

@@ -42,6 +42,12 @@ type Options struct {
 	RedisAddr    string
 	Database     string // default: benefits
 	MaxInstances int    // per function
+	// BrokerDataDir keeps the broker's log on disk so that RestartBroker restarts it on its data
+	// ("" keeps it in memory).
+	BrokerDataDir string
+	// TimerTimeScale runs the timer triggers' cron schedules on a clock this much faster than the wall
+	// clock (0 or 1: real time), so that a fault suite sees minute timers fire every few seconds.
+	TimerTimeScale float64
 	// TriggerMaxRetries caps the RocketMQ triggers' retries (tests of the dead-letter queue).
 	TriggerMaxRetries int
 	Env               map[string]string // extra function environment
@@ -62,6 +68,15 @@ type Stack struct {
 	Template     *fctemplate.Template
 
 	closers []func()
+	mariadb *services.MariaDB // nil when MySQLBaseDSN was given
+	redis   *services.Redis   // nil when RedisAddr was given
+	broker  brokerRun
+}
+
+// brokerRun is what a broker restart needs to rebuild the broker on the same address and data.
+type brokerRun struct {
+	cfg rocketmq.Config
+	srv *rocketmq.Server
 }
 
 // FindRoot walks up from the working folder to the folder holding template.yml.
@@ -133,6 +148,7 @@ func Start(ctx context.Context, o Options) (_ *Stack, err error) {
 			return nil, err
 		}
 		s.closers = append(s.closers, m.Stop)
+		s.mariadb = m
 		baseDSN = m.DSN("")
 		log.Info("MariaDB ready", "addr", m.Addr())
 	}
@@ -161,6 +177,7 @@ func Start(ctx context.Context, o Options) (_ *Stack, err error) {
 			return nil, err
 		}
 		s.closers = append(s.closers, r.Stop)
+		s.redis = r
 		s.RedisAddr = r.Addr()
 		log.Info("Redis ready", "addr", r.Addr())
 	}
@@ -168,24 +185,18 @@ func Start(ctx context.Context, o Options) (_ *Stack, err error) {
 	// The RocketMQ client logs to a file; ours (the triggers) and the functions' go to one folder.
 	clientLogs := filepath.Join(os.TempDir(), "benefits-rocketmq-client-logs")
 	mq.ConfigureClientLogging(clientLogs)
-	broker, err := rocketmq.New(rocketmq.Config{
+	s.broker.cfg = rocketmq.Config{
 		// The triggers' retry policy decides when an event is dead-lettered, as EventBridge does;
 		// the broker's own limit only has to stay out of its way.
-		MaxAttempts: 1000, TimeScale: o.TimeScale, Logger: log,
+		MaxAttempts: 1000, TimeScale: o.TimeScale, Logger: log, DataDir: o.BrokerDataDir,
 		// The FC triggers poll in short windows, as EventBridge's own consumers do; a stock proxy's
 		// 5 s minimum long poll would refuse them (the only default the stack changes).
 		MinLongPolling: 100 * time.Millisecond,
-	})
-	if err != nil {
+	}
+	if err := s.startBroker(o.BrokerAddr); err != nil {
 		return nil, err
 	}
-	s.closers = append(s.closers, func() { broker.Close() })
-	srv, err := rocketmq.Listen(broker, o.BrokerAddr)
-	if err != nil {
-		return nil, fmt.Errorf("broker: %w", err)
-	}
-	s.closers = append(s.closers, srv.Close)
-	s.Broker, s.BrokerEngine = srv.Addr(), broker
+	s.closers = append(s.closers, s.stopBroker)
 	log.Info("RocketMQ broker emulator ready", "endpoint", s.Broker)
 
 	tox, err := faults.Start(o.ToxiproxyAddr)
@@ -226,7 +237,7 @@ func Start(ctx context.Context, o Options) (_ *Stack, err error) {
 	}
 	emu, err := fc.Start(fc.Config{
 		Template: tpl, Root: o.Root, Env: env, HTTPAddr: o.HTTPAddr, BrokerEndpoint: s.Broker,
-		TimeScale: o.TimeScale, MaxInstances: o.MaxInstances, MaxRetries: o.TriggerMaxRetries, Timers: o.Timers, Output: out, Logger: log,
+		TimeScale: o.TimeScale, TimerTimeScale: o.TimerTimeScale, MaxInstances: o.MaxInstances, MaxRetries: o.TriggerMaxRetries, Timers: o.Timers, Output: out, Logger: log,
 	})
 	if err != nil {
 		return nil, err
@@ -267,4 +278,54 @@ func (s *Stack) Close() {
 		s.closers[i]()
 	}
 	s.closers = nil
+}
+
+func (s *Stack) startBroker(addr string) error {
+	broker, err := rocketmq.New(s.broker.cfg)
+	if err != nil {
+		return err
+	}
+	srv, err := rocketmq.Listen(broker, addr)
+	if err != nil {
+		broker.Close()
+		return fmt.Errorf("broker: %w", err)
+	}
+	s.broker.srv = srv
+	s.Broker, s.BrokerEngine = srv.Addr(), broker
+	return nil
+}
+
+func (s *Stack) stopBroker() {
+	if s.broker.srv != nil {
+		s.broker.srv.Close()
+		s.BrokerEngine.Close()
+		s.broker.srv = nil
+	}
+}
+
+// RestartBroker stops the broker as a crash would (connections cut, nothing flushed beyond what each
+// acknowledged send already fsynced) and starts it again on the same address and data. Without
+// BrokerDataDir it comes back empty.
+func (s *Stack) RestartBroker() error {
+	s.stopBroker()
+	return s.startBroker(s.Broker)
+}
+
+// RestartRedis restarts the stack's own Redis, empty (a cache loss) or from a snapshot of its data.
+func (s *Stack) RestartRedis(ctx context.Context, keepData bool) error {
+	if s.redis == nil {
+		return errors.New("stack: Redis was given, not started by the stack; it cannot be restarted")
+	}
+	if keepData {
+		return s.redis.RestartWithData(ctx)
+	}
+	return s.redis.Restart(ctx)
+}
+
+// RestartMySQL kills the stack's own MariaDB and starts it again on its data.
+func (s *Stack) RestartMySQL(ctx context.Context) error {
+	if s.mariadb == nil {
+		return errors.New("stack: MySQL was given, not started by the stack; it cannot be restarted")
+	}
+	return s.mariadb.Restart(ctx)
 }
