@@ -1,0 +1,266 @@
+package check
+
+import (
+	"testing"
+	"time"
+)
+
+var t0 = time.Date(2026, 11, 30, 10, 0, 0, 0, time.UTC)
+
+func at(ms int) time.Time { return t0.Add(time.Duration(ms) * time.Millisecond) }
+
+func rule(version, stock, limit int64, status string) *Rule {
+	return &Rule{Version: version, Mode: "claim", Stock: stock, PerUserLimit: limit, Status: status,
+		StartsAt: t0.Add(-time.Hour), EndsAt: t0.Add(time.Hour)}
+}
+
+func claimID(user, req string) string { return "c-" + user + "-" + req }
+
+func create(r *Rule) Op {
+	return Op{Kind: OpPatch, Campaign: "A", Call: at(0), Return: at(1), Status: 201, Outcome: Applied, Rule: r, InSync: true}
+}
+
+func claim(client, call, ret int, user, req string, out Outcome, code string) Op {
+	op := Op{Client: client, Kind: OpClaim, Campaign: "A", User: user, Request: req, Call: at(call), Return: at(ret), Outcome: out, Code: code}
+	switch out {
+	case Granted:
+		op.Status, op.ClaimID = 201, claimID(user, req)
+	case Replayed:
+		op.Status, op.ClaimID = 200, claimID(user, req)
+	case Refused:
+		op.Status = 409
+	case Unknown:
+		op.Status = 503
+	}
+	return op
+}
+
+func patch(call, ret int, r *Rule, inSync bool) Op {
+	return Op{Kind: OpPatch, Campaign: "A", Call: at(call), Return: at(ret), Status: 200, Outcome: Applied, Rule: r, InSync: inSync}
+}
+
+func row(id, user, req string, cost int64) ClaimRow {
+	return ClaimRow{ID: id, Campaign: "A", User: user, Request: req, CostPoints: cost, GrantedAt: at(5)}
+}
+
+// consistent builds the snapshot that an honest system leaves for a history: every granted claim
+// recorded, the cache equal to MySQL.
+func consistent(final *Rule, claims ...ClaimRow) Snapshot {
+	s := Snapshot{Campaigns: map[string]CampaignRow{"A": {ID: "A", Rule: *final, Issued: int64(len(claims))}},
+		Claims: claims, Users: map[string]UserRow{}, Cache: map[string]CacheRow{}}
+	s.Cache["A"] = CacheRow{Present: true, Version: final.Version, Issued: int64(len(claims)), Remaining: max(0, final.Stock-int64(len(claims)))}
+	return s
+}
+
+func TestCheck(t *testing.T) {
+	r1 := rule(1, 2, 1, "active")
+	cases := []struct {
+		name string
+		h    []Op
+		s    func() Snapshot
+		want string // the invariant that must be reported; "" for none
+	}{
+		{
+			name: "honest run with a replay and a sold-out",
+			h: []Op{create(r1),
+				claim(1, 10, 20, "u1", "r1", Granted, ""), claim(2, 10, 20, "u2", "r1", Granted, ""),
+				claim(1, 30, 40, "u1", "r1", Replayed, ""), claim(3, 30, 40, "u3", "r1", Refused, "sold_out")},
+			s:    func() Snapshot { return consistent(r1, row(claimID("u1", "r1"), "u1", "r1", 0), row(claimID("u2", "r1"), "u2", "r1", 0)) },
+			want: "",
+		},
+		{
+			name: "acknowledged claim missing from MySQL",
+			h:    []Op{create(r1), claim(1, 10, 20, "u1", "r1", Granted, "")},
+			s:    func() Snapshot { s := consistent(r1); return s },
+			want: AckRecorded,
+		},
+		{
+			name: "a replay told a different claim",
+			h: []Op{create(r1), claim(1, 10, 20, "u1", "r1", Granted, ""),
+				func() Op { o := claim(1, 30, 40, "u1", "r1", Replayed, ""); o.ClaimID = "other"; return o }()},
+			s:    func() Snapshot { return consistent(r1, row(claimID("u1", "r1"), "u1", "r1", 0)) },
+			want: SameAnswer,
+		},
+		{
+			name: "a retry answered 201 after a 200",
+			h: []Op{create(r1), claim(1, 10, 20, "u1", "r1", Unknown, ""), claim(1, 30, 40, "u1", "r1", Replayed, ""),
+				claim(1, 50, 60, "u1", "r1", Granted, "")},
+			s:    func() Snapshot { return consistent(r1, row(claimID("u1", "r1"), "u1", "r1", 0)) },
+			want: SameAnswer,
+		},
+		{
+			name: "a claim nobody asked for",
+			h:    []Op{create(r1)},
+			s:    func() Snapshot { return consistent(r1, row("ghost", "u9", "r9", 0)) },
+			want: PhantomClaim,
+		},
+		{
+			name: "more claims than stock ever allowed",
+			h: []Op{create(rule(1, 1, 5, "active")),
+				claim(1, 10, 20, "u1", "r1", Granted, ""), claim(2, 10, 20, "u2", "r1", Unknown, "")},
+			s: func() Snapshot {
+				return consistent(rule(1, 1, 5, "active"), row(claimID("u1", "r1"), "u1", "r1", 0), row(claimID("u2", "r1"), "u2", "r1", 0))
+			},
+			want: StockBound,
+		},
+		{
+			name: "a user over the per-user limit",
+			h: []Op{create(r1), claim(1, 10, 20, "u1", "r1", Unknown, ""), claim(1, 30, 40, "u1", "r2", Unknown, "")},
+			s: func() Snapshot {
+				return consistent(r1, row(claimID("u1", "r1"), "u1", "r1", 0), row(claimID("u1", "r2"), "u1", "r2", 0))
+			},
+			want: UserLimit,
+		},
+		{
+			name: "granted outside the window",
+			h:    []Op{create(r1), claim(1, 10, 20, "u1", "r1", Granted, "")},
+			s: func() Snapshot {
+				c := row(claimID("u1", "r1"), "u1", "r1", 0)
+				c.GrantedAt = r1.EndsAt.Add(time.Second)
+				return consistent(r1, c)
+			},
+			want: Window,
+		},
+		{
+			name: "cache behind MySQL",
+			h:    []Op{create(r1), patch(10, 20, rule(2, 5, 1, "active"), false)},
+			s: func() Snapshot {
+				s := consistent(rule(2, 5, 1, "active"))
+				s.Cache["A"] = CacheRow{Present: true, Version: 1, Remaining: 2}
+				return s
+			},
+			want: CacheEqualsDB,
+		},
+		{
+			name: "cache lost the campaign",
+			h:    []Op{create(r1)},
+			s:    func() Snapshot { s := consistent(r1); delete(s.Cache, "A"); return s },
+			want: CacheEqualsDB,
+		},
+		{
+			name: "sold out while stock was left (not linearizable)",
+			h: []Op{create(r1), claim(1, 10, 20, "u1", "r1", Granted, ""),
+				claim(2, 30, 40, "u2", "r1", Refused, "sold_out")},
+			s:    func() Snapshot { return consistent(r1, row(claimID("u1", "r1"), "u1", "r1", 0)) },
+			want: Linearizable,
+		},
+		{
+			name: "granted after the stock was lowered and applied (not linearizable)",
+			h: []Op{create(rule(1, 100, 5, "active")), claim(1, 10, 20, "u1", "r1", Granted, ""),
+				patch(30, 40, rule(2, 1, 5, "active"), true), claim(2, 50, 60, "u2", "r1", Granted, "")},
+			s: func() Snapshot {
+				return consistent(rule(2, 1, 5, "active"), row(claimID("u1", "r1"), "u1", "r1", 0), row(claimID("u2", "r1"), "u2", "r1", 0))
+			},
+			want: Linearizable,
+		},
+		{
+			name: "granted while paused (not linearizable)",
+			h: []Op{create(rule(1, 100, 5, "active")), patch(10, 20, rule(2, 100, 5, "paused"), true),
+				claim(2, 30, 40, "u2", "r1", Granted, "")},
+			s: func() Snapshot {
+				return consistent(rule(2, 100, 5, "paused"), row(claimID("u2", "r1"), "u2", "r1", 0))
+			},
+			want: Linearizable,
+		},
+		{
+			name: "a stock lowered without in_sync may still be applied late",
+			h: []Op{create(rule(1, 100, 5, "active")), patch(10, 20, rule(2, 1, 5, "active"), false),
+				claim(1, 30, 40, "u1", "r1", Granted, ""), claim(2, 50, 60, "u2", "r1", Granted, ""),
+				claim(3, 70, 80, "u3", "r1", Refused, "sold_out")},
+			s: func() Snapshot {
+				return consistent(rule(2, 1, 5, "active"), row(claimID("u1", "r1"), "u1", "r1", 0), row(claimID("u2", "r1"), "u2", "r1", 0))
+			},
+			want: "",
+		},
+		{
+			name: "limit_reached though the user held nothing (not linearizable)",
+			h:    []Op{create(r1), claim(1, 10, 20, "u1", "r1", Refused, "limit_reached")},
+			s:    func() Snapshot { return consistent(r1) },
+			want: Linearizable,
+		},
+		{
+			name: "lost answer then replay is fine",
+			h: []Op{create(r1), claim(1, 10, 20, "u1", "r1", Unknown, ""),
+				claim(1, 30, 40, "u1", "r1", Replayed, "")},
+			s:    func() Snapshot { return consistent(r1, row(claimID("u1", "r1"), "u1", "r1", 0)) },
+			want: "",
+		},
+	}
+	for _, tc := range cases {
+		t.Run(tc.name, func(t *testing.T) {
+			v := Check(History{Ops: tc.h, ClaimID: claimID, Settle: 10 * time.Millisecond}, tc.s(), 5*time.Second)
+			if tc.want == "" {
+				if len(v) != 0 {
+					t.Fatalf("violations in an honest history: %v", v)
+				}
+				return
+			}
+			found := false
+			for _, x := range v {
+				if x.Invariant == tc.want {
+					found = true
+				}
+			}
+			if !found {
+				t.Fatalf("want %s reported, got %v", tc.want, v)
+			}
+		})
+	}
+}
+
+func TestPoints(t *testing.T) {
+	credit := Op{Kind: OpCredit, User: "u1", Request: "cr1", Delta: 100, Outcome: Applied, Status: 200}
+	paid := ClaimRow{ID: "c1", Campaign: "A", User: "u1", Request: "r1", CostPoints: 30}
+	honest := func() Snapshot {
+		return Snapshot{
+			Users:  map[string]UserRow{"u1": {ID: "u1", Credited: 100, Debited: 30}},
+			Points: []PointsEntry{{User: "u1", Kind: "credit", Ref: "cr1", Amount: 100}, {User: "u1", Kind: "debit", Ref: "c1", Amount: 30}},
+			Claims: []ClaimRow{paid},
+		}
+	}
+	cases := []struct {
+		name   string
+		doctor func(*Snapshot)
+		want   string
+	}{
+		{"honest", func(*Snapshot) {}, ""},
+		{"credit applied twice", func(s *Snapshot) {
+			s.Points = append(s.Points, PointsEntry{User: "u1", Kind: "credit", Ref: "cr1", Amount: 100})
+			s.Users["u1"] = UserRow{ID: "u1", Credited: 200, Debited: 30}
+		}, PointsOnce},
+		{"acknowledged credit lost", func(s *Snapshot) {
+			s.Points = s.Points[1:]
+			s.Users["u1"] = UserRow{ID: "u1", Credited: 0, Debited: 30}
+		}, PointsOnce},
+		{"negative balance", func(s *Snapshot) {
+			s.Points[1].Amount = 300
+			s.Claims[0].CostPoints = 300
+			s.Users["u1"] = UserRow{ID: "u1", Credited: 100, Debited: 300}
+		}, PointsBalance},
+		{"paid claim never debited", func(s *Snapshot) {
+			s.Points = s.Points[:1]
+			s.Users["u1"] = UserRow{ID: "u1", Credited: 100}
+		}, PointsBalance},
+		{"debit without a claim", func(s *Snapshot) { s.Claims = nil }, PointsBalance},
+		{"totals disagree with entries", func(s *Snapshot) { s.Users["u1"] = UserRow{ID: "u1", Credited: 100, Debited: 0} }, PointsBalance},
+	}
+	for _, tc := range cases {
+		t.Run(tc.name, func(t *testing.T) {
+			s := honest()
+			tc.doctor(&s)
+			v := Points(History{Ops: []Op{credit}}, s)
+			if tc.want == "" && len(v) != 0 {
+				t.Fatalf("violations in an honest snapshot: %v", v)
+			}
+			if tc.want == "" {
+				return
+			}
+			for _, x := range v {
+				if x.Invariant == tc.want {
+					return
+				}
+			}
+			t.Fatalf("want %s, got %v", tc.want, v)
+		})
+	}
+}

@@ -1,0 +1,250 @@
+package check
+
+import (
+	"fmt"
+	"hash/fnv"
+	"math"
+	"sort"
+	"strings"
+	"time"
+
+	"github.com/anishathalye/porcupine"
+)
+
+// The linearizability model: one campaign's claim decisions as a sequential object. Its state is the
+// rule the cache holds (version, stock, per-user limit, paused), the units issued, each user's
+// holdings and each (user, request_id)'s claim. A claim that is granted must have been possible in
+// some order consistent with real time (not paused, stock left, under the limit, the request new); a
+// sold_out, limit_reached or paused refusal must have been true then; a replay must name the claim
+// the request already had. A patch takes effect at the version fence (only a newer version applies),
+// at some point after it was sent: before its answer when the answer said in_sync, else at any later
+// time, since the cache applies it through the queue. A call whose answer was lost may or may not
+// have happened (a nondeterministic step).
+//
+// Refusals that depend on the clock (not_started, ended), the audience or points are not modelled
+// here: Stock checks every recorded claim against the windows, and Points checks balances.
+
+type lstate struct {
+	version int64
+	stock   int64
+	limit   int64
+	paused  bool
+	issued  int64
+	held    map[string]int64  // user -> units
+	bound   map[string]string // user|request -> claim id
+}
+
+func (s lstate) remaining() int64 { return max(0, s.stock-s.issued) }
+
+func (s lstate) canGrant(user string) bool {
+	return !s.paused && s.remaining() > 0 && s.held[user] < s.limit
+}
+
+func (s lstate) grant(user, key, id string) lstate {
+	n := s
+	n.issued++
+	n.held = make(map[string]int64, len(s.held)+1)
+	for k, v := range s.held {
+		n.held[k] = v
+	}
+	n.held[user]++
+	n.bound = make(map[string]string, len(s.bound)+1)
+	for k, v := range s.bound {
+		n.bound[k] = v
+	}
+	n.bound[key] = id
+	return n
+}
+
+func (s lstate) key() string {
+	var b strings.Builder
+	fmt.Fprintf(&b, "%d/%d/%d/%t/%d|", s.version, s.stock, s.limit, s.paused, s.issued)
+	keys := make([]string, 0, len(s.bound))
+	for k := range s.bound {
+		keys = append(keys, k)
+	}
+	sort.Strings(keys)
+	for _, k := range keys {
+		b.WriteString(k)
+		b.WriteByte('=')
+		b.WriteString(s.bound[k])
+		b.WriteByte(';')
+	}
+	// held follows from bound, so it needs no place in the key.
+	return b.String()
+}
+
+type modelIn struct {
+	patch *Rule
+	user  string
+	req   string
+}
+
+type modelOut struct {
+	outcome Outcome
+	code    string
+	claimID string
+}
+
+func newModel(initial Rule, claimID func(user, req string) string) porcupine.NondeterministicModel {
+	return porcupine.NondeterministicModel{
+		Init: func() []any {
+			return []any{lstate{version: initial.Version, stock: initial.Stock, limit: initial.PerUserLimit,
+				paused: initial.Status == "paused", held: map[string]int64{}, bound: map[string]string{}}}
+		},
+		Step: func(st, in, out any) []any {
+			s, i, o := st.(lstate), in.(modelIn), out.(modelOut)
+			if i.patch != nil {
+				r := i.patch
+				if r.Version <= s.version {
+					return []any{s}
+				}
+				n := s
+				n.version, n.stock, n.limit, n.paused = r.Version, r.Stock, r.PerUserLimit, r.Status == "paused"
+				if o.outcome == Unknown {
+					return []any{s, n}
+				}
+				return []any{n}
+			}
+			key := i.user + "|" + i.req
+			if id, ok := s.bound[key]; ok {
+				// A request that has its claim gets it back whatever happened since.
+				switch o.outcome {
+				case Replayed:
+					if o.claimID == id {
+						return []any{s}
+					}
+				case Unknown:
+					return []any{s}
+				}
+				return nil
+			}
+			switch o.outcome {
+			case Granted:
+				if s.canGrant(i.user) {
+					return []any{s.grant(i.user, key, o.claimID)}
+				}
+				return nil
+			case Replayed:
+				return nil
+			case Unknown:
+				if s.canGrant(i.user) {
+					return []any{s, s.grant(i.user, key, claimID(i.user, i.req))}
+				}
+				return []any{s}
+			}
+			switch o.code {
+			case "sold_out":
+				if s.remaining() > 0 {
+					return nil
+				}
+			case "limit_reached":
+				if s.held[i.user] < s.limit {
+					return nil
+				}
+			case "paused":
+				if !s.paused {
+					return nil
+				}
+			}
+			return []any{s}
+		},
+		Equal: func(a, b any) bool { return a.(lstate).key() == b.(lstate).key() },
+		Hash: func(a any) uint64 {
+			h := fnv.New64a()
+			h.Write([]byte(a.(lstate).key()))
+			return h.Sum64()
+		},
+		DescribeOperation: func(in, out any) string {
+			i, o := in.(modelIn), out.(modelOut)
+			if i.patch != nil {
+				return fmt.Sprintf("patch v%d stock=%d limit=%d %s -> %s", i.patch.Version, i.patch.Stock, i.patch.PerUserLimit, i.patch.Status, o.outcome)
+			}
+			return fmt.Sprintf("claim %s/%s -> %s %s%s", i.user, i.req, o.outcome, o.code, o.claimID)
+		},
+		DescribeState: func(st any) string {
+			s := st.(lstate)
+			return fmt.Sprintf("v%d stock=%d issued=%d limit=%d paused=%t", s.version, s.stock, s.issued, s.limit, s.paused)
+		},
+	}
+}
+
+// Linearize checks each claim-mode campaign's history against the model.
+func Linearize(h History, budget time.Duration) []Violation {
+	claimID := h.ClaimID
+	if claimID == nil {
+		claimID = func(user, req string) string { return user + "|" + req }
+	}
+	byCampaign := map[string][]porcupine.Operation{}
+	initial := map[string]Rule{}
+	for _, op := range h.Ops {
+		call, ret := op.Call.UnixNano(), op.Return.UnixNano()
+		switch {
+		case op.Kind == OpPatch && op.Rule != nil && (op.Outcome == Applied || op.Outcome == Unknown):
+			if r, ok := initial[op.Campaign]; !ok || op.Rule.Version < r.Version {
+				initial[op.Campaign] = *op.Rule
+			}
+			if !op.InSync || op.Outcome == Unknown {
+				ret = math.MaxInt64 // the cache applies it through the queue, whenever that is
+			}
+			byCampaign[op.Campaign] = append(byCampaign[op.Campaign], porcupine.Operation{
+				ClientId: op.Client, Input: modelIn{patch: op.Rule}, Output: modelOut{outcome: op.Outcome}, Call: call, Return: ret})
+		case op.Kind == OpClaim:
+			if op.Outcome == Unknown {
+				ret = op.Return.Add(h.Settle).UnixNano()
+			}
+			byCampaign[op.Campaign] = append(byCampaign[op.Campaign], porcupine.Operation{
+				ClientId: op.Client, Input: modelIn{user: op.User, req: op.Request},
+				Output: modelOut{outcome: op.Outcome, code: op.Code, claimID: op.ClaimID}, Call: call, Return: ret})
+		}
+	}
+	var out []Violation
+	ids := make([]string, 0, len(byCampaign))
+	for id := range byCampaign {
+		ids = append(ids, id)
+	}
+	sort.Strings(ids)
+	for _, id := range ids {
+		init, ok := initial[id]
+		if !ok || init.Mode == "grant" {
+			continue
+		}
+		// The creation is the model's initial state, not an operation.
+		ops := byCampaign[id][:0:0]
+		for _, o := range byCampaign[id] {
+			if in := o.Input.(modelIn); in.patch != nil && in.patch.Version == init.Version {
+				continue
+			}
+			ops = append(ops, o)
+		}
+		m := newModel(init, claimID)
+		res, info := porcupine.CheckOperationsVerbose(m.ToModel(), ops, budget)
+		switch res {
+		case porcupine.Illegal:
+			out = append(out, violation(Linearizable, "campaign %s: no order of its %d calls explains the answers; longest explained prefix: %s",
+				id, len(ops), longestPrefix(m, info)))
+		case porcupine.Unknown:
+			out = append(out, violation(LinearizableTBD, "campaign %s: %d calls not decided within %s", id, len(ops), budget))
+		}
+	}
+	return out
+}
+
+// longestPrefix describes the longest partial linearization porcupine found, ending at the call the
+// model could not explain.
+func longestPrefix(m porcupine.NondeterministicModel, info porcupine.LinearizationInfo) string {
+	var best []porcupine.Operation
+	for _, partition := range info.PartialLinearizationsOperations() {
+		for _, lin := range partition {
+			if len(lin) > len(best) {
+				best = lin
+			}
+		}
+	}
+	parts := make([]string, 0, 6)
+	from := max(0, len(best)-5)
+	for _, o := range best[from:] {
+		parts = append(parts, m.DescribeOperation(o.Input, o.Output))
+	}
+	return fmt.Sprintf("%d calls, ending %s", len(best), strings.Join(parts, "; "))
+}
