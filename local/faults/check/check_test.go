@@ -65,7 +65,9 @@ func TestCheck(t *testing.T) {
 			h: []Op{create(r1),
 				claim(1, 10, 20, "u1", "r1", Granted, ""), claim(2, 10, 20, "u2", "r1", Granted, ""),
 				claim(1, 30, 40, "u1", "r1", Replayed, ""), claim(3, 30, 40, "u3", "r1", Refused, "sold_out")},
-			s:    func() Snapshot { return consistent(r1, row(claimID("u1", "r1"), "u1", "r1", 0), row(claimID("u2", "r1"), "u2", "r1", 0)) },
+			s: func() Snapshot {
+				return consistent(r1, row(claimID("u1", "r1"), "u1", "r1", 0), row(claimID("u2", "r1"), "u2", "r1", 0))
+			},
 			want: "",
 		},
 		{
@@ -105,7 +107,7 @@ func TestCheck(t *testing.T) {
 		},
 		{
 			name: "a user over the per-user limit",
-			h: []Op{create(r1), claim(1, 10, 20, "u1", "r1", Unknown, ""), claim(1, 30, 40, "u1", "r2", Unknown, "")},
+			h:    []Op{create(r1), claim(1, 10, 20, "u1", "r1", Unknown, ""), claim(1, 30, 40, "u1", "r2", Unknown, "")},
 			s: func() Snapshot {
 				return consistent(r1, row(claimID("u1", "r1"), "u1", "r1", 0), row(claimID("u1", "r2"), "u1", "r2", 0))
 			},

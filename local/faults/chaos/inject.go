@@ -1,0 +1,175 @@
+package chaos
+
+import (
+	"context"
+	"fmt"
+	"strings"
+	"sync"
+	"time"
+
+	toxiclient "github.com/Shopify/toxiproxy/v2/client"
+
+	"github.com/benefit-issuance/benefits/local/stack"
+	"github.com/benefit-issuance/benefits/shared/domain"
+	"github.com/benefit-issuance/benefits/shared/mq"
+)
+
+// Target is what the injector acts on: the stack's processes and links. An Apache RocketMQ broker
+// would implement RestartBroker the same way.
+type Target interface {
+	RestartRedis(ctx context.Context, keepData bool) error
+	RestartMySQL(ctx context.Context) error
+	RestartBroker() error
+	KillInstances(function string) int
+}
+
+// stackTarget adapts a running stack.
+type stackTarget struct{ s *stack.Stack }
+
+func (t stackTarget) RestartRedis(ctx context.Context, keep bool) error {
+	return t.s.RestartRedis(ctx, keep)
+}
+func (t stackTarget) RestartMySQL(ctx context.Context) error { return t.s.RestartMySQL(ctx) }
+func (t stackTarget) RestartBroker() error                   { return t.s.RestartBroker() }
+func (t stackTarget) KillInstances(fn string) int            { return t.s.Emulator.KillInstances(fn) }
+
+// Deliveries is what the injector may send again: recent change events and granted claims.
+type Deliveries interface {
+	RecentCampaign() (id string, version int64, ok bool)
+	RecentGrant() (domain.Claim, bool)
+}
+
+// injector applies a schedule's faults and heals them.
+type injector struct {
+	target  Target
+	toxi    *toxiclient.Client
+	pub     *mq.Publisher
+	deliver Deliveries
+	log     func(format string, args ...any)
+
+	mu       sync.Mutex
+	injected map[FaultKind]int
+	errs     []string
+}
+
+func (in *injector) proxy(name string) (*toxiclient.Proxy, error) { return in.toxi.Proxy(name) }
+
+// run applies every fault at its time from start until ctx ends; toxics are removed after their
+// duration. It returns when every fault has been applied and healed.
+func (in *injector) run(ctx context.Context, start time.Time, faults []Fault) {
+	var wg sync.WaitGroup
+	for i, f := range faults {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			select {
+			case <-ctx.Done():
+				return
+			case <-time.After(time.Until(start.Add(f.At))):
+			}
+			if err := in.apply(ctx, i, f); err != nil {
+				in.mu.Lock()
+				in.errs = append(in.errs, fmt.Sprintf("%s: %v", f, err))
+				in.mu.Unlock()
+			}
+		}()
+	}
+	wg.Wait()
+}
+
+func (in *injector) count(k FaultKind) {
+	in.mu.Lock()
+	in.injected[k]++
+	in.mu.Unlock()
+}
+
+func (in *injector) apply(ctx context.Context, i int, f Fault) error {
+	in.log("  fault %s", f)
+	in.count(f.Kind)
+	switch f.Kind {
+	case Latency, Timeout, Reset, Cut:
+		p, err := in.proxy(f.Target)
+		if err != nil {
+			return err
+		}
+		name := fmt.Sprintf("chaos-%d", i)
+		switch f.Kind {
+		case Latency:
+			_, err = p.AddToxic(name, "latency", "downstream", 1, toxiclient.Attributes{"latency": f.Param, "jitter": f.Param / 2})
+		case Timeout:
+			_, err = p.AddToxic(name, "timeout", "downstream", 1, toxiclient.Attributes{"timeout": f.Param})
+		case Reset:
+			_, err = p.AddToxic(name, "reset_peer", "downstream", 1, toxiclient.Attributes{"timeout": f.Param})
+		case Cut:
+			err = p.Disable()
+		}
+		if err != nil {
+			return err
+		}
+		select {
+		case <-ctx.Done():
+		case <-time.After(f.Duration):
+		}
+		// Heal reads the proxy afresh: another fault may have changed it meanwhile.
+		if p, err = in.proxy(f.Target); err != nil {
+			return err
+		}
+		if f.Kind == Cut {
+			return p.Enable()
+		}
+		return p.RemoveToxic(name)
+	case RedisEmpty, RedisKeep:
+		return in.target.RestartRedis(ctx, f.Kind == RedisKeep)
+	case MySQLRestart:
+		return in.target.RestartMySQL(ctx)
+	case BrokerRestart:
+		return in.target.RestartBroker()
+	case Kill:
+		in.target.KillInstances(f.Target)
+		return nil
+	case Duplicate, Late:
+		pubCtx, cancel := context.WithTimeout(ctx, 5*time.Second)
+		defer cancel()
+		if f.Target == "grant" {
+			c, ok := in.deliver.RecentGrant()
+			if !ok {
+				return nil
+			}
+			return in.pub.PublishGrant(pubCtx, c)
+		}
+		id, version, ok := in.deliver.RecentCampaign()
+		if !ok {
+			return nil
+		}
+		if f.Kind == Late {
+			version = max(1, version-1)
+		}
+		return in.pub.PublishChange(pubCtx, mq.ChangeEvent{Entity: mq.EntityCampaign, ID: id, Version: version})
+	}
+	return fmt.Errorf("unknown fault kind %q", f.Kind)
+}
+
+// heal removes every toxic and enables every proxy, whatever a schedule left behind.
+func (in *injector) heal() error {
+	proxies, err := in.toxi.Proxies()
+	if err != nil {
+		return err
+	}
+	var errs []string
+	for name, p := range proxies {
+		for _, t := range p.ActiveToxics {
+			if err := p.RemoveToxic(t.Name); err != nil && !strings.Contains(err.Error(), "not found") {
+				errs = append(errs, name+": "+err.Error())
+			}
+		}
+		if !p.Enabled {
+			if err := p.Enable(); err != nil {
+				errs = append(errs, name+": "+err.Error())
+			}
+		}
+	}
+	if len(errs) > 0 {
+		return fmt.Errorf("heal: %s", strings.Join(errs, "; "))
+	}
+	return nil
+}

@@ -1,0 +1,478 @@
+package chaos
+
+import (
+	"context"
+	"database/sql"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+	"log/slog"
+	"math/rand/v2"
+	"os"
+	"path/filepath"
+	"sort"
+	"strings"
+	"time"
+
+	toxiclient "github.com/Shopify/toxiproxy/v2/client"
+	_ "github.com/go-sql-driver/mysql"
+	"github.com/redis/go-redis/v9"
+
+	"github.com/benefit-issuance/benefits/local/faults/check"
+	"github.com/benefit-issuance/benefits/local/stack"
+	"github.com/benefit-issuance/benefits/shared/auth"
+	"github.com/benefit-issuance/benefits/shared/domain"
+	"github.com/benefit-issuance/benefits/shared/mq"
+	"github.com/benefit-issuance/benefits/shared/rediscache"
+)
+
+// Config of a run. Zero values pick what `make faults` uses.
+type Config struct {
+	Schedules int      // how many seeded schedules (default 200)
+	Seed      uint64   // the first schedule's seed; schedule i uses Seed+i
+	Replay    []string // schedules in Schedule.String form to run instead of generated ones
+	Workload  time.Duration
+	Converge  time.Duration // how long the system may take to converge after the faults are healed
+	Shrink    bool          // reduce each failing schedule to a minimal one
+	// TimerTimeScale runs the timer function's cron schedules this much faster (default 20), so that
+	// convergence is measured on the timers' own schedule without minutes of waiting per schedule.
+	TimerTimeScale float64
+	Root           string // the repository (default: found from the working folder)
+	ResultsDir     string // where the JSON report goes ("" for none)
+	Out            io.Writer
+}
+
+// ScheduleResult is one schedule's outcome.
+type ScheduleResult struct {
+	Schedule     string            `json:"schedule"`
+	Operations   int               `json:"operations"`
+	Granted      int               `json:"claims_granted"`
+	ConvergedMS  int64             `json:"converged_ms"` // -1: did not converge
+	Violations   []check.Violation `json:"violations,omitempty"`
+	Minimal      string            `json:"minimal,omitempty"`
+	Inconclusive int               `json:"inconclusive,omitempty"`
+	InjectErrors []string          `json:"inject_errors,omitempty"`
+}
+
+// Report is the run's summary; its last printed line is `schedules: N, violations: V`.
+type Report struct {
+	Broker          string            `json:"broker"`
+	Seed            uint64            `json:"seed"`
+	Schedules       int               `json:"schedules"`
+	Operations      int               `json:"operations"`
+	FaultsByKind    map[FaultKind]int `json:"faults_by_kind"`
+	ClaimsGranted   int               `json:"claims_granted"`
+	Violations      int               `json:"violations"`
+	Inconclusive    int               `json:"linearizability_inconclusive"`
+	WorstConvergeMS int64             `json:"worst_converge_ms"`
+	MedianConverge  int64             `json:"median_converge_ms"`
+	DeadLettered    map[string]int    `json:"dead_lettered"`
+	DeadLetterWhy   map[string]int    `json:"dead_letter_reasons"`
+	Failing         []ScheduleResult  `json:"failing,omitempty"`
+	Results         []ScheduleResult  `json:"results"`
+	Elapsed         string            `json:"elapsed"`
+	byInvariant     map[string]int
+}
+
+const (
+	topicChanges = "benefit-rule-changes"
+	topicGrants  = "benefit-grants"
+)
+
+// runner holds the stack a run's schedules share.
+type runner struct {
+	cfg    Config
+	s      *stack.Stack
+	db     *sql.DB
+	cache  *rediscache.Cache
+	pub    *mq.Publisher
+	inj    *injector
+	out    io.Writer
+	secret string
+	seq    int
+}
+
+func (r *runner) say(format string, args ...any) { fmt.Fprintf(r.out, format+"\n", args...) }
+
+// Run starts a private stack and runs every schedule on it.
+func Run(ctx context.Context, cfg Config) (Report, error) {
+	if cfg.Schedules <= 0 {
+		cfg.Schedules = 200
+	}
+	if cfg.Workload <= 0 {
+		cfg.Workload = 4 * time.Second
+	}
+	if cfg.Converge <= 0 {
+		cfg.Converge = 60 * time.Second
+	}
+	if cfg.TimerTimeScale <= 0 {
+		cfg.TimerTimeScale = 20
+	}
+	if cfg.Out == nil {
+		cfg.Out = io.Discard
+	}
+	began := time.Now()
+	r := &runner{cfg: cfg, out: cfg.Out}
+	brokerData, err := os.MkdirTemp("", "benefits-faults-broker-")
+	if err != nil {
+		return Report{}, err
+	}
+	defer os.RemoveAll(brokerData)
+	logFile, err := os.CreateTemp("", "benefits-faults-functions-*.log")
+	if err != nil {
+		return Report{}, err
+	}
+	defer logFile.Close()
+	r.say("==> fault suite: starting a private stack (MariaDB, Redis, broker emulator on disk, Toxiproxy, FC emulator); function logs in %s", logFile.Name())
+	r.s, err = stack.Start(ctx, stack.Options{
+		Root: cfg.Root, HTTPAddr: "127.0.0.1:0", BrokerAddr: "127.0.0.1:0", ToxiproxyAddr: "127.0.0.1:0",
+		TimeScale: 0.01, TimerTimeScale: cfg.TimerTimeScale, Timers: true, BrokerDataDir: brokerData,
+		Output: logFile, Logger: slog.New(slog.NewTextHandler(logFile, nil)),
+	})
+	if err != nil {
+		return Report{}, fmt.Errorf("start stack: %w", err)
+	}
+	defer r.s.Close()
+	r.secret = r.s.JWTSecret
+	if r.db, err = sql.Open("mysql", r.s.MySQLDSN); err != nil {
+		return Report{}, err
+	}
+	defer r.db.Close()
+	rdb := redis.NewClient(&redis.Options{Addr: r.s.RedisAddr, MaxRetries: -1})
+	defer rdb.Close()
+	r.cache = rediscache.New(rdb)
+	if r.pub, err = mq.NewPublisher(mq.Config{Endpoint: r.s.Broker, ChangesTopic: topicChanges, GrantsTopic: topicGrants}); err != nil {
+		return Report{}, err
+	}
+	defer r.pub.Close()
+	r.inj = &injector{target: stackTarget{r.s}, toxi: toxiclient.NewClient(strings.TrimPrefix(r.s.Toxiproxy, "http://")),
+		pub: r.pub, injected: map[FaultKind]int{}, log: func(string, ...any) {}}
+	if err := r.waitReady(ctx); err != nil {
+		return Report{}, err
+	}
+
+	var scheds []Schedule
+	for _, text := range cfg.Replay {
+		s, err := ParseSchedule(text)
+		if err != nil {
+			return Report{}, err
+		}
+		scheds = append(scheds, s)
+	}
+	if len(scheds) == 0 {
+		for i := range cfg.Schedules {
+			scheds = append(scheds, Generate(cfg.Seed+uint64(i), cfg.Workload))
+		}
+	}
+	rep := Report{Broker: "emulator", Seed: cfg.Seed, FaultsByKind: map[FaultKind]int{}, byInvariant: map[string]int{}}
+	var converge []int64
+	for i, sched := range scheds {
+		if ctx.Err() != nil {
+			break
+		}
+		res, err := r.runOne(ctx, sched)
+		if err != nil {
+			return rep, fmt.Errorf("schedule %s: %w", sched, err)
+		}
+		rep.Schedules++
+		rep.Operations += res.Operations
+		rep.ClaimsGranted += res.Granted
+		rep.Inconclusive += res.Inconclusive
+		converge = append(converge, res.ConvergedMS)
+		rep.WorstConvergeMS = max(rep.WorstConvergeMS, res.ConvergedMS)
+		status := "ok"
+		if len(res.Violations) > 0 {
+			status = fmt.Sprintf("%d VIOLATIONS", len(res.Violations))
+			if cfg.Shrink {
+				res.Minimal = r.shrink(ctx, sched, res.Violations[0].Invariant).String()
+			}
+			rep.Violations += len(res.Violations)
+			for _, v := range res.Violations {
+				rep.byInvariant[v.Invariant]++
+			}
+			rep.Failing = append(rep.Failing, res)
+		}
+		r.say("[%d/%d] %s  ops=%d granted=%d converged=%dms  %s", i+1, len(scheds), res.Schedule, res.Operations, res.Granted, res.ConvergedMS, status)
+		for _, v := range res.Violations {
+			r.say("    violation %s", v)
+		}
+		if res.Minimal != "" {
+			r.say("    minimal reproduction: make faults SCHEDULE='%s'", res.Minimal)
+		}
+		rep.Results = append(rep.Results, res)
+	}
+	for k, n := range r.inj.injected {
+		rep.FaultsByKind[k] = n
+	}
+	sort.Slice(converge, func(i, j int) bool { return converge[i] < converge[j] })
+	if len(converge) > 0 {
+		rep.MedianConverge = converge[len(converge)/2]
+	}
+	rep.DeadLettered, rep.DeadLetterWhy = r.deadLetters(ctx)
+	rep.Elapsed = time.Since(began).Round(time.Second).String()
+	r.print(rep)
+	if cfg.ResultsDir != "" {
+		if err := writeReport(cfg.ResultsDir, rep); err != nil {
+			return rep, err
+		}
+	}
+	return rep, nil
+}
+
+func (r *runner) waitReady(ctx context.Context) error {
+	deadline := time.Now().Add(2 * time.Minute)
+	for time.Now().Before(deadline) {
+		if ok, err := r.cache.Ready(ctx); err == nil && ok {
+			return nil
+		}
+		select {
+		case <-ctx.Done():
+			return ctx.Err()
+		case <-time.After(100 * time.Millisecond):
+		}
+	}
+	return errors.New("the cache was never marked ready by the timer's cache-rebuild")
+}
+
+// settle bounds how long after a lost answer a claim may still take effect in Redis: a command held
+// back by a latency toxic reaches Redis after the function gave up on it, at most the longest
+// injected latency plus its jitter later (a timeout toxic never delivers it, and a killed instance
+// sends nothing more).
+const settle = maxLatency*3/2 + 500*time.Millisecond
+
+// runOne runs a schedule on a fresh set of campaigns and users.
+func (r *runner) runOne(ctx context.Context, sched Schedule) (ScheduleResult, error) {
+	r.seq++
+	res := ScheduleResult{Schedule: sched.String(), ConvergedMS: -1}
+	operator, err := auth.Issue(r.secret, "chaos-operator", auth.RoleOperator, 2*time.Hour, time.Now())
+	if err != nil {
+		return res, err
+	}
+	rec := &recorder{campaigns: map[string]int64{}, rng: rand.New(rand.NewPCG(sched.Seed, 7))}
+	w := &workload{client: stack.NewClient(r.s.HTTP), secret: r.secret, operator: operator,
+		prefix: fmt.Sprintf("s%dr%d", sched.Seed, r.seq), seed: sched.Seed, rec: rec, tokens: map[string]string{}, duration: r.cfg.Workload}
+	w.client.HTTP.Timeout = 15 * time.Second
+	ids, err := w.setup(ctx)
+	if err != nil {
+		return res, err
+	}
+	r.inj.deliver = rec
+	r.inj.errs = nil
+	start := time.Now()
+	injected := make(chan struct{})
+	go func() {
+		r.inj.run(ctx, start, sched.Faults)
+		close(injected)
+	}()
+	w.run(ctx, ids)
+	<-injected
+	if err := r.inj.heal(); err != nil {
+		return res, err
+	}
+	res.InjectErrors = r.inj.errs
+	healed := time.Now()
+
+	h := check.History{Ops: rec.ops, ClaimID: domain.ClaimID, Settle: settle}
+	var snap check.Snapshot
+	for {
+		snap, err = r.snapshot(ctx, ids, w.prefix)
+		if err == nil && len(check.Acknowledged(h, snap)) == 0 && len(check.CacheEqual(snap)) == 0 {
+			res.ConvergedMS = time.Since(healed).Milliseconds()
+			break
+		}
+		if time.Since(healed) > r.cfg.Converge || ctx.Err() != nil {
+			if err != nil {
+				return res, fmt.Errorf("reading the stores after healing: %w", err)
+			}
+			break
+		}
+		time.Sleep(200 * time.Millisecond)
+	}
+	for _, op := range rec.ops {
+		if op.Outcome == check.Granted {
+			res.Granted++
+		}
+	}
+	res.Operations = len(rec.ops)
+	for _, v := range check.Check(h, snap, 20*time.Second) {
+		if v.Invariant == check.LinearizableTBD {
+			res.Inconclusive++
+			continue
+		}
+		res.Violations = append(res.Violations, v)
+	}
+	if len(res.Violations) > 0 && r.cfg.ResultsDir != "" {
+		// The history and the stores, so that a checker change can be tried on exactly this run.
+		if b, err := json.Marshal(struct {
+			History  check.History  `json:"history"`
+			Snapshot check.Snapshot `json:"snapshot"`
+		}{h, snap}); err == nil {
+			_ = os.MkdirAll(r.cfg.ResultsDir, 0o755)
+			_ = os.WriteFile(filepath.Join(r.cfg.ResultsDir, fmt.Sprintf("history-%d-%d.json", sched.Seed, r.seq)), b, 0o644)
+		}
+	}
+	if res.ConvergedMS < 0 && len(res.Violations) == 0 {
+		res.Violations = append(res.Violations, check.Violation{Invariant: "converged", Detail: fmt.Sprintf("not converged %s after healing", r.cfg.Converge)})
+	}
+	return res, nil
+}
+
+// snapshot reads what the stores hold for one schedule's campaigns and users, directly (not through
+// the fault proxies).
+func (r *runner) snapshot(ctx context.Context, ids map[string]string, prefix string) (check.Snapshot, error) {
+	s := check.Snapshot{Campaigns: map[string]check.CampaignRow{}, Users: map[string]check.UserRow{}, Cache: map[string]check.CacheRow{}}
+	list := make([]any, 0, len(ids))
+	marks := make([]string, 0, len(ids))
+	for _, id := range ids {
+		list = append(list, id)
+		marks = append(marks, "?")
+	}
+	in := "(" + strings.Join(marks, ",") + ")"
+	rows, err := r.db.QueryContext(ctx, `SELECT id, mode, stock, per_user_limit, status, cost_points, starts_at, ends_at, version, issued
+		FROM campaigns WHERE id IN `+in, list...)
+	if err != nil {
+		return s, err
+	}
+	for rows.Next() {
+		var c check.CampaignRow
+		if err := rows.Scan(&c.ID, &c.Mode, &c.Stock, &c.PerUserLimit, &c.Status, &c.CostPoints, &c.StartsAt, &c.EndsAt, &c.Version, &c.Issued); err != nil {
+			rows.Close()
+			return s, err
+		}
+		s.Campaigns[c.ID] = c
+	}
+	rows.Close()
+	rows, err = r.db.QueryContext(ctx, `SELECT id, campaign_id, user_id, request_id, cost_points, granted_at FROM claims WHERE campaign_id IN `+in, list...)
+	if err != nil {
+		return s, err
+	}
+	for rows.Next() {
+		var c check.ClaimRow
+		if err := rows.Scan(&c.ID, &c.Campaign, &c.User, &c.Request, &c.CostPoints, &c.GrantedAt); err != nil {
+			rows.Close()
+			return s, err
+		}
+		s.Claims = append(s.Claims, c)
+	}
+	rows.Close()
+	rows, err = r.db.QueryContext(ctx, `SELECT id, points_credited, points_debited FROM users WHERE id LIKE ?`, prefix+"-%")
+	if err != nil {
+		return s, err
+	}
+	for rows.Next() {
+		var u check.UserRow
+		if err := rows.Scan(&u.ID, &u.Credited, &u.Debited); err != nil {
+			rows.Close()
+			return s, err
+		}
+		s.Users[u.ID] = u
+	}
+	rows.Close()
+	rows, err = r.db.QueryContext(ctx, `SELECT user_id, kind, ref, amount FROM points_entries WHERE user_id LIKE ?`, prefix+"-%")
+	if err != nil {
+		return s, err
+	}
+	for rows.Next() {
+		var p check.PointsEntry
+		if err := rows.Scan(&p.User, &p.Kind, &p.Ref, &p.Amount); err != nil {
+			rows.Close()
+			return s, err
+		}
+		s.Points = append(s.Points, p)
+	}
+	rows.Close()
+	for _, id := range ids {
+		c, err := r.cache.Campaign(ctx, id)
+		if err != nil {
+			return s, err
+		}
+		s.Cache[id] = check.CacheRow{Present: c.Present, Version: c.Version, Issued: c.Issued, Remaining: c.Remaining}
+	}
+	return s, nil
+}
+
+// shrink removes faults one at a time while the violation still shows, so what is left is a minimal
+// schedule that reproduces it. Each candidate runs twice, since the workload's timing varies.
+func (r *runner) shrink(ctx context.Context, sched Schedule, invariant string) Schedule {
+	r.say("    shrinking %s", sched)
+	reproduces := func(s Schedule) bool {
+		for range 2 {
+			res, err := r.runOne(ctx, s)
+			if err != nil {
+				return false
+			}
+			for _, v := range res.Violations {
+				if v.Invariant == invariant {
+					return true
+				}
+			}
+		}
+		return false
+	}
+	for i := 0; i < len(sched.Faults) && len(sched.Faults) > 1; {
+		cand := Schedule{Seed: sched.Seed, Faults: append(append([]Fault{}, sched.Faults[:i]...), sched.Faults[i+1:]...)}
+		if reproduces(cand) {
+			sched = cand
+			continue
+		}
+		i++
+	}
+	return sched
+}
+
+// deadLetters counts what the triggers dead-lettered and why (sync_failures).
+func (r *runner) deadLetters(ctx context.Context) (map[string]int, map[string]int) {
+	counts := map[string]int{}
+	for _, t := range [][2]string{{"cachesync", "rule-changes"}, {"ledger", "grants"}} {
+		counts[t[0]+"/"+t[1]] = r.s.BrokerEngine.Stats(r.s.Emulator.DLQTopic(t[0], t[1])).Messages
+	}
+	why := map[string]int{}
+	rows, err := r.db.QueryContext(ctx, `SELECT entity, LEFT(reason, 120), COUNT(*) FROM sync_failures GROUP BY entity, LEFT(reason, 120)`)
+	if err != nil {
+		why["(could not read sync_failures: "+err.Error()+")"] = 1
+		return counts, why
+	}
+	defer rows.Close()
+	for rows.Next() {
+		var entity, reason string
+		var n int
+		if rows.Scan(&entity, &reason, &n) == nil {
+			why[entity+": "+reason] = n
+		}
+	}
+	return counts, why
+}
+
+func (r *runner) print(rep Report) {
+	r.say("")
+	r.say("==> fault suite report (%s, broker: %s, first seed %d)", rep.Elapsed, rep.Broker, rep.Seed)
+	r.say("operations: %d, claims granted: %d", rep.Operations, rep.ClaimsGranted)
+	kinds := make([]string, 0, len(rep.FaultsByKind))
+	for k, n := range rep.FaultsByKind {
+		kinds = append(kinds, fmt.Sprintf("%s=%d", k, n))
+	}
+	sort.Strings(kinds)
+	r.say("faults injected: %s", strings.Join(kinds, " "))
+	r.say("convergence after healing: median %d ms, worst %d ms", rep.MedianConverge, rep.WorstConvergeMS)
+	r.say("dead-lettered: %v; reasons: %v", rep.DeadLettered, rep.DeadLetterWhy)
+	if rep.Inconclusive > 0 {
+		r.say("linearizability checks that ran out of budget (not counted as violations): %d", rep.Inconclusive)
+	}
+	for inv, n := range rep.byInvariant {
+		r.say("violations of %s: %d", inv, n)
+	}
+	r.say("schedules: %d, violations: %d", rep.Schedules, rep.Violations)
+}
+
+func writeReport(dir string, rep Report) error {
+	if err := os.MkdirAll(dir, 0o755); err != nil {
+		return err
+	}
+	b, err := json.MarshalIndent(rep, "", "  ")
+	if err != nil {
+		return err
+	}
+	name := filepath.Join(dir, "latest.json")
+	return os.WriteFile(name, b, 0o644)
+}
