@@ -7,7 +7,7 @@ FUNCTIONS := $(notdir $(patsubst %/,%,$(dir $(wildcard functions/*/main.go))))
 DIST      := dist
 GOFLAGS_BUILD := -trimpath -ldflags='-s -w'
 
-.PHONY: all build package test test-short lint bench run clean
+.PHONY: all build package test test-short lint bench run faults clean
 
 all: build
 
@@ -42,6 +42,12 @@ bench: build
 	@echo "==> benchmarks (figures are side by side in one run; absolute numbers are context only)"
 	@$(GO) run ./local/cmd/services -- $(GO) test -count=1 -run '^$$' -bench . -benchtime 2s ./shared/... ./local/...
 	@$(GO) run ./local/cmd/services -- $(GO) run ./local/bench/claim
+
+# The fault suite: seeded schedules of faults against a private stack, each checked for the money
+# invariants; SCHEDULES=N SEED=S to change the run, SCHEDULE='seed/faults' to replay one schedule.
+faults: build
+	@echo "==> fault suite: $${SCHEDULES:-200} schedules from seed $${SEED:-1} (report in local/faults/results/latest.json)"
+	@$(GO) run ./local/cmd/faults
 
 run: build
 	@$(GO) run ./local/cmd/stack

@@ -53,6 +53,7 @@ type ScheduleResult struct {
 	Minimal      string            `json:"minimal,omitempty"`
 	Inconclusive int               `json:"inconclusive,omitempty"`
 	InjectErrors []string          `json:"inject_errors,omitempty"`
+	Phases       map[string]int64  `json:"phases"`
 }
 
 // Report is the run's summary; its last printed line is `schedules: N, violations: V`.
@@ -193,7 +194,8 @@ func Run(ctx context.Context, cfg Config) (Report, error) {
 			}
 			rep.Failing = append(rep.Failing, res)
 		}
-		r.say("[%d/%d] %s  ops=%d granted=%d converged=%dms  %s", i+1, len(scheds), res.Schedule, res.Operations, res.Granted, res.ConvergedMS, status)
+		r.say("[%d/%d] %s  ops=%d granted=%d converged=%dms (setup %dms, faults %dms, check %dms)  %s", i+1, len(scheds), res.Schedule,
+			res.Operations, res.Granted, res.ConvergedMS, res.Phases["setup_ms"], res.Phases["faults_ms"], res.Phases["check_ms"], status)
 		for _, v := range res.Violations {
 			r.say("    violation %s", v)
 		}
@@ -244,6 +246,7 @@ const settle = maxLatency*3/2 + 500*time.Millisecond
 // runOne runs a schedule on a fresh set of campaigns and users.
 func (r *runner) runOne(ctx context.Context, sched Schedule) (ScheduleResult, error) {
 	r.seq++
+	began := time.Now()
 	res := ScheduleResult{Schedule: sched.String(), ConvergedMS: -1}
 	operator, err := auth.Issue(r.secret, "chaos-operator", auth.RoleOperator, 2*time.Hour, time.Now())
 	if err != nil {
@@ -295,6 +298,9 @@ func (r *runner) runOne(ctx context.Context, sched Schedule) (ScheduleResult, er
 		}
 	}
 	res.Operations = len(rec.ops)
+	res.Phases = map[string]int64{"setup_ms": start.Sub(began).Milliseconds(), "faults_ms": healed.Sub(start).Milliseconds()}
+	checkStart := time.Now()
+	defer func() { res.Phases["check_ms"] = time.Since(checkStart).Milliseconds() }()
 	for _, v := range check.Check(h, snap, 20*time.Second) {
 		if v.Invariant == check.LinearizableTBD {
 			res.Inconclusive++

@@ -123,14 +123,39 @@ var (
 	functions = []string{"claim", "cachesync", "ledger", "timer", "rules"}
 )
 
-// Generate draws a schedule of one to four faults inside a workload of the given length: each kind
-// alone and in combination, at random moments.
+// Generate draws a schedule inside a workload of the given length: one to four independent faults at
+// random moments, or (one time in three) a compound one, where a link stays cut, slowed or stalled
+// while a process fails inside that window, since the costly bugs live where two faults overlap.
 func Generate(seed uint64, workload time.Duration) Schedule {
 	rng := rand.New(rand.NewPCG(seed, seed^0x9e3779b97f4a7c15))
-	n := 1 + rng.IntN(4)
 	s := Schedule{Seed: seed}
 	ms := int(workload.Milliseconds())
-	for range n {
+	if rng.IntN(3) == 0 {
+		link := Fault{At: time.Duration(rng.IntN(ms/2)) * time.Millisecond, Target: links[rng.IntN(3)],
+			Duration: time.Duration(2000+rng.IntN(2500)) * time.Millisecond}
+		switch rng.IntN(3) {
+		case 0:
+			link.Kind = Cut
+		case 1:
+			link.Kind, link.Param = Timeout, 100+rng.IntN(1000)
+		default:
+			link.Kind, link.Param = Latency, 500+rng.IntN(int(maxLatency.Milliseconds())-500)
+		}
+		inside := Fault{At: link.At + time.Duration(rng.IntN(int(link.Duration.Milliseconds())))*time.Millisecond}
+		switch rng.IntN(6) {
+		case 0, 1:
+			inside.Kind = RedisEmpty
+		case 2:
+			inside.Kind = MySQLRestart
+		case 3:
+			inside.Kind = BrokerRestart
+		default:
+			inside.Kind, inside.Target = Kill, functions[rng.IntN(len(functions))]
+		}
+		s.Faults = []Fault{link, inside}
+		return s
+	}
+	for range 1 + rng.IntN(4) {
 		f := Fault{At: time.Duration(rng.IntN(ms*3/4)) * time.Millisecond}
 		switch pick := rng.IntN(100); {
 		case pick < 14:
@@ -158,7 +183,7 @@ func Generate(seed uint64, workload time.Duration) Schedule {
 		}
 		switch f.Kind {
 		case Latency, Timeout, Reset, Cut:
-			f.Duration = time.Duration(300+rng.IntN(2700)) * time.Millisecond
+			f.Duration = time.Duration(300+rng.IntN(4200)) * time.Millisecond
 		}
 		s.Faults = append(s.Faults, f)
 	}

@@ -256,6 +256,9 @@ func (w *workload) run(ctx context.Context, ids map[string]string) {
 			client := w.nextClient()
 			var mine []struct{ campaign, req string }
 			for n := 0; time.Now().Before(end) && ctx.Err() == nil; n++ {
+				// A user thinks between taps; without it refusals answered in a millisecond would flood the
+				// history with calls that say nothing new.
+				time.Sleep(time.Duration(10+rng.IntN(30)) * time.Millisecond)
 				user := w.users[rng.IntN(len(w.users))]
 				campaign := claimable[rng.IntN(len(claimable))]
 				req := fmt.Sprintf("w%d-%d", worker, n)

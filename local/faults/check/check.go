@@ -30,7 +30,7 @@ func Check(h History, s Snapshot, budget time.Duration) []Violation {
 	v = append(v, Stock(h, s)...)
 	v = append(v, Points(h, s)...)
 	v = append(v, CacheEqual(s)...)
-	v = append(v, Linearize(h, budget)...)
+	v = append(v, Linearize(h, s, budget)...)
 	return v
 }
 

@@ -173,7 +173,18 @@ func newModel(initial Rule, claimID func(user, req string) string) porcupine.Non
 var stateful = map[string]bool{"sold_out": true, "limit_reached": true, "paused": true}
 
 // Linearize checks each claim-mode campaign's history against the model.
-func Linearize(h History, budget time.Duration) []Violation {
+//
+// A call whose answer was lost is resolved against MySQL once the run has converged: if MySQL records
+// no claim for its (user, request_id) it issued nothing that survived, and it leaves the model as a
+// no-op; if MySQL records one, it may have been the call that was granted. Without that, every lost
+// answer doubles the states the search keeps, and a minute of faults makes the check undecidable in
+// any budget. A grant that Redis made and then lost with its data (a cache loss before the grant was
+// durable) was never told to anyone, and the rebuilt cache does not count it either.
+func Linearize(h History, s Snapshot, budget time.Duration) []Violation {
+	recorded := map[userReq]bool{}
+	for _, c := range s.Claims {
+		recorded[userReq{c.User, c.Request}] = true
+	}
 	claimID := h.ClaimID
 	if claimID == nil {
 		claimID = func(user, req string) string { return user + "|" + req }
@@ -195,6 +206,7 @@ func Linearize(h History, budget time.Duration) []Violation {
 		case op.Kind == OpClaim && op.Outcome == Refused && !stateful[op.Code]:
 			// A refusal for the clock, the audience, points or the rate limit neither depends on nor
 			// changes the modelled state: it fits anywhere, and leaving it out keeps the search small.
+		case op.Kind == OpClaim && op.Outcome == Unknown && !recorded[userReq{op.User, op.Request}]:
 		case op.Kind == OpClaim:
 			if op.Outcome == Unknown {
 				ret = op.Return.Add(h.Settle).UnixNano()
