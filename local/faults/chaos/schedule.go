@@ -141,7 +141,8 @@ func Generate(seed uint64, workload time.Duration) Schedule {
 		default:
 			link.Kind, link.Param = Latency, 500+rng.IntN(int(maxLatency.Milliseconds())-500)
 		}
-		inside := Fault{At: link.At + time.Duration(rng.IntN(int(link.Duration.Milliseconds())))*time.Millisecond}
+		window := min(link.Duration, workload-link.At)
+		inside := Fault{At: link.At + time.Duration(rng.IntN(int(window.Milliseconds())))*time.Millisecond}
 		switch rng.IntN(6) {
 		case 0, 1:
 			inside.Kind = RedisEmpty
