@@ -268,7 +268,7 @@ func TestPointsExactlyOnceWhenTheLedgerDiesMidBatch(t *testing.T) {
 	eventually(t, 15*time.Second, "the warm-up claim in MySQL", func() bool {
 		return h.count(db, "SELECT COUNT(*) FROM claims WHERE user_id = 'saver'") == 1
 	})
-	mysqlProxy := h.proxy("mysql")
+	mysqlProxy := h.proxy("mysql-ledger") // the ledger's own link to MySQL
 	if _, err := mysqlProxy.AddToxic("slow", "latency", "downstream", 1, toxiclient.Attributes{"latency": 1500}); err != nil {
 		t.Fatal(err)
 	}

@@ -31,7 +31,9 @@ type Config struct {
 	Template *fctemplate.Template
 	Root     string            // the folder template.yml's code paths are relative to
 	Env      map[string]string // set for every function, over template.yml's values
-	HTTPAddr string            // HTTP triggers and /_local routes, e.g. 127.0.0.1:9000
+	// FunctionEnv is set for one function (by functionName), over Env.
+	FunctionEnv map[string]map[string]string
+	HTTPAddr    string // HTTP triggers and /_local routes, e.g. 127.0.0.1:9000
 	// BrokerEndpoint is the RocketMQ endpoint the RocketMQ triggers consume from.
 	BrokerEndpoint string
 	// TimeScale multiplies the triggers' retry backoff (1 = FC's schedule).

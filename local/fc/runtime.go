@@ -116,6 +116,9 @@ func (e *Emulator) newFunction(def fctemplate.Function) (*function, error) {
 	for k, v := range e.cfg.Env {
 		env = append(env, k+"="+v)
 	}
+	for k, v := range e.cfg.FunctionEnv[def.FunctionName] {
+		env = append(env, k+"="+v) // the last value of a name wins in exec
+	}
 	env = append(env,
 		"FC_FUNCTION_NAME="+def.FunctionName, "FC_FUNCTION_HANDLER="+def.Handler,
 		"FC_FUNCTION_MEMORY_SIZE="+strconv.Itoa(def.MemorySize), "FC_REGION="+e.cfg.Region,

@@ -217,6 +217,12 @@ func Start(ctx context.Context, o Options) (_ *Stack, err error) {
 	if err != nil {
 		return nil, err
 	}
+	// The ledger reaches MySQL through a link of its own as well, so a fault can leave the ledger
+	// unable to record grants while every other function works.
+	ledgerMySQLProxy, err := tox.Proxy("mysql-ledger", dsnCfg.Addr)
+	if err != nil {
+		return nil, err
+	}
 	log.Info("Toxiproxy ready", "api", s.Toxiproxy, "mysql", mysqlProxy, "redis", redisProxy, "rocketmq", brokerProxy)
 
 	viaProxy := *dsnCfg
@@ -231,12 +237,14 @@ func Start(ctx context.Context, o Options) (_ *Stack, err error) {
 	for k, v := range o.Env {
 		env[k] = v
 	}
+	ledgerDSN := *dsnCfg
+	ledgerDSN.Addr = ledgerMySQLProxy
 	out := o.Output
 	if out == nil {
 		out = io.Discard
 	}
 	emu, err := fc.Start(fc.Config{
-		Template: tpl, Root: o.Root, Env: env, HTTPAddr: o.HTTPAddr, BrokerEndpoint: s.Broker,
+		Template: tpl, Root: o.Root, Env: env, FunctionEnv: map[string]map[string]string{"ledger": {"MYSQL_DSN": ledgerDSN.FormatDSN()}}, HTTPAddr: o.HTTPAddr, BrokerEndpoint: s.Broker,
 		TimeScale: o.TimeScale, TimerTimeScale: o.TimerTimeScale, MaxInstances: o.MaxInstances, MaxRetries: o.TriggerMaxRetries, Timers: o.Timers, Output: out, Logger: log,
 	})
 	if err != nil {

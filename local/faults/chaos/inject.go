@@ -88,36 +88,46 @@ func (in *injector) apply(ctx context.Context, i int, f Fault) error {
 	in.count(f.Kind)
 	switch f.Kind {
 	case Latency, Timeout, Reset, Cut:
-		p, err := in.proxy(f.Target)
-		if err != nil {
-			return err
-		}
 		name := fmt.Sprintf("chaos-%d", i)
-		switch f.Kind {
-		case Latency:
-			_, err = p.AddToxic(name, "latency", "downstream", 1, toxiclient.Attributes{"latency": f.Param, "jitter": f.Param / 2})
-		case Timeout:
-			_, err = p.AddToxic(name, "timeout", "downstream", 1, toxiclient.Attributes{"timeout": f.Param})
-		case Reset:
-			_, err = p.AddToxic(name, "reset_peer", "downstream", 1, toxiclient.Attributes{"timeout": f.Param})
-		case Cut:
-			err = p.Disable()
-		}
-		if err != nil {
-			return err
+		for _, proxy := range proxiesOf(f.Target) {
+			p, err := in.proxy(proxy)
+			if err != nil {
+				return err
+			}
+			switch f.Kind {
+			case Latency:
+				_, err = p.AddToxic(name, "latency", "downstream", 1, toxiclient.Attributes{"latency": f.Param, "jitter": f.Param / 2})
+			case Timeout:
+				_, err = p.AddToxic(name, "timeout", "downstream", 1, toxiclient.Attributes{"timeout": f.Param})
+			case Reset:
+				_, err = p.AddToxic(name, "reset_peer", "downstream", 1, toxiclient.Attributes{"timeout": f.Param})
+			case Cut:
+				err = p.Disable()
+			}
+			if err != nil {
+				return err
+			}
 		}
 		select {
 		case <-ctx.Done():
 		case <-time.After(f.Duration):
 		}
-		// Heal reads the proxy afresh: another fault may have changed it meanwhile.
-		if p, err = in.proxy(f.Target); err != nil {
-			return err
+		for _, proxy := range proxiesOf(f.Target) {
+			// Read the proxy afresh: another fault may have changed it meanwhile.
+			p, err := in.proxy(proxy)
+			if err != nil {
+				return err
+			}
+			if f.Kind == Cut {
+				err = p.Enable()
+			} else {
+				err = p.RemoveToxic(name)
+			}
+			if err != nil {
+				return err
+			}
 		}
-		if f.Kind == Cut {
-			return p.Enable()
-		}
-		return p.RemoveToxic(name)
+		return nil
 	case RedisEmpty, RedisKeep:
 		return in.target.RestartRedis(ctx, f.Kind == RedisKeep)
 	case MySQLRestart:
@@ -147,6 +157,15 @@ func (in *injector) apply(ctx context.Context, i int, f Fault) error {
 		return in.pub.PublishChange(pubCtx, mq.ChangeEvent{Entity: mq.EntityCampaign, ID: id, Version: version})
 	}
 	return fmt.Errorf("unknown fault kind %q", f.Kind)
+}
+
+// proxiesOf names the stack's proxies a link fault acts on: MySQL's link is every function's, the
+// ledger's own included; mysql-ledger is the ledger's alone.
+func proxiesOf(target string) []string {
+	if target == "mysql" {
+		return []string{"mysql", "mysql-ledger"}
+	}
+	return []string{target}
 }
 
 // heal removes every toxic and enables every proxy, whatever a schedule left behind.

@@ -119,7 +119,7 @@ func ParseSchedule(text string) (Schedule, error) {
 const maxLatency = 1500 * time.Millisecond
 
 var (
-	links     = []string{"mysql", "redis", "rocketmq"}
+	links     = []string{"mysql", "redis", "rocketmq", "mysql-ledger"}
 	functions = []string{"claim", "cachesync", "ledger", "timer", "rules"}
 )
 
@@ -131,7 +131,7 @@ func Generate(seed uint64, workload time.Duration) Schedule {
 	s := Schedule{Seed: seed}
 	ms := int(workload.Milliseconds())
 	if rng.IntN(3) == 0 {
-		link := Fault{At: time.Duration(rng.IntN(ms/2)) * time.Millisecond, Target: links[rng.IntN(3)],
+		link := Fault{At: time.Duration(rng.IntN(ms/2)) * time.Millisecond, Target: links[rng.IntN(len(links))],
 			Duration: time.Duration(2000+rng.IntN(2500)) * time.Millisecond}
 		switch rng.IntN(3) {
 		case 0:
@@ -160,13 +160,13 @@ func Generate(seed uint64, workload time.Duration) Schedule {
 		f := Fault{At: time.Duration(rng.IntN(ms*3/4)) * time.Millisecond}
 		switch pick := rng.IntN(100); {
 		case pick < 14:
-			f.Kind, f.Target, f.Param = Latency, links[rng.IntN(3)], 50+rng.IntN(int(maxLatency.Milliseconds())-50)
+			f.Kind, f.Target, f.Param = Latency, links[rng.IntN(len(links))], 50+rng.IntN(int(maxLatency.Milliseconds())-50)
 		case pick < 22:
-			f.Kind, f.Target, f.Param = Timeout, links[rng.IntN(3)], 100+rng.IntN(1500)
+			f.Kind, f.Target, f.Param = Timeout, links[rng.IntN(len(links))], 100+rng.IntN(1500)
 		case pick < 30:
-			f.Kind, f.Target, f.Param = Reset, links[rng.IntN(3)], rng.IntN(50)
+			f.Kind, f.Target, f.Param = Reset, links[rng.IntN(len(links))], rng.IntN(50)
 		case pick < 48:
-			f.Kind, f.Target = Cut, links[rng.IntN(3)]
+			f.Kind, f.Target = Cut, links[rng.IntN(len(links))]
 		case pick < 56:
 			f.Kind = RedisEmpty
 		case pick < 61:
