@@ -68,6 +68,7 @@ type Report struct {
 	Violations      int               `json:"violations"`
 	Inconclusive    int               `json:"linearizability_inconclusive"`
 	WorstConvergeMS int64             `json:"worst_converge_ms"`
+	NotConverged    int               `json:"not_converged"`
 	MedianConverge  int64             `json:"median_converge_ms"`
 	DeadLettered    map[string]int    `json:"dead_lettered"`
 	DeadLetterWhy   map[string]int    `json:"dead_letter_reasons"`
@@ -183,8 +184,12 @@ func Run(ctx context.Context, cfg Config) (Report, error) {
 		rep.Operations += res.Operations
 		rep.ClaimsGranted += res.Granted
 		rep.Inconclusive += res.Inconclusive
-		converge = append(converge, res.ConvergedMS)
-		rep.WorstConvergeMS = max(rep.WorstConvergeMS, res.ConvergedMS)
+		if res.ConvergedMS >= 0 {
+			converge = append(converge, res.ConvergedMS)
+			rep.WorstConvergeMS = max(rep.WorstConvergeMS, res.ConvergedMS)
+		} else {
+			rep.NotConverged++
+		}
 		status := "ok"
 		if len(res.Violations) > 0 {
 			status = fmt.Sprintf("%d VIOLATIONS", len(res.Violations))
@@ -463,7 +468,7 @@ func (r *runner) print(rep Report) {
 	}
 	sort.Strings(kinds)
 	r.say("faults injected: %s", strings.Join(kinds, " "))
-	r.say("convergence after healing: median %d ms, worst %d ms", rep.MedianConverge, rep.WorstConvergeMS)
+	r.say("convergence after healing: median %d ms, worst %d ms, not converged within %s: %d", rep.MedianConverge, rep.WorstConvergeMS, r.cfg.Converge, rep.NotConverged)
 	r.say("dead-lettered: %v; reasons: %v", rep.DeadLettered, rep.DeadLetterWhy)
 	if rep.Inconclusive > 0 {
 		r.say("linearizability checks that ran out of budget (not counted as violations): %d", rep.Inconclusive)
