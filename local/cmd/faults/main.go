@@ -11,6 +11,7 @@ import (
 	"fmt"
 	"os"
 	"os/signal"
+	"path/filepath"
 	"strconv"
 	"strings"
 	"syscall"
@@ -34,7 +35,24 @@ func main() {
 	flag.DurationVar(&cfg.Workload, "workload", 4*time.Second, "how long each schedule's workload runs")
 	flag.BoolVar(&cfg.Shrink, "shrink", os.Getenv("SHRINK") != "0", "reduce each failing schedule to a minimal reproduction (env SHRINK=0 turns it off)")
 	flag.StringVar(&cfg.ResultsDir, "results", cfg.ResultsDir, "folder for latest.json")
+	recheck := flag.String("recheck", "", "check saved runs (a glob of local/faults/results/history-*.json) again instead of running schedules")
 	flag.Parse()
+	if *recheck != "" {
+		files, err := filepath.Glob(*recheck)
+		if err != nil || len(files) == 0 {
+			fmt.Fprintln(os.Stderr, "faults: no saved run matches", *recheck)
+			os.Exit(2)
+		}
+		n, err := chaos.Recheck(files, os.Stdout)
+		if err != nil {
+			fmt.Fprintln(os.Stderr, "faults:", err)
+			os.Exit(2)
+		}
+		if n > 0 {
+			os.Exit(1)
+		}
+		return
+	}
 	cfg.Seed = *seed
 	if *replay != "" {
 		cfg.Replay = strings.Split(*replay, ";")

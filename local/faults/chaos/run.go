@@ -251,6 +251,10 @@ func (r *runner) waitReady(ctx context.Context) error {
 // sends nothing more).
 const settle = maxLatency*3/2 + 500*time.Millisecond
 
+// reservationHold: the timer sweeps paid claims left half-done for 30 s (PendingTimeout) on its
+// grant-replay run, once a minute on the platform, every 3 s on the suite's faster clock.
+const reservationHold = 35 * time.Second
+
 // runOne runs a schedule on a fresh set of campaigns and users.
 func (r *runner) runOne(ctx context.Context, sched Schedule) (ScheduleResult, error) {
 	r.seq++
@@ -284,7 +288,7 @@ func (r *runner) runOne(ctx context.Context, sched Schedule) (ScheduleResult, er
 	res.InjectErrors = r.inj.errs
 	healed := time.Now()
 
-	h := check.History{Ops: rec.ops, ClaimID: domain.ClaimID, Settle: settle}
+	h := check.History{Ops: rec.ops, ClaimID: domain.ClaimID, Settle: settle, ReservationHold: reservationHold}
 	var snap check.Snapshot
 	for {
 		snap, err = r.snapshot(ctx, ids, w.prefix)
@@ -318,10 +322,7 @@ func (r *runner) runOne(ctx context.Context, sched Schedule) (ScheduleResult, er
 	}
 	if len(res.Violations) > 0 && r.cfg.ResultsDir != "" {
 		// The history and the stores, so that a checker change can be tried on exactly this run.
-		if b, err := json.Marshal(struct {
-			History  check.History  `json:"history"`
-			Snapshot check.Snapshot `json:"snapshot"`
-		}{h, snap}); err == nil {
+		if b, err := json.Marshal(savedRun{h, snap}); err == nil {
 			_ = os.MkdirAll(r.cfg.ResultsDir, 0o755)
 			_ = os.WriteFile(filepath.Join(r.cfg.ResultsDir, fmt.Sprintf("history-%d-%d.json", sched.Seed, r.seq)), b, 0o644)
 		}
@@ -489,4 +490,34 @@ func writeReport(dir string, rep Report) error {
 	}
 	name := filepath.Join(dir, "latest.json")
 	return os.WriteFile(name, b, 0o644)
+}
+
+// savedRun is a failing schedule's history and stores, as runOne writes them.
+type savedRun struct {
+	History  check.History  `json:"history"`
+	Snapshot check.Snapshot `json:"snapshot"`
+}
+
+// Recheck runs the checks again over saved runs (history-*.json), so a change to a check can be tried
+// on exactly the runs that failed.
+func Recheck(files []string, out io.Writer) (int, error) {
+	total := 0
+	for _, f := range files {
+		b, err := os.ReadFile(f)
+		if err != nil {
+			return total, err
+		}
+		var d savedRun
+		if err := json.Unmarshal(b, &d); err != nil {
+			return total, fmt.Errorf("%s: %w", f, err)
+		}
+		d.History.ClaimID, d.History.Settle, d.History.ReservationHold = domain.ClaimID, settle, reservationHold
+		v := check.Check(d.History, d.Snapshot, 20*time.Second)
+		fmt.Fprintf(out, "%s: %d violations\n", filepath.Base(f), len(v))
+		for _, x := range v {
+			fmt.Fprintf(out, "    %s\n", x)
+		}
+		total += len(v)
+	}
+	return total, nil
 }

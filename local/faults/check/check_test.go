@@ -14,6 +14,12 @@ func rule(version, stock, limit int64, status string) *Rule {
 		StartsAt: t0.Add(-time.Hour), EndsAt: t0.Add(time.Hour)}
 }
 
+func paid(version, stock int64) *Rule {
+	r := rule(version, stock, 1, "active")
+	r.CostPoints = 30
+	return r
+}
+
 func claimID(user, req string) string { return "c-" + user + "-" + req }
 
 func create(r *Rule) Op {
@@ -178,6 +184,20 @@ func TestCheck(t *testing.T) {
 			name: "limit_reached though the user held nothing (not linearizable)",
 			h:    []Op{create(r1), claim(1, 10, 20, "u1", "r1", Refused, "limit_reached")},
 			s:    func() Snapshot { return consistent(r1) },
+			want: Linearizable,
+		},
+		{
+			name: "a paid campaign's sold_out during another claim's reservation is excused",
+			h: []Op{create(paid(1, 1)), claim(1, 10, 30, "u1", "r1", Refused, "insufficient_points"),
+				claim(2, 20, 25, "u2", "r1", Refused, "sold_out"), claim(3, 40, 50, "u3", "r1", Granted, "")},
+			s:    func() Snapshot { return consistent(paid(1, 1), row(claimID("u3", "r1"), "u3", "r1", 0)) },
+			want: "",
+		},
+		{
+			name: "a paid campaign's sold_out with no reservation in flight is not",
+			h: []Op{create(paid(1, 1)), claim(1, 10, 15, "u1", "r1", Refused, "insufficient_points"),
+				claim(2, 20, 25, "u2", "r1", Refused, "sold_out"), claim(3, 40, 50, "u3", "r1", Granted, "")},
+			s:    func() Snapshot { return consistent(paid(1, 1), row(claimID("u3", "r1"), "u3", "r1", 0)) },
 			want: Linearizable,
 		},
 		{

@@ -68,6 +68,9 @@ type History struct {
 	// Settle is how long after its answer (or lost answer) a call may still take effect: the function
 	// timeout, since an invocation the client gave up on runs on until then.
 	Settle time.Duration `json:"-"`
+	// ReservationHold is how long a paid claim that died half-way may hold its reservation: the
+	// sweeper's age limit plus its period.
+	ReservationHold time.Duration `json:"-"`
 }
 
 // CampaignRow is a campaign as MySQL holds it at the end.

@@ -169,6 +169,45 @@ func newModel(initial Rule, claimID func(user, req string) string) porcupine.Non
 	}
 }
 
+// excusedByReservation finds the sold_out and limit_reached refusals of a campaign with a points cost
+// that a reservation explains. A paid claim reserves its unit in the campaign's slot before it
+// debits the user's slot (two slots, so two steps), and releases it when the debit is refused; a
+// claim that dies between the steps holds its reservation until the sweeper releases it. A claim
+// that overlaps such a reservation sees the unit taken, although in the end it was never issued. That
+// is a deliberate weakening of the answer for paid campaigns (a refusal the user may retry), never of
+// the money: issued units, limits and points are checked exactly by Stock and Points. A refusal is
+// excused when another claim on the campaign (for limit_reached, by the same user) that issued
+// nothing overlaps it, its reservation held for up to ReservationHold after a lost answer.
+func excusedByReservation(h History, initial map[string]Rule, recorded map[userReq]bool) map[int]bool {
+	excused := map[int]bool{}
+	for i, op := range h.Ops {
+		if op.Kind != OpClaim || op.Outcome != Refused || (op.Code != "sold_out" && op.Code != "limit_reached") || initial[op.Campaign].CostPoints <= 0 {
+			continue
+		}
+		for _, other := range h.Ops {
+			if other.Kind != OpClaim || other.Campaign != op.Campaign || (other.User == op.User && other.Request == op.Request) {
+				continue
+			}
+			if op.Code == "limit_reached" && other.User != op.User {
+				continue
+			}
+			held := other.Return
+			switch {
+			case other.Outcome == Refused && other.Code == "insufficient_points":
+			case other.Outcome == Unknown && !recorded[userReq{other.User, other.Request}]:
+				held = held.Add(h.ReservationHold)
+			default:
+				continue
+			}
+			if !other.Call.After(op.Return) && !op.Call.After(held) {
+				excused[i] = true
+				break
+			}
+		}
+	}
+	return excused
+}
+
 // stateful are the refusals whose truth depends on the modelled state.
 var stateful = map[string]bool{"sold_out": true, "limit_reached": true, "paused": true}
 
@@ -192,12 +231,20 @@ func Linearize(h History, s Snapshot, budget time.Duration) []Violation {
 	byCampaign := map[string][]porcupine.Operation{}
 	initial := map[string]Rule{}
 	for _, op := range h.Ops {
-		call, ret := op.Call.UnixNano(), op.Return.UnixNano()
-		switch {
-		case op.Kind == OpPatch && op.Rule != nil && (op.Outcome == Applied || op.Outcome == Unknown):
+		if op.Kind == OpPatch && op.Rule != nil {
 			if r, ok := initial[op.Campaign]; !ok || op.Rule.Version < r.Version {
 				initial[op.Campaign] = *op.Rule
 			}
+		}
+	}
+	excused := excusedByReservation(h, initial, recorded)
+	for i, op := range h.Ops {
+		if excused[i] {
+			continue
+		}
+		call, ret := op.Call.UnixNano(), op.Return.UnixNano()
+		switch {
+		case op.Kind == OpPatch && op.Rule != nil && (op.Outcome == Applied || op.Outcome == Unknown):
 			if !op.InSync || op.Outcome == Unknown {
 				ret = math.MaxInt64 // the cache applies it through the queue, whenever that is
 			}
