@@ -27,6 +27,12 @@ func envInt(name string, def int) int {
 	return def
 }
 
+func flagSet(name string) bool {
+	set := false
+	flag.Visit(func(f *flag.Flag) { set = set || f.Name == name })
+	return set
+}
+
 func main() {
 	cfg := chaos.Config{Out: os.Stdout, ResultsDir: "local/faults/results"}
 	flag.IntVar(&cfg.Schedules, "schedules", envInt("SCHEDULES", 200), "how many seeded schedules (env SCHEDULES)")
@@ -56,6 +62,9 @@ func main() {
 	cfg.Seed = *seed
 	if *replay != "" {
 		cfg.Replay = strings.Split(*replay, ";")
+		if os.Getenv("SCHEDULES") == "" && !flagSet("schedules") {
+			cfg.Schedules = 0 // only the schedules asked for
+		}
 	}
 	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
 	defer stop()

@@ -65,25 +65,15 @@ func TestFaultSuiteSubset(t *testing.T) {
 	}
 	ctx, cancel := context.WithTimeout(context.Background(), 8*time.Minute)
 	defer cancel()
-	out := testWriter{t}
-	for _, batch := range []Config{
-		{Schedules: 8, Seed: 9000},
-		{Replay: regressions},
-	} {
-		if batch.Schedules == 0 && len(batch.Replay) == 0 {
-			continue
-		}
-		batch.Root, batch.Out = root, out
-		rep, err := Run(ctx, batch)
-		if err != nil {
-			t.Fatal(err)
-		}
-		if rep.Schedules == 0 {
-			t.Fatal("no schedule ran")
-		}
-		if rep.Violations != 0 {
-			t.Fatalf("%d violations; reproduce with make faults SCHEDULE='<schedule above>'", rep.Violations)
-		}
+	rep, err := Run(ctx, Config{Schedules: 8, Seed: 9000, Replay: regressions, Root: root, Out: testWriter{t}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if want := 8 + len(regressions); rep.Schedules != want {
+		t.Fatalf("%d schedules ran, want %d", rep.Schedules, want)
+	}
+	if rep.Violations != 0 {
+		t.Fatalf("%d violations; reproduce with make faults SCHEDULE='<schedule above>'", rep.Violations)
 	}
 }
 

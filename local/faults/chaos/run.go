@@ -30,9 +30,9 @@ import (
 
 // Config of a run. Zero values pick what `make faults` uses.
 type Config struct {
-	Schedules int      // how many seeded schedules (default 200)
+	Schedules int      // how many seeded schedules (default 200, or none when Replay names some)
 	Seed      uint64   // the first schedule's seed; schedule i uses Seed+i
-	Replay    []string // schedules in Schedule.String form to run instead of generated ones
+	Replay    []string // schedules in Schedule.String form, run after the generated ones
 	Workload  time.Duration
 	Converge  time.Duration // how long the system may take to converge after the faults are healed
 	Shrink    bool          // reduce each failing schedule to a minimal one
@@ -100,7 +100,7 @@ func (r *runner) say(format string, args ...any) { fmt.Fprintf(r.out, format+"\n
 
 // Run starts a private stack and runs every schedule on it.
 func Run(ctx context.Context, cfg Config) (Report, error) {
-	if cfg.Schedules <= 0 {
+	if cfg.Schedules < 0 || (cfg.Schedules == 0 && len(cfg.Replay) == 0) {
 		cfg.Schedules = 200
 	}
 	if cfg.Workload <= 0 {
@@ -158,17 +158,15 @@ func Run(ctx context.Context, cfg Config) (Report, error) {
 	}
 
 	var scheds []Schedule
+	for i := range cfg.Schedules {
+		scheds = append(scheds, Generate(cfg.Seed+uint64(i), cfg.Workload))
+	}
 	for _, text := range cfg.Replay {
 		s, err := ParseSchedule(text)
 		if err != nil {
 			return Report{}, err
 		}
 		scheds = append(scheds, s)
-	}
-	if len(scheds) == 0 {
-		for i := range cfg.Schedules {
-			scheds = append(scheds, Generate(cfg.Seed+uint64(i), cfg.Workload))
-		}
 	}
 	rep := Report{Broker: "emulator", Seed: cfg.Seed, FaultsByKind: map[FaultKind]int{}, byInvariant: map[string]int{}}
 	var converge []int64
