@@ -15,10 +15,9 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"runtime/debug"
 	"strings"
 	"time"
-
-	"github.com/aliyun/fc-runtime-go-sdk/fccontext"
 
 	"github.com/benefit-issuance/benefits/shared/fault"
 	"github.com/benefit-issuance/benefits/shared/fcevents"
@@ -75,14 +74,31 @@ func Messages(payload []byte) ([]Message, error) {
 	return out, nil
 }
 
-// Recoverer turns a panic into a permanent error: a handler that panics on a message will panic on it
-// again, so retrying only delays the messages behind it.
+// PanicError is a recovered panic with the stack of the goroutine that panicked, so what is recorded
+// about a poison message says where the handler broke, not only that it did.
+type PanicError struct {
+	Value any
+	Stack []byte
+}
+
+func (e *PanicError) Error() string { return fmt.Sprintf("panic: %v\n%s", e.Value, e.Stack) }
+
+// recovered turns a recover() value into a permanent error; nil stays nil.
+func recovered(r any, what string) error {
+	if r == nil {
+		return nil
+	}
+	return fault.Permanent(fmt.Errorf("%s: %w", what, &PanicError{Value: r, Stack: debug.Stack()}))
+}
+
+// Recoverer turns a panic into a permanent error that keeps its stack: a handler that panics on a
+// message will panic on it again, so retrying only delays the messages behind it.
 func Recoverer() Middleware {
 	return func(h Handler) Handler {
 		return func(ctx context.Context, msg Message) (err error) {
 			defer func() {
-				if r := recover(); r != nil {
-					err = fault.Permanent(fmt.Errorf("panic handling message %s: %v", msg.ID, r))
+				if pe := recovered(recover(), "handling message "+msg.ID); pe != nil {
+					err = pe
 				}
 			}()
 			return h(ctx, msg)
@@ -143,27 +159,85 @@ func Poison(record PoisonRecorder) Middleware {
 	}
 }
 
+// BatchHandler processes a batch together, for work that is cheaper done at once (one transaction).
+type BatchHandler func(ctx context.Context, msgs []Message) error
+
+// BatchMiddleware wraps a batch handler.
+type BatchMiddleware func(BatchHandler) BatchHandler
+
+// ChainBatch applies batch middlewares so that the first listed is the outermost.
+func ChainBatch(h BatchHandler, mws ...BatchMiddleware) BatchHandler {
+	for i := len(mws) - 1; i >= 0; i-- {
+		h = mws[i](h)
+	}
+	return h
+}
+
+// RecoverBatch turns a panic while handling a batch into a permanent error that keeps its stack, so
+// Isolate can find the message that causes it instead of the SDK failing the whole invocation.
+func RecoverBatch() BatchMiddleware {
+	return func(h BatchHandler) BatchHandler {
+		return func(ctx context.Context, msgs []Message) (err error) {
+			defer func() {
+				if pe := recovered(recover(), fmt.Sprintf("handling a batch of %d", len(msgs))); pe != nil {
+					err = pe
+				}
+			}()
+			return h(ctx, msgs)
+		}
+	}
+}
+
+// Isolate runs each message of a batch that failed permanently on its own through one, which should
+// carry Poison and Recoverer: a permanent batch failure means some message in it can never be
+// processed, and handling them one by one records that one and finishes the rest now, rather than
+// retrying the whole batch into the dead-letter queue. A retryable failure, of the batch or of one
+// message, fails the call so the trigger redelivers the batch (handlers are idempotent).
+func Isolate(one Handler) BatchMiddleware {
+	return func(h BatchHandler) BatchHandler {
+		return func(ctx context.Context, msgs []Message) error {
+			err := h(ctx, msgs)
+			if err == nil || fault.IsRetryable(err) {
+				return err
+			}
+			obs.Logger(ctx).Warn("batch failed permanently; handling its messages one by one", "messages", len(msgs), "error", err.Error())
+			for _, msg := range msgs {
+				if err := one(ctx, msg); err != nil {
+					return err
+				}
+			}
+			return nil
+		}
+	}
+}
+
 // Result is what the function returns to FC for a batch.
 type Result struct {
 	Processed int `json:"processed"`
 }
 
-// Invocation adapts a per-message handler to an FC event function. Messages run in order; the first
-// retryable failure fails the invocation so FC's trigger redelivers the batch (handlers are idempotent,
-// so the messages already done are harmless to repeat). A payload that is not a RocketMQ event at all
-// is an error: with errorsTolerance ALL the trigger's dead-letter queue receives it after its retries.
-func Invocation(h Handler, log *slog.Logger) func(context.Context, json.RawMessage) (Result, error) {
-	return func(ctx context.Context, payload json.RawMessage) (Result, error) {
-		requestID := ""
-		if fcCtx, ok := fccontext.FromContext(ctx); ok {
-			requestID = fcCtx.RequestID
-		}
-		ctx = obs.WithRequest(ctx, log, requestID)
+// Serve adapts a batch function to an FC event function: it builds the invocation's context, decodes
+// the payload (one CloudEvent or a batch) and hands the messages over. A payload that is not a
+// RocketMQ event at all is an error: with errorsTolerance ALL the trigger's dead-letter queue receives
+// it after its retries.
+func Serve[R any](log *slog.Logger, f func(ctx context.Context, msgs []Message) (R, error)) func(context.Context, json.RawMessage) (R, error) {
+	return func(ctx context.Context, payload json.RawMessage) (R, error) {
+		ctx = obs.Invocation(ctx, log)
 		msgs, err := Messages(payload)
 		if err != nil {
 			obs.Logger(ctx).Error("payload is not a RocketMQ event", "error", err.Error())
-			return Result{}, err
+			var zero R
+			return zero, err
 		}
+		return f(ctx, msgs)
+	}
+}
+
+// Invocation adapts a per-message handler to an FC event function. Messages run in order; the first
+// retryable failure fails the invocation so FC's trigger redelivers the batch (handlers are idempotent,
+// so the messages already done are harmless to repeat).
+func Invocation(h Handler, log *slog.Logger) func(context.Context, json.RawMessage) (Result, error) {
+	return Serve(log, func(ctx context.Context, msgs []Message) (Result, error) {
 		for i, msg := range msgs {
 			if err := h(ctx, msg); err != nil {
 				obs.Logger(ctx).Warn("message failed; the batch will be redelivered", "message_id", msg.ID, "index", i, "error", err.Error())
@@ -171,5 +245,5 @@ func Invocation(h Handler, log *slog.Logger) func(context.Context, json.RawMessa
 			}
 		}
 		return Result{Processed: len(msgs)}, nil
-	}
+	})
 }
