@@ -3,7 +3,6 @@
 package mq
 
 import (
-	"encoding/json"
 	"fmt"
 
 	"github.com/benefit-issuance/benefits/shared/domain"
@@ -44,7 +43,7 @@ func (e ChangeEvent) Validate() error {
 // DecodeChange parses and validates a change event body strictly.
 func DecodeChange(body []byte) (ChangeEvent, error) {
 	var e ChangeEvent
-	if err := strictUnmarshal(body, &e); err != nil {
+	if err := domain.DecodeJSON(body, &e); err != nil {
 		return ChangeEvent{}, fmt.Errorf("change event: %w", err)
 	}
 	return e, e.Validate()
@@ -53,7 +52,7 @@ func DecodeChange(body []byte) (ChangeEvent, error) {
 // DecodeGrant parses a grant body: the claim as the claim function recorded it.
 func DecodeGrant(body []byte) (domain.Claim, error) {
 	var c domain.Claim
-	if err := strictUnmarshal(body, &c); err != nil {
+	if err := domain.DecodeJSON(body, &c); err != nil {
 		return domain.Claim{}, fmt.Errorf("grant: %w", err)
 	}
 	switch {
@@ -65,16 +64,4 @@ func DecodeGrant(body []byte) (domain.Claim, error) {
 		return domain.Claim{}, fmt.Errorf("grant %s: negative cost", c.ID)
 	}
 	return c, nil
-}
-
-func strictUnmarshal(body []byte, v any) error {
-	dec := json.NewDecoder(bytesReader(body))
-	dec.DisallowUnknownFields()
-	if err := dec.Decode(v); err != nil {
-		return err
-	}
-	if dec.More() {
-		return fmt.Errorf("trailing data")
-	}
-	return nil
 }
