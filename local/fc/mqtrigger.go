@@ -36,6 +36,7 @@ type mqTrigger struct {
 	name     string
 	src      fctemplate.SourceRocketMQParameters
 	run      fctemplate.RunOptions
+	workers  int // deliveryOption.concurrency: batches in flight at once
 	consumer rmq.SimpleConsumer
 	dlq      rmq.Producer
 	dlqTopic string
@@ -61,6 +62,12 @@ func (e *Emulator) startMQTrigger(f *function, name string, ec fctemplate.EventB
 	t := &mqTrigger{e: e, f: f, name: name, src: *src, done: make(chan struct{})}
 	if ec.RunOptions != nil {
 		t.run = *ec.RunOptions
+	}
+	// The one limit FC 3.0 reads on how many invocations a trigger runs at once. Unset, the platform
+	// picks; locally that is one, the most conservative reading.
+	t.workers = 1
+	if ec.EventSinkConfig != nil && ec.EventSinkConfig.DeliveryOption.Concurrency > 0 {
+		t.workers = ec.EventSinkConfig.DeliveryOption.Concurrency
 	}
 	filter := src.Tag
 	if filter == "" {
@@ -96,7 +103,15 @@ func (e *Emulator) startMQTrigger(f *function, name string, ec fctemplate.EventB
 	ctx, cancel := context.WithCancel(e.ctx)
 	t.cancel = cancel
 	e.wg.Add(1)
-	go t.loop(ctx)
+	go func() {
+		defer e.wg.Done()
+		defer close(t.done)
+		var workers sync.WaitGroup
+		for range t.workers {
+			workers.Go(func() { t.loop(ctx) })
+		}
+		workers.Wait()
+	}()
 	return t, nil
 }
 
@@ -143,9 +158,9 @@ func emptyReceive(err error) bool {
 	return errors.As(err, &st) && st.Code == int32(v2.Code_MESSAGE_NOT_FOUND)
 }
 
+// loop is one worker: it collects a batch and delivers it, so a trigger with concurrency N has at most
+// N invocations in flight.
 func (t *mqTrigger) loop(ctx context.Context) {
-	defer t.e.wg.Done()
-	defer close(t.done)
 	for ctx.Err() == nil {
 		batch := t.collect(ctx)
 		if len(batch) == 0 {
@@ -282,16 +297,13 @@ func (t *mqTrigger) ack(batch []*rmq.MessageView) {
 
 func (t *mqTrigger) retryPolicy() (int, string) {
 	strategy := "BACKOFF_RETRY"
-	retries := 0
 	if rs := t.run.RetryStrategy; rs != nil {
 		strategy = strings.ToUpper(rs.PushRetryStrategy)
-		retries = rs.MaximumRetryAttempts
 	}
-	if retries <= 0 {
-		retries = backoffRetries
-		if strategy == fctemplate.RetryExponentialDecay {
-			retries = exponentialDecayRetries
-		}
+	// FC 3.0 reads the strategy alone; the number of retries follows from it.
+	retries := backoffRetries
+	if strategy == fctemplate.RetryExponentialDecay {
+		retries = exponentialDecayRetries
 	}
 	if cap := t.e.cfg.MaxRetries; cap > 0 && cap < retries {
 		retries = cap

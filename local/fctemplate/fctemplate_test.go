@@ -116,7 +116,11 @@ func TestRepositoryTemplate(t *testing.T) {
 			t.Errorf("%s: batchWindow = %+v", tc.fn, *ro.BatchWindow)
 		}
 		if c.EventSinkConfig == nil || c.EventSinkConfig.DeliveryOption.EventSchema != "CloudEvents" {
-			t.Errorf("%s: eventSinkConfig = %+v", tc.fn, c.EventSinkConfig)
+			t.Fatalf("%s: eventSinkConfig = %+v", tc.fn, c.EventSinkConfig)
+		}
+		// The consumer limit, expressed the one way FC 3.0 reads it.
+		if want := map[string]int{"cachesync": 1, "ledger": 2}[tc.fn]; c.EventSinkConfig.DeliveryOption.Concurrency != want {
+			t.Errorf("%s: deliveryOption.concurrency = %d, want %d", tc.fn, c.EventSinkConfig.DeliveryOption.Concurrency, want)
 		}
 	}
 
@@ -208,6 +212,10 @@ resources:
             triggerEnable: true
             asyncInvocationType: false
             eventRuleFilterPattern: '{}'
+            eventSinkConfig:
+              deliveryOption:
+                eventSchema: CloudEvents
+                concurrency: 2
             runOptions:
               mode: event-streaming
               errorsTolerance: ALL
@@ -303,8 +311,18 @@ func TestMutationsFail(t *testing.T) {
 		{"batch time too long", "TimeBasedWindow: 2", "TimeBasedWindow: 16", []string{"TimeBasedWindow", "16"}},
 		{"wrong edition", "edition: 3.0.0", "edition: 2.0.0", []string{"edition"}},
 		{"unknown component", "component: fc3-domain", "component: fc-domain", []string{`"domain"`, "fc-domain"}},
-		{"scalar where list", "methods: [GET]", "methods: GET", []string{`"http"`, "triggerConfig", "into []string"}},
+		{"scalar where list", "methods: [GET]", "methods: GET", []string{`"http"`, "triggerConfig", "methods", "[]*string"}},
 		{"http method not allowed", "methods: [GET]", "methods: [FETCH]", []string{"methods", "FETCH"}},
+		// FC 2.0 keys a deploy takes and FC 3.0 ignores: refused against the official model.
+		{"FC 2.0 runOptions.maximumTasks", "              mode: event-streaming\n", "              mode: event-streaming\n              maximumTasks: 2\n",
+			[]string{`"events"`, "maximumTasks", "EventBridgeTriggerConfig"}},
+		{"FC 2.0 deliveryOption.mode", "                concurrency: 2\n", "                concurrency: 2\n                mode: event-streaming\n",
+			[]string{`"events"`, `"mode"`, "EventBridgeTriggerConfig"}},
+		{"retry attempts FC 3.0 does not read", "PushRetryStrategy: BACKOFF_RETRY", "PushRetryStrategy: BACKOFF_RETRY\n                MaximumRetryAttempts: 3",
+			[]string{"MaximumRetryAttempts"}},
+		{"key unknown to the timer model", "            payload: tick\n", "            payload: tick\n            timeZone: UTC\n", []string{`"tick"`, "timeZone", "TimerTriggerConfig"}},
+		{"negative concurrency", "concurrency: 2", "concurrency: -1", []string{"deliveryOption.concurrency"}},
+		{"concurrency as text", "concurrency: 2", "concurrency: two", []string{`"events"`, "concurrency"}},
 	}
 	for _, tc := range cases {
 		t.Run(tc.name, func(t *testing.T) {
