@@ -426,12 +426,16 @@ func (t Trigger) decodeConfig(want string, model, out any, required ...string) e
 	return nil
 }
 
-// cronParser accepts what FC's timer trigger documents: six fields starting with seconds, an
-// optional CRON_TZ=<zone> prefix, and descriptors such as @every 1m.
+// cronParser reads six fields starting with seconds, an optional CRON_TZ=<zone> prefix, and @every;
+// checkCron first narrows that to what FC's timer trigger accepts.
 var cronParser = cron.NewParser(cron.Second | cron.Minute | cron.Hour | cron.Dom | cron.Month | cron.Dow | cron.Descriptor)
 
-// Schedule parses CronExpression.
+// Schedule parses CronExpression, refusing what FC refuses (see checkCron), so the local emulator
+// fires a trigger exactly when FC would.
 func (c TimerTriggerConfig) Schedule() (cron.Schedule, error) {
+	if err := checkCron(c.CronExpression); err != nil {
+		return nil, fmt.Errorf("cronExpression %w", err)
+	}
 	s, err := cronParser.Parse(strings.TrimSpace(c.CronExpression))
 	if err != nil {
 		return nil, fmt.Errorf("cronExpression %q: %w", c.CronExpression, err)

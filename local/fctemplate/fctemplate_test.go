@@ -129,11 +129,11 @@ func TestRepositoryTemplate(t *testing.T) {
 		name  string
 		every time.Duration
 	}{
-		{"scheduled-grants", 10 * time.Second},
-		{"outbox-relay", 30 * time.Second},
+		{"scheduled-grants", time.Minute},
+		{"outbox-relay", time.Minute},
 		{"grant-replay", time.Minute},
 		{"reconcile", time.Minute},
-		{"cache-rebuild", 10 * time.Second},
+		{"cache-rebuild", time.Minute},
 	}
 	if len(timer.Triggers) != len(timerCases) {
 		t.Errorf("timer has %d triggers, want %d", len(timer.Triggers), len(timerCases))
