@@ -81,10 +81,11 @@ func TestRepositoryTemplate(t *testing.T) {
 	}{
 		{"cachesync", "rule-changes", "benefit-rule-changes", "GID_benefit_cachesync", "${vars.ruleChangesDlqArn}", 1, 0},
 		{"ledger", "grants", "benefit-grants", "GID_benefit_ledger", "${vars.grantsDlqArn}", 100, 1},
+		{"timer", "grant-starts", "benefit-grant-starts", "GID_benefit_grant_starts", "${vars.grantStartsDlqArn}", 1, 0},
 	}
 	for _, tc := range ebCases {
 		f, _ := tpl.Function(tc.fn)
-		if len(f.Triggers) != 1 {
+		if tc.fn != "timer" && len(f.Triggers) != 1 {
 			t.Fatalf("%s: %d triggers", tc.fn, len(f.Triggers))
 		}
 		tr, ok := f.Trigger(tc.trigger)
@@ -119,7 +120,7 @@ func TestRepositoryTemplate(t *testing.T) {
 			t.Fatalf("%s: eventSinkConfig = %+v", tc.fn, c.EventSinkConfig)
 		}
 		// The consumer limit, expressed the one way FC 3.0 reads it.
-		if want := map[string]int{"cachesync": 1, "ledger": 2}[tc.fn]; c.EventSinkConfig.DeliveryOption.Concurrency != want {
+		if want := map[string]int{"cachesync": 1, "ledger": 2, "timer": 1}[tc.fn]; c.EventSinkConfig.DeliveryOption.Concurrency != want {
 			t.Errorf("%s: deliveryOption.concurrency = %d, want %d", tc.fn, c.EventSinkConfig.DeliveryOption.Concurrency, want)
 		}
 	}
@@ -135,8 +136,8 @@ func TestRepositoryTemplate(t *testing.T) {
 		{"reconcile", time.Minute},
 		{"cache-rebuild", time.Minute},
 	}
-	if len(timer.Triggers) != len(timerCases) {
-		t.Errorf("timer has %d triggers, want %d", len(timer.Triggers), len(timerCases))
+	if len(timer.Triggers) != len(timerCases)+1 {
+		t.Errorf("timer has %d triggers, want %d timers and grant-starts", len(timer.Triggers), len(timerCases))
 	}
 	start := time.Date(2030, 1, 1, 0, 0, 0, 0, time.UTC)
 	for _, tc := range timerCases {

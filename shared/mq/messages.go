@@ -14,8 +14,11 @@ const (
 	EntityUser     = "user"
 )
 
-// Tags on the grants topic.
-const TagGrant = "grant"
+// Tags on the grants and grant-starts topics.
+const (
+	TagGrant      = "grant"
+	TagGrantStart = "grant-start"
+)
 
 // ChangeEvent says "this row changed; read it". It carries no state, so a duplicate, a reordering or a
 // replay can never write an old value: the consumer always reads the current row and the cache's
@@ -64,4 +67,24 @@ func DecodeGrant(body []byte) (domain.Claim, error) {
 		return domain.Claim{}, fmt.Errorf("grant %s: negative cost", c.ID)
 	}
 	return c, nil
+}
+
+// GrantStart says "this grant campaign, as written at this version, starts now": a delay message
+// delivered at starts_at so the timer grants on time rather than at its next minute. Like a change
+// event it carries no state but the version; the consumer reads the row and drops a stale message.
+type GrantStart struct {
+	CampaignID string `json:"campaign_id"`
+	Version    int64  `json:"version"`
+}
+
+// DecodeGrantStart parses and validates a grant-start body strictly.
+func DecodeGrantStart(body []byte) (GrantStart, error) {
+	var g GrantStart
+	if err := domain.DecodeJSON(body, &g); err != nil {
+		return GrantStart{}, fmt.Errorf("grant start: %w", err)
+	}
+	if !domain.ValidID(g.CampaignID) || g.Version < 1 {
+		return GrantStart{}, fmt.Errorf("grant start: invalid campaign %q or version %d", g.CampaignID, g.Version)
+	}
+	return g, nil
 }

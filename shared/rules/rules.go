@@ -39,15 +39,18 @@ type Cache interface {
 	User(ctx context.Context, id string) (rediscache.CachedUser, error)
 }
 
-// Publisher sends change events.
+// Publisher sends change events, and the delay messages that start grant campaigns on time.
 type Publisher interface {
 	PublishChange(ctx context.Context, ev mq.ChangeEvent) error
+	PublishGrantStart(ctx context.Context, g mq.GrantStart, deliverAt time.Time) error
 }
 
 // Config bounds the wait for the cache.
 type Config struct {
 	SyncWait     time.Duration // at most 2 s by api.md
 	PollInterval time.Duration
+	Now          func() time.Time      // the clock grant starts are scheduled by (time.Now)
+	GrantStarts  domain.GrantStartPlan // zero: domain.DefaultGrantStartPlan
 }
 
 // API serves the admin routes.
@@ -68,6 +71,12 @@ func New(store Store, cache Cache, pub Publisher, verifier *auth.Verifier, rando
 	}
 	if cfg.PollInterval <= 0 {
 		cfg.PollInterval = 5 * time.Millisecond
+	}
+	if cfg.Now == nil {
+		cfg.Now = time.Now
+	}
+	if cfg.GrantStarts == (domain.GrantStartPlan{}) {
+		cfg.GrantStarts = domain.DefaultGrantStartPlan()
 	}
 	a := &API{store: store, cache: cache, pub: pub, verifier: verifier, random: random, cfg: cfg, router: httpapi.NewRouter()}
 	a.router.Handle("POST", "/v1/campaigns", a.operator(a.createCampaign))
@@ -155,6 +164,19 @@ func (a *API) publish(ctx context.Context, e mysqlstore.OutboxEntry) {
 	}
 }
 
+// scheduleGrantStart sends a grant campaign's delay message for its starts_at, so the timer grants it
+// on time; every write sends one for its own version, and the timer drops those of older versions. A
+// failed send is logged, not returned: the minute timer grants the campaign at most a minute late.
+func (a *API) scheduleGrantStart(ctx context.Context, c domain.Campaign) {
+	at, ok := a.cfg.GrantStarts.Schedule(c, a.cfg.Now())
+	if !ok {
+		return
+	}
+	if err := a.pub.PublishGrantStart(ctx, mq.GrantStart{CampaignID: c.ID, Version: c.Version}, at); err != nil {
+		obs.Logger(ctx).Warn("publishing grant start failed; the minute timer grants the campaign", "id", c.ID, "version", c.Version, "error", err.Error())
+	}
+}
+
 // waitCampaign polls the cache until it shows version or the bounded wait ends.
 func (a *API) waitCampaign(ctx context.Context, id string, version int64) {
 	a.wait(ctx, func() bool {
@@ -202,6 +224,7 @@ func (a *API) createCampaign(w http.ResponseWriter, r *http.Request) error {
 	}
 	a.publish(r.Context(), entry)
 	a.waitCampaign(r.Context(), created.ID, created.Version)
+	a.scheduleGrantStart(r.Context(), created)
 	view := a.campaignView(r.Context(), created)
 	w.Header().Set("ETag", etag(created.Version))
 	w.Header().Set("Location", "/v1/campaigns/"+created.ID)
@@ -287,6 +310,7 @@ func (a *API) patchCampaign(w http.ResponseWriter, r *http.Request) error {
 	}
 	a.publish(r.Context(), entry)
 	a.waitCampaign(r.Context(), updated.ID, updated.Version)
+	a.scheduleGrantStart(r.Context(), updated)
 	view := a.campaignView(r.Context(), updated)
 	w.Header().Set("ETag", etag(updated.Version))
 	httpapi.WriteJSON(w, http.StatusOK, view)
