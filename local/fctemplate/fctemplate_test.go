@@ -169,7 +169,7 @@ func TestRepositoryTemplate(t *testing.T) {
 		routes = append(routes, route{r.Path, r.FunctionName})
 	}
 	wantRoutes := []route{
-		{"/v1/campaigns", "rules"}, {"/v1/campaigns/*", "rules"}, {"/v1/users/*", "rules"},
+		{"/v1/campaigns", "rules"}, {"/v1/campaigns/*", "rules"}, {"/v1/users/*", "rules"}, {"/v1/openapi.yaml", "rules"},
 		{"/v1/claims", "claim"}, {"/v1/claims/*", "claim"},
 	}
 	if !reflect.DeepEqual(routes, wantRoutes) {

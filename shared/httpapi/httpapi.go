@@ -119,6 +119,26 @@ func (rt *Router) Handle(method, pattern string, h HandlerFunc) {
 	byMethod[method] = h
 }
 
+// Route is one method on one path pattern.
+type Route struct{ Method, Pattern string }
+
+// Routes lists what the router serves, sorted by pattern then method.
+func (rt *Router) Routes() []Route {
+	var out []Route
+	for pattern, byMethod := range rt.methods {
+		for method := range byMethod {
+			out = append(out, Route{Method: method, Pattern: pattern})
+		}
+	}
+	sort.Slice(out, func(i, j int) bool {
+		if out[i].Pattern != out[j].Pattern {
+			return out[i].Pattern < out[j].Pattern
+		}
+		return out[i].Method < out[j].Method
+	})
+	return out
+}
+
 func (rt *Router) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	defer func() {
 		if v := recover(); v != nil {

@@ -86,10 +86,15 @@ func New(store Store, cache Cache, pub Publisher, verifier *auth.Verifier, rando
 	a.router.Handle("PUT", "/v1/users/{id}", a.operator(a.putUser))
 	a.router.Handle("GET", "/v1/users/{id}", a.operator(a.getUser))
 	a.router.Handle("POST", "/v1/users/{id}/points", a.operator(a.creditPoints))
+	// The contract itself, readable without a token: it describes the API, not anyone's data.
+	a.router.Handle("GET", "/v1/openapi.yaml", httpapi.ServeOpenAPI)
 	return a
 }
 
 func (a *API) ServeHTTP(w http.ResponseWriter, r *http.Request) { a.router.ServeHTTP(w, r) }
+
+// Routes lists what the API serves, for the test that holds it to the OpenAPI description.
+func (a *API) Routes() []httpapi.Route { return a.router.Routes() }
 
 func (a *API) operator(h httpapi.HandlerFunc) httpapi.HandlerFunc {
 	return func(w http.ResponseWriter, r *http.Request) error {
