@@ -100,7 +100,7 @@ func Load(env Env) (Config, error) {
 	c.PendingTimeout = dur(EnvPendingTimeout, 30*time.Second)
 	c.ReconcileGrace = dur(EnvReconcileGrace, 24*time.Hour)
 	if c.SyncWait > 2*time.Second {
-		errs = append(errs, fmt.Errorf("%s must be at most 2s (api.md), got %s", EnvSyncWait, c.SyncWait))
+		errs = append(errs, fmt.Errorf("%s must be at most 2s (the HTTP contract), got %s", EnvSyncWait, c.SyncWait))
 	}
 	return c, errors.Join(errs...)
 }

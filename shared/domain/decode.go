@@ -10,7 +10,7 @@ import (
 	"time"
 )
 
-// MaxBodyBytes is the largest request body api.md accepts.
+// MaxBodyBytes is the largest request body the HTTP contract accepts.
 const MaxBodyBytes = 64 << 10
 
 // Errors of DecodeJSON beyond encoding/json's own.
@@ -39,7 +39,7 @@ func DecodeJSON(body []byte, dst any) error {
 	return nil
 }
 
-// decodeStrict decodes a request body with DecodeJSON, within api.md's size limit, and turns what it
+// decodeStrict decodes a request body with DecodeJSON, within the HTTP contract's size limit, and turns what it
 // refuses into an invalid_request error that names the field.
 func decodeStrict(body []byte, dst any) error {
 	if len(body) > MaxBodyBytes {

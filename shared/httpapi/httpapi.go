@@ -1,5 +1,5 @@
 // Package httpapi is the HTTP plumbing shared by the rules and claim functions: the error envelope of
-// api.md, bounded JSON bodies, and routing that answers unknown routes and methods in the same envelope.
+// the HTTP contract (openapi.yaml), bounded JSON bodies, and routing that answers unknown routes and methods in the same envelope.
 package httpapi
 
 import (
@@ -37,7 +37,7 @@ func WriteJSON(w http.ResponseWriter, status int, v any) {
 // RetryAfter is attached to errors whose answer carries a Retry-After header (429, 503).
 type RetryAfter interface{ RetryAfter() time.Duration }
 
-// WriteError answers err in the envelope of api.md. Domain errors keep their code; anything else is
+// WriteError answers err in the contract's error envelope. Domain errors keep their code; anything else is
 // logged and answered as 500 without leaking internals.
 func WriteError(w http.ResponseWriter, r *http.Request, err error) {
 	var de *domain.Error

@@ -47,7 +47,7 @@ type Publisher interface {
 
 // Config bounds the wait for the cache.
 type Config struct {
-	SyncWait     time.Duration // at most 2 s by api.md
+	SyncWait     time.Duration // at most 2 s by the HTTP contract
 	PollInterval time.Duration
 	Now          func() time.Time      // the clock grant starts are scheduled by (time.Now)
 	GrantStarts  domain.GrantStartPlan // zero: domain.DefaultGrantStartPlan
