@@ -50,7 +50,7 @@ func cacheOf(r reply) map[string]any {
 	return c
 }
 
-// The story of design.md: stock lowered from 100,000 to 10 while users claim. Nothing is issued
+// The story of shared/CONSISTENCY.md: stock lowered from 100,000 to 10 while users claim. Nothing is issued
 // once the change reaches the cache, every granted claim reaches MySQL exactly once, and the
 // reconciliation that follows finds nothing to fix.
 func TestStockLoweredWhileClaimsAreInFlight(t *testing.T) {

@@ -1,5 +1,6 @@
-// Package httpapi is the HTTP plumbing shared by the rules and claim functions: the error envelope of
-// the HTTP contract (openapi.yaml), bounded JSON bodies, and routing that answers unknown routes and methods in the same envelope.
+// Package httpapi is the HTTP plumbing shared by the rules and claim functions: the contract's error
+// envelope, bounded JSON bodies, routing that answers unknown routes and methods in the same envelope,
+// and the contract itself (openapi.yaml).
 package httpapi
 
 import (
