@@ -345,34 +345,56 @@ type cloudEventData struct {
 	Body             string            `json:"body"`
 }
 
+// delivered is what the trigger takes from a received message to build its event.
+type delivered struct {
+	ID, Topic, Tag string
+	Keys           []string
+	Props          map[string]string
+	Body           []byte
+	Born           time.Time
+}
+
+// cloudEvent is the event for one message, as EventBridge's RocketMQ source shapes it: numeric system
+// properties stay numbers, as FC sends them.
+func (t *mqTrigger) cloudEvent(m delivered, attempt int32, now time.Time) cloudEvent {
+	source := "RocketMQ-Function-" + t.name
+	sp := map[string]any{
+		"UNIQ_KEY": m.ID, "CONSUME_START_TIME": now.UnixMilli(), "MSG_REGION": t.e.cfg.Region,
+		"INSTANCE_ID": t.src.InstanceId, "TRACE_ON": "true", "RECONSUME_TIMES": strconv.Itoa(int(attempt - 1)),
+		"BORN_TIMESTAMP": m.Born.UnixMilli(),
+	}
+	if m.Tag != "" {
+		sp["TAGS"] = m.Tag
+	}
+	if len(m.Keys) > 0 {
+		sp["KEYS"] = strings.Join(m.Keys, " ")
+	}
+	props := m.Props
+	if props == nil {
+		props = map[string]string{}
+	}
+	return cloudEvent{
+		ID: newRequestID(), Source: source, SpecVersion: "1.0", Type: "mq:Topic:SendMessage",
+		DataContentType: "application/json; charset=utf-8",
+		Subject:         fmt.Sprintf("acs:mq:%s:%s:%s%%%s", t.e.cfg.Region, t.e.cfg.AccountID, t.src.InstanceId, m.Topic),
+		Time:            m.Born.UTC().Format(time.RFC3339Nano), AliyunAccountID: t.e.cfg.AccountID,
+		AliyunPublishTime: now.Format(time.RFC3339Nano), AliyunEventBus: source, AliyunRegionID: t.e.cfg.Region,
+		Data: cloudEventData{Topic: m.Topic, SystemProperties: sp, UserProperties: props, Body: string(m.Body)},
+	}
+}
+
 func (t *mqTrigger) cloudEvents(batch []*rmq.MessageView, attempt int32) ([]byte, error) {
 	now := time.Now().UTC()
 	evs := make([]cloudEvent, 0, len(batch))
-	source := "RocketMQ-Function-" + t.name
 	for _, mv := range batch {
-		sp := map[string]any{
-			"UNIQ_KEY": mv.GetMessageId(), "CONSUME_START_TIME": now.UnixMilli(), "MSG_REGION": t.e.cfg.Region,
-			"INSTANCE_ID": t.src.InstanceId, "TRACE_ON": "true", "RECONSUME_TIMES": strconv.Itoa(int(attempt - 1)),
-			"BORN_TIMESTAMP": mv.GetBornTimestamp().UnixMilli(),
+		m := delivered{ID: mv.GetMessageId(), Topic: mv.GetTopic(), Keys: mv.GetKeys(), Props: mv.GetProperties(), Body: mv.GetBody()}
+		if born := mv.GetBornTimestamp(); born != nil {
+			m.Born = *born
 		}
 		if tag := mv.GetTag(); tag != nil {
-			sp["TAGS"] = *tag
+			m.Tag = *tag
 		}
-		if keys := mv.GetKeys(); len(keys) > 0 {
-			sp["KEYS"] = strings.Join(keys, " ")
-		}
-		props := mv.GetProperties()
-		if props == nil {
-			props = map[string]string{}
-		}
-		evs = append(evs, cloudEvent{
-			ID: newRequestID(), Source: source, SpecVersion: "1.0", Type: "mq:Topic:SendMessage",
-			DataContentType: "application/json; charset=utf-8",
-			Subject:         fmt.Sprintf("acs:mq:%s:%s:%s%%%s", t.e.cfg.Region, t.e.cfg.AccountID, t.src.InstanceId, mv.GetTopic()),
-			Time:            mv.GetBornTimestamp().UTC().Format(time.RFC3339Nano), AliyunAccountID: t.e.cfg.AccountID,
-			AliyunPublishTime: now.Format(time.RFC3339Nano), AliyunEventBus: source, AliyunRegionID: t.e.cfg.Region,
-			Data: cloudEventData{Topic: mv.GetTopic(), SystemProperties: sp, UserProperties: props, Body: string(mv.GetBody())},
-		})
+		evs = append(evs, t.cloudEvent(m, attempt, now))
 	}
 	// In event-streaming mode FC delivers a JSON array, even of one event.
 	return json.Marshal(evs)

@@ -59,14 +59,14 @@ func Messages(payload []byte) ([]Message, error) {
 		msg := Message{
 			ID:         ev.ID,
 			Topic:      ev.Data.Topic,
-			Tag:        ev.Data.SystemProperties[fcevents.PropertyTags],
+			Tag:        ev.Data.SystemProperties.Get(fcevents.PropertyTags),
 			Body:       []byte(ev.Data.Body),
-			Properties: ev.Data.UserProperties,
+			Properties: ev.Data.UserProperties.Strings(),
 		}
-		if id := ev.Data.SystemProperties[fcevents.PropertyMsgID]; id != "" {
+		if id := ev.Data.SystemProperties.Get(fcevents.PropertyMsgID); id != "" {
 			msg.ID = id
 		}
-		if keys := ev.Data.SystemProperties[fcevents.PropertyKeys]; keys != "" {
+		if keys := ev.Data.SystemProperties.Get(fcevents.PropertyKeys); keys != "" {
 			msg.Keys = strings.Fields(keys)
 		}
 		out = append(out, msg)
