@@ -15,6 +15,7 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"math/rand/v2"
 	"runtime/debug"
 	"strings"
 	"time"
@@ -107,31 +108,56 @@ func Recoverer() Middleware {
 }
 
 // Retry retries retryable failures a few times in-process before giving the message back to the
-// broker, which smooths over a blip without paying the broker's backoff.
+// broker, which smooths over a blip without paying the broker's backoff. Waits double from
+// InitialInterval up to MaxInterval, each spread by up to ±Jitter of itself so that instances failing
+// together do not retry together, and retrying stops once MaxElapsed has passed.
 type Retry struct {
 	MaxRetries      int
 	InitialInterval time.Duration
 	MaxInterval     time.Duration
+	Jitter          float64       // 0 to 1: the share of each wait that is random (0: none)
+	MaxElapsed      time.Duration // 0: no cap beyond MaxRetries
+	// Rand returns a number in [0, 1); nil uses math/rand/v2. Tests fix it.
+	Rand func() float64
+}
+
+// Wait is how long to wait before retry number attempt (0-based), given a random r in [0, 1).
+func (r Retry) Wait(attempt int, random float64) time.Duration {
+	d := r.InitialInterval
+	for i := 0; i < attempt && (r.MaxInterval <= 0 || d < r.MaxInterval); i++ {
+		d *= 2
+	}
+	if r.MaxInterval > 0 && d > r.MaxInterval {
+		d = r.MaxInterval
+	}
+	if j := min(max(r.Jitter, 0), 1); j > 0 {
+		d = time.Duration(float64(d) * (1 - j + 2*j*random))
+	}
+	return d
 }
 
 func (r Retry) Middleware() Middleware {
+	random := r.Rand
+	if random == nil {
+		random = rand.Float64
+	}
 	return func(h Handler) Handler {
 		return func(ctx context.Context, msg Message) error {
-			wait := r.InitialInterval
+			start := time.Now()
 			for attempt := 0; ; attempt++ {
 				err := h(ctx, msg)
 				if err == nil || !fault.IsRetryable(err) || attempt >= r.MaxRetries {
 					return err
 				}
-				obs.Logger(ctx).Warn("retrying message", "message_id", msg.ID, "attempt", attempt+1, "error", err.Error())
+				wait := r.Wait(attempt, random())
+				if r.MaxElapsed > 0 && time.Since(start)+wait > r.MaxElapsed {
+					return err
+				}
+				obs.Logger(ctx).Warn("retrying message", "message_id", msg.ID, "attempt", attempt+1, "wait", wait.String(), "error", err.Error())
 				select {
 				case <-ctx.Done():
 					return fault.Retryable(errors.Join(err, ctx.Err()))
 				case <-time.After(wait):
-				}
-				wait *= 2
-				if r.MaxInterval > 0 && wait > r.MaxInterval {
-					wait = r.MaxInterval
 				}
 			}
 		}

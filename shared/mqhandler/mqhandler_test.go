@@ -172,3 +172,42 @@ func TestBatchIsolatesWhatFailsPermanently(t *testing.T) {
 		})
 	}
 }
+
+func TestRetryWaitDoublesCapsAndJitters(t *testing.T) {
+	base := Retry{InitialInterval: 100 * time.Millisecond, MaxInterval: time.Second}
+	jittered := base
+	jittered.Jitter = 0.2
+	cases := []struct {
+		r       Retry
+		attempt int
+		random  float64
+		want    time.Duration
+	}{
+		{base, 0, 0.9, 100 * time.Millisecond},
+		{base, 1, 0.9, 200 * time.Millisecond},
+		{base, 3, 0.9, 800 * time.Millisecond},
+		{base, 4, 0.9, time.Second},
+		{base, 60, 0.9, time.Second}, // no overflow however many attempts
+		{jittered, 0, 0, 80 * time.Millisecond},
+		{jittered, 0, 0.5, 100 * time.Millisecond},
+		{jittered, 0, 0.999, 119_960_000 * time.Nanosecond},
+		{jittered, 5, 0, 800 * time.Millisecond},
+		{Retry{InitialInterval: time.Millisecond, Jitter: 7}, 0, 0, 0}, // jitter above 1 counts as 1
+	}
+	for _, tc := range cases {
+		if got := tc.r.Wait(tc.attempt, tc.random); got != tc.want {
+			t.Errorf("%+v Wait(%d, %v) = %v, want %v", tc.r, tc.attempt, tc.random, got, tc.want)
+		}
+	}
+}
+
+func TestRetryStopsAtMaxElapsed(t *testing.T) {
+	calls := 0
+	h := Retry{MaxRetries: 100, InitialInterval: 20 * time.Millisecond, MaxElapsed: 50 * time.Millisecond, Rand: func() float64 { return 0.5 }}.Middleware()(
+		func(ctx context.Context, msg Message) error { calls++; return fault.Retryable(errors.New("reset")) })
+	start := time.Now()
+	err := h(context.Background(), Message{ID: "m"})
+	if !fault.IsRetryable(err) || calls != 2 || time.Since(start) > 200*time.Millisecond {
+		t.Fatalf("err %v after %d calls in %v; want the retryable error after 2 calls (20 ms, then 40 ms would pass 50 ms)", err, calls, time.Since(start))
+	}
+}

@@ -82,7 +82,7 @@ func (g *GrantStarts) Handler() mqhandler.Handler {
 			obs.Logger(ctx).Error("grant start cannot be handled; the scheduled-grants timer covers it", "message_id", msg.ID, "body", string(msg.Body), "error", cause.Error())
 			return nil
 		}),
-		mqhandler.Retry{MaxRetries: 2, InitialInterval: 100 * time.Millisecond, MaxInterval: time.Second}.Middleware(),
+		mqhandler.Retry{MaxRetries: 2, InitialInterval: 100 * time.Millisecond, MaxInterval: time.Second, Jitter: 0.2}.Middleware(),
 		mqhandler.Recoverer())
 }
 
