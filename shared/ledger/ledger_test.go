@@ -16,21 +16,14 @@ import (
 	"github.com/benefit-issuance/benefits/shared/ledger"
 	"github.com/benefit-issuance/benefits/shared/mqhandler"
 	"github.com/benefit-issuance/benefits/shared/mysqlstore"
+	"github.com/benefit-issuance/benefits/shared/storetest"
 )
 
 func TestMain(m *testing.M) { services.Main(m) }
 
 var t0 = time.Date(2026, 11, 25, 2, 0, 0, 0, time.UTC)
 
-func open(t *testing.T) *mysqlstore.Store {
-	t.Helper()
-	s, err := mysqlstore.Open(context.Background(), services.Env(t).MySQLDSN(t))
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { s.Close() })
-	return s
-}
+func open(t *testing.T) *mysqlstore.Store { return storetest.MySQL(t) }
 
 func seed(t *testing.T, s *mysqlstore.Store, campaign string, users ...string) {
 	t.Helper()

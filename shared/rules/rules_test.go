@@ -20,6 +20,7 @@ import (
 	"github.com/benefit-issuance/benefits/shared/mysqlstore"
 	"github.com/benefit-issuance/benefits/shared/rediscache"
 	"github.com/benefit-issuance/benefits/shared/rules"
+	"github.com/benefit-issuance/benefits/shared/storetest"
 )
 
 func TestMain(m *testing.M) { services.Main(m) }
@@ -40,14 +41,8 @@ type fixture struct {
 // reach the cache; wait is the bounded cache wait.
 func newFixture(t *testing.T, syncing bool, wait time.Duration) *fixture {
 	t.Helper()
-	env := services.Env(t)
-	ctx := context.Background()
-	store, err := mysqlstore.Open(ctx, env.MySQLDSN(t))
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { store.Close() })
-	cache := rediscache.New(env.Redis(t))
+	store := storetest.MySQL(t)
+	cache, _ := storetest.Redis(t)
 	pub := &mqtest.Publisher{}
 	if syncing {
 		pub.OnChange = cachesync.New(store, cache).Apply
