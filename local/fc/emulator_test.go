@@ -267,26 +267,10 @@ func TestHTTPRoutesAndLocalEndpoints(t *testing.T) {
 }
 
 func TestRocketMQTriggerBatchesRetriesAndDeadLetters(t *testing.T) {
-	b, err := rocketmq.New(rocketmq.Config{MaxAttempts: 1000, MinLongPolling: 100 * time.Millisecond})
-	if err != nil {
-		t.Fatal(err)
-	}
-	srv, err := rocketmq.Listen(b, "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { srv.Close(); b.Close() })
+	b, srv := startBroker(t, rocketmq.Config{MaxAttempts: 1000, MinLongPolling: 100 * time.Millisecond})
 	record := filepath.Join(t.TempDir(), "bodies")
 	e := start(t, fc.Config{BrokerEndpoint: srv.Addr(), TimeScale: 0.001, MaxRetries: 3, Env: map[string]string{"FN_RECORD": record}})
-
-	p, err := rmq.NewProducer(&rmq.Config{Endpoint: srv.Addr(), Credentials: &credentials.SessionCredentials{}}, rmq.WithTopics("work"))
-	if err != nil {
-		t.Fatal(err)
-	}
-	if err := p.Start(); err != nil {
-		t.Fatal(err)
-	}
-	defer p.GracefulStop()
+	p := producer(t, srv.Addr())
 	send := func(body string) {
 		if _, err := p.Send(context.Background(), &rmq.Message{Topic: "work", Body: []byte(body)}); err != nil {
 			t.Fatal(err)
@@ -339,26 +323,11 @@ func TestRocketMQTriggerBatchesRetriesAndDeadLetters(t *testing.T) {
 func TestRocketMQTriggerHonoursDeliveryConcurrency(t *testing.T) {
 	for _, concurrency := range []int{1, 2} {
 		t.Run(fmt.Sprint(concurrency), func(t *testing.T) {
-			b, err := rocketmq.New(rocketmq.Config{MinLongPolling: 100 * time.Millisecond})
-			if err != nil {
-				t.Fatal(err)
-			}
-			srv, err := rocketmq.Listen(b, "127.0.0.1:0")
-			if err != nil {
-				t.Fatal(err)
-			}
-			t.Cleanup(func() { srv.Close(); b.Close() })
+			_, srv := startBroker(t, rocketmq.Config{MinLongPolling: 100 * time.Millisecond})
 			spans := filepath.Join(t.TempDir(), "spans")
 			text := strings.Replace(templateText, "concurrency: 1", fmt.Sprintf("concurrency: %d", concurrency), 1)
 			startTemplate(t, text, fc.Config{BrokerEndpoint: srv.Addr(), Env: map[string]string{"FN_SPANS": spans}})
-			p, err := rmq.NewProducer(&rmq.Config{Endpoint: srv.Addr(), Credentials: &credentials.SessionCredentials{}}, rmq.WithTopics("work"))
-			if err != nil {
-				t.Fatal(err)
-			}
-			if err := p.Start(); err != nil {
-				t.Fatal(err)
-			}
-			defer p.GracefulStop()
+			p := producer(t, srv.Addr())
 			const messages = 12 // batches of at most 4: at least 3 invocations
 			for i := range messages {
 				if _, err := p.Send(context.Background(), &rmq.Message{Topic: "work", Body: []byte(fmt.Sprintf("slow-%d", i))}); err != nil {
@@ -387,6 +356,35 @@ func TestRocketMQTriggerHonoursDeliveryConcurrency(t *testing.T) {
 			}
 		})
 	}
+}
+
+// startBroker runs a local broker for the test on a free port.
+func startBroker(t *testing.T, cfg rocketmq.Config) (*rocketmq.Broker, *rocketmq.Server) {
+	t.Helper()
+	b, err := rocketmq.New(cfg)
+	if err != nil {
+		t.Fatal(err)
+	}
+	srv, err := rocketmq.Listen(b, "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { srv.Close(); b.Close() })
+	return b, srv
+}
+
+// producer sends to the test topic "work"; it stops at cleanup.
+func producer(t *testing.T, endpoint string) rmq.Producer {
+	t.Helper()
+	p, err := rmq.NewProducer(&rmq.Config{Endpoint: endpoint, Credentials: &credentials.SessionCredentials{}}, rmq.WithTopics("work"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := p.Start(); err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { p.GracefulStop() })
+	return p
 }
 
 func contains(xs []string, x string) bool {
