@@ -290,18 +290,29 @@ func ParseIfMatch(h string) (int64, error) {
 	return v, nil
 }
 
-func etag(v int64) string { return `"` + strconv.FormatInt(v, 10) + `"` }
-
-func (a *API) patchCampaign(w http.ResponseWriter, r *http.Request) error {
-	id, err := pathID(r, "campaign id")
+// idAndBody reads a route's {id} and decodes its body, in that order: the start of every write to one
+// entity, so a bad id is reported before a bad body.
+func idAndBody[T any](r *http.Request, what string, decode func([]byte) (T, error)) (string, T, error) {
+	var zero T
+	id, err := pathID(r, what)
 	if err != nil {
-		return err
+		return "", zero, err
 	}
 	body, err := httpapi.ReadBody(r)
 	if err != nil {
-		return err
+		return "", zero, err
 	}
-	patch, err := domain.DecodeCampaignPatch(body)
+	in, err := decode(body)
+	if err != nil {
+		return "", zero, err
+	}
+	return id, in, nil
+}
+
+func etag(v int64) string { return `"` + strconv.FormatInt(v, 10) + `"` }
+
+func (a *API) patchCampaign(w http.ResponseWriter, r *http.Request) error {
+	id, patch, err := idAndBody(r, "campaign id", domain.DecodeCampaignPatch)
 	if err != nil {
 		return err
 	}
@@ -323,15 +334,7 @@ func (a *API) patchCampaign(w http.ResponseWriter, r *http.Request) error {
 }
 
 func (a *API) putUser(w http.ResponseWriter, r *http.Request) error {
-	id, err := pathID(r, "user id")
-	if err != nil {
-		return err
-	}
-	body, err := httpapi.ReadBody(r)
-	if err != nil {
-		return err
-	}
-	in, err := domain.DecodeUserPut(body)
+	id, in, err := idAndBody(r, "user id", domain.DecodeUserPut)
 	if err != nil {
 		return err
 	}
@@ -359,15 +362,7 @@ func (a *API) getUser(w http.ResponseWriter, r *http.Request) error {
 }
 
 func (a *API) creditPoints(w http.ResponseWriter, r *http.Request) error {
-	id, err := pathID(r, "user id")
-	if err != nil {
-		return err
-	}
-	body, err := httpapi.ReadBody(r)
-	if err != nil {
-		return err
-	}
-	credit, err := domain.DecodePointsCredit(body)
+	id, credit, err := idAndBody(r, "user id", domain.DecodePointsCredit)
 	if err != nil {
 		return err
 	}
