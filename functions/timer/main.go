@@ -1,4 +1,5 @@
-// Command timer runs the scheduled jobs: grants, outbox relay, grant replay, reconciliation, rebuild.
+// Command timer runs the scheduled jobs (grants, outbox relay, grant replay, reconciliation, rebuild)
+// and starts grant campaigns on time from their delay messages.
 package main
 
 import (
@@ -7,6 +8,7 @@ import (
 	"github.com/aliyun/fc-runtime-go-sdk/fc"
 
 	"github.com/benefit-issuance/benefits/shared/config"
+	"github.com/benefit-issuance/benefits/shared/domain"
 	"github.com/benefit-issuance/benefits/shared/timer"
 	"github.com/benefit-issuance/benefits/shared/wiring"
 )
@@ -19,5 +21,5 @@ func main() {
 	jobs := timer.New(store, cache, pub, time.Now, timer.Config{
 		PendingTimeout: cfg.PendingTimeout, ReconcileGrace: cfg.ReconcileGrace, GrantBudget: cfg.GrantBatchLimit,
 	})
-	fc.Start(jobs.Invocation(log))
+	fc.Start(timer.Entry(jobs, timer.NewGrantStarts(jobs, pub, domain.DefaultGrantStartPlan()), log))
 }

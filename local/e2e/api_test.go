@@ -13,7 +13,7 @@ import (
 	"github.com/benefit-issuance/benefits/shared/auth"
 )
 
-// TestHTTPContract walks every route and error code of api.md through the FC emulator.
+// TestHTTPContract walks every route and error code of the contract (shared/httpapi/openapi.yaml) through the FC emulator.
 func TestHTTPContract(t *testing.T) {
 	h := startStack(t, stackOptions())
 	now := time.Now().UTC()

@@ -50,7 +50,7 @@ func cacheOf(r reply) map[string]any {
 	return c
 }
 
-// The story of design.md: stock lowered from 100,000 to 10 while users claim. Nothing is issued
+// The story of shared/CONSISTENCY.md: stock lowered from 100,000 to 10 while users claim. Nothing is issued
 // once the change reaches the cache, every granted claim reaches MySQL exactly once, and the
 // reconciliation that follows finds nothing to fix.
 func TestStockLoweredWhileClaimsAreInFlight(t *testing.T) {
@@ -208,7 +208,8 @@ func TestPoisonMessageGoesToTheDLQWithoutBlockingLaterChanges(t *testing.T) {
 }
 
 // mode: grant hands one unit to each eligible user at starts_at, oldest registration first, and
-// never twice to one user.
+// never twice to one user. Nobody runs the timer here (the stack's cron is off): the campaign starts on
+// time through the delay message the rules function sent for its starts_at.
 func TestScheduledGrantToNewUsers(t *testing.T) {
 	h := startStack(t, stackOptions())
 	now := time.Now().UTC()
@@ -222,28 +223,33 @@ func TestScheduledGrantToNewUsers(t *testing.T) {
 	if r := h.runTimer("scheduled-grants"); r.Body["granted"] != nil {
 		t.Fatalf("granted before starts_at: %s", r.Raw)
 	}
-	time.Sleep(time.Until(at) + 200*time.Millisecond)
-	first := h.runTimer("scheduled-grants")
-	if first.Body["granted"] != float64(2) {
-		t.Fatalf("first run: %s", first.Raw)
-	}
-	if again := h.runTimer("scheduled-grants"); again.Body["granted"] != nil {
-		t.Fatalf("second run granted again: %s", again.Raw)
-	}
+	var grantedAt []time.Time
 	holders := func() []string {
 		var got []string
+		grantedAt = nil
 		for _, u := range []string{"n1", "n2", "n3", "old"} {
 			r := h.do("GET", "/v1/claims", h.userToken(u), nil)
 			items, _ := r.Body["claims"].([]any)
 			for _, it := range items {
-				if it.(map[string]any)["campaign_id"] == id {
+				if claim := it.(map[string]any); claim["campaign_id"] == id {
 					got = append(got, u)
+					ts, _ := time.Parse(time.RFC3339Nano, fmt.Sprint(claim["granted_at"]))
+					grantedAt = append(grantedAt, ts)
 				}
 			}
 		}
 		return got
 	}
 	eventually(t, 15*time.Second, "two grants in MySQL", func() bool { return len(holders()) == 2 })
+	// On time: not before starts_at, and well inside the minute the safety-net timer would take.
+	for _, ts := range grantedAt {
+		if ts.Before(at) || ts.After(at.Add(5*time.Second)) {
+			t.Fatalf("granted at %v, want within 5 s after starts_at %v", ts, at)
+		}
+	}
+	if again := h.runTimer("scheduled-grants"); again.Body["granted"] != nil {
+		t.Fatalf("the timer granted again after the start: %s", again.Raw)
+	}
 	if got := strings.Join(holders(), ","); got != "n1,n2" {
 		t.Fatalf("granted to %s, want n1,n2 (oldest registration first, old user outside the audience)", got)
 	}

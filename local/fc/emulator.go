@@ -412,9 +412,10 @@ func httpEvent(r *http.Request, account string) ([]byte, error) {
 	for k, v := range r.Header {
 		headers[k] = strings.Join(v, ",")
 	}
+	// FC hands a function one value per key: a repeated header or query key arrives comma-joined.
 	query := map[string]string{}
 	for k, v := range r.URL.Query() {
-		query[k] = v[0]
+		query[k] = strings.Join(v, ",")
 	}
 	b64 := !utf8.Valid(body)
 	text := string(body)

@@ -83,9 +83,12 @@ resources:
             triggerEnable: true
             asyncInvocationType: false
             eventRuleFilterPattern: '{}'
+            eventSinkConfig:
+              deliveryOption:
+                concurrency: 1
+                eventSchema: CloudEvents
             runOptions:
               mode: event-streaming
-              maximumTasks: 1
               errorsTolerance: ALL
               retryStrategy:
                 PushRetryStrategy: EXPONENTIAL_DECAY_RETRY
@@ -129,7 +132,12 @@ type answer struct {
 
 func start(t *testing.T, cfg fc.Config) *fc.Emulator {
 	t.Helper()
-	tpl, err := fctemplate.Parse([]byte(templateText))
+	return startTemplate(t, templateText, cfg)
+}
+
+func startTemplate(t *testing.T, text string, cfg fc.Config) *fc.Emulator {
+	t.Helper()
+	tpl, err := fctemplate.Parse([]byte(text))
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -259,26 +267,10 @@ func TestHTTPRoutesAndLocalEndpoints(t *testing.T) {
 }
 
 func TestRocketMQTriggerBatchesRetriesAndDeadLetters(t *testing.T) {
-	b, err := rocketmq.New(rocketmq.Config{MaxAttempts: 1000, MinLongPolling: 100 * time.Millisecond})
-	if err != nil {
-		t.Fatal(err)
-	}
-	srv, err := rocketmq.Listen(b, "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { srv.Close(); b.Close() })
+	b, srv := startBroker(t, rocketmq.Config{MaxAttempts: 1000, MinLongPolling: 100 * time.Millisecond})
 	record := filepath.Join(t.TempDir(), "bodies")
 	e := start(t, fc.Config{BrokerEndpoint: srv.Addr(), TimeScale: 0.001, MaxRetries: 3, Env: map[string]string{"FN_RECORD": record}})
-
-	p, err := rmq.NewProducer(&rmq.Config{Endpoint: srv.Addr(), Credentials: &credentials.SessionCredentials{}}, rmq.WithTopics("work"))
-	if err != nil {
-		t.Fatal(err)
-	}
-	if err := p.Start(); err != nil {
-		t.Fatal(err)
-	}
-	defer p.GracefulStop()
+	p := producer(t, srv.Addr())
 	send := func(body string) {
 		if _, err := p.Send(context.Background(), &rmq.Message{Topic: "work", Body: []byte(body)}); err != nil {
 			t.Fatal(err)
@@ -324,6 +316,75 @@ func TestRocketMQTriggerBatchesRetriesAndDeadLetters(t *testing.T) {
 	if contains(got, "fail") {
 		t.Fatal("the failing message was recorded as processed")
 	}
+}
+
+// The trigger runs at most deliveryOption.concurrency invocations at once, the one limit FC 3.0
+// reads (FC 2.0's runOptions.maximumTasks is refused by fctemplate and means nothing here).
+func TestRocketMQTriggerHonoursDeliveryConcurrency(t *testing.T) {
+	for _, concurrency := range []int{1, 2} {
+		t.Run(fmt.Sprint(concurrency), func(t *testing.T) {
+			_, srv := startBroker(t, rocketmq.Config{MinLongPolling: 100 * time.Millisecond})
+			spans := filepath.Join(t.TempDir(), "spans")
+			text := strings.Replace(templateText, "concurrency: 1", fmt.Sprintf("concurrency: %d", concurrency), 1)
+			startTemplate(t, text, fc.Config{BrokerEndpoint: srv.Addr(), Env: map[string]string{"FN_SPANS": spans}})
+			p := producer(t, srv.Addr())
+			const messages = 12 // batches of at most 4: at least 3 invocations
+			for i := range messages {
+				if _, err := p.Send(context.Background(), &rmq.Message{Topic: "work", Body: []byte(fmt.Sprintf("slow-%d", i))}); err != nil {
+					t.Fatal(err)
+				}
+			}
+			waitFor(t, 20*time.Second, func() bool { return len(lines(spans)) >= messages/4 })
+			time.Sleep(time.Second) // let any batch still running finish and record
+			most := 0
+			all := lines(spans)
+			for _, a := range all {
+				var aStart, aEnd int64
+				fmt.Sscanf(a, "%d,%d", &aStart, &aEnd)
+				overlap := 0
+				for _, b := range all {
+					var bStart, bEnd int64
+					fmt.Sscanf(b, "%d,%d", &bStart, &bEnd)
+					if bStart <= aStart && aStart < bEnd {
+						overlap++
+					}
+				}
+				most = max(most, overlap)
+			}
+			if most != concurrency {
+				t.Fatalf("at most %d batches ran at once (%d batches), want %d", most, len(all), concurrency)
+			}
+		})
+	}
+}
+
+// startBroker runs a local broker for the test on a free port.
+func startBroker(t *testing.T, cfg rocketmq.Config) (*rocketmq.Broker, *rocketmq.Server) {
+	t.Helper()
+	b, err := rocketmq.New(cfg)
+	if err != nil {
+		t.Fatal(err)
+	}
+	srv, err := rocketmq.Listen(b, "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { srv.Close(); b.Close() })
+	return b, srv
+}
+
+// producer sends to the test topic "work"; it stops at cleanup.
+func producer(t *testing.T, endpoint string) rmq.Producer {
+	t.Helper()
+	p, err := rmq.NewProducer(&rmq.Config{Endpoint: endpoint, Credentials: &credentials.SessionCredentials{}}, rmq.WithTopics("work"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := p.Start(); err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { p.GracefulStop() })
+	return p
 }
 
 func contains(xs []string, x string) bool {

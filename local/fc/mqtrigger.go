@@ -36,6 +36,7 @@ type mqTrigger struct {
 	name     string
 	src      fctemplate.SourceRocketMQParameters
 	run      fctemplate.RunOptions
+	workers  int // deliveryOption.concurrency: batches in flight at once
 	consumer rmq.SimpleConsumer
 	dlq      rmq.Producer
 	dlqTopic string
@@ -61,6 +62,12 @@ func (e *Emulator) startMQTrigger(f *function, name string, ec fctemplate.EventB
 	t := &mqTrigger{e: e, f: f, name: name, src: *src, done: make(chan struct{})}
 	if ec.RunOptions != nil {
 		t.run = *ec.RunOptions
+	}
+	// The one limit FC 3.0 reads on how many invocations a trigger runs at once. Unset, the platform
+	// picks; locally that is one, the most conservative reading.
+	t.workers = 1
+	if ec.EventSinkConfig != nil && ec.EventSinkConfig.DeliveryOption.Concurrency > 0 {
+		t.workers = ec.EventSinkConfig.DeliveryOption.Concurrency
 	}
 	filter := src.Tag
 	if filter == "" {
@@ -96,7 +103,15 @@ func (e *Emulator) startMQTrigger(f *function, name string, ec fctemplate.EventB
 	ctx, cancel := context.WithCancel(e.ctx)
 	t.cancel = cancel
 	e.wg.Add(1)
-	go t.loop(ctx)
+	go func() {
+		defer e.wg.Done()
+		defer close(t.done)
+		var workers sync.WaitGroup
+		for range t.workers {
+			workers.Go(func() { t.loop(ctx) })
+		}
+		workers.Wait()
+	}()
 	return t, nil
 }
 
@@ -143,9 +158,9 @@ func emptyReceive(err error) bool {
 	return errors.As(err, &st) && st.Code == int32(v2.Code_MESSAGE_NOT_FOUND)
 }
 
+// loop is one worker: it collects a batch and delivers it, so a trigger with concurrency N has at most
+// N invocations in flight.
 func (t *mqTrigger) loop(ctx context.Context) {
-	defer t.e.wg.Done()
-	defer close(t.done)
 	for ctx.Err() == nil {
 		batch := t.collect(ctx)
 		if len(batch) == 0 {
@@ -282,16 +297,13 @@ func (t *mqTrigger) ack(batch []*rmq.MessageView) {
 
 func (t *mqTrigger) retryPolicy() (int, string) {
 	strategy := "BACKOFF_RETRY"
-	retries := 0
 	if rs := t.run.RetryStrategy; rs != nil {
 		strategy = strings.ToUpper(rs.PushRetryStrategy)
-		retries = rs.MaximumRetryAttempts
 	}
-	if retries <= 0 {
-		retries = backoffRetries
-		if strategy == fctemplate.RetryExponentialDecay {
-			retries = exponentialDecayRetries
-		}
+	// FC 3.0 reads the strategy alone; the number of retries follows from it.
+	retries := backoffRetries
+	if strategy == fctemplate.RetryExponentialDecay {
+		retries = exponentialDecayRetries
 	}
 	if cap := t.e.cfg.MaxRetries; cap > 0 && cap < retries {
 		retries = cap
@@ -333,34 +345,56 @@ type cloudEventData struct {
 	Body             string            `json:"body"`
 }
 
+// delivered is what the trigger takes from a received message to build its event.
+type delivered struct {
+	ID, Topic, Tag string
+	Keys           []string
+	Props          map[string]string
+	Body           []byte
+	Born           time.Time
+}
+
+// cloudEvent is the event for one message, as EventBridge's RocketMQ source shapes it: numeric system
+// properties stay numbers, as FC sends them.
+func (t *mqTrigger) cloudEvent(m delivered, attempt int32, now time.Time) cloudEvent {
+	source := "RocketMQ-Function-" + t.name
+	sp := map[string]any{
+		"UNIQ_KEY": m.ID, "CONSUME_START_TIME": now.UnixMilli(), "MSG_REGION": t.e.cfg.Region,
+		"INSTANCE_ID": t.src.InstanceId, "TRACE_ON": "true", "RECONSUME_TIMES": strconv.Itoa(int(attempt - 1)),
+		"BORN_TIMESTAMP": m.Born.UnixMilli(),
+	}
+	if m.Tag != "" {
+		sp["TAGS"] = m.Tag
+	}
+	if len(m.Keys) > 0 {
+		sp["KEYS"] = strings.Join(m.Keys, " ")
+	}
+	props := m.Props
+	if props == nil {
+		props = map[string]string{}
+	}
+	return cloudEvent{
+		ID: newRequestID(), Source: source, SpecVersion: "1.0", Type: "mq:Topic:SendMessage",
+		DataContentType: "application/json; charset=utf-8",
+		Subject:         fmt.Sprintf("acs:mq:%s:%s:%s%%%s", t.e.cfg.Region, t.e.cfg.AccountID, t.src.InstanceId, m.Topic),
+		Time:            m.Born.UTC().Format(time.RFC3339Nano), AliyunAccountID: t.e.cfg.AccountID,
+		AliyunPublishTime: now.Format(time.RFC3339Nano), AliyunEventBus: source, AliyunRegionID: t.e.cfg.Region,
+		Data: cloudEventData{Topic: m.Topic, SystemProperties: sp, UserProperties: props, Body: string(m.Body)},
+	}
+}
+
 func (t *mqTrigger) cloudEvents(batch []*rmq.MessageView, attempt int32) ([]byte, error) {
 	now := time.Now().UTC()
 	evs := make([]cloudEvent, 0, len(batch))
-	source := "RocketMQ-Function-" + t.name
 	for _, mv := range batch {
-		sp := map[string]any{
-			"UNIQ_KEY": mv.GetMessageId(), "CONSUME_START_TIME": now.UnixMilli(), "MSG_REGION": t.e.cfg.Region,
-			"INSTANCE_ID": t.src.InstanceId, "TRACE_ON": "true", "RECONSUME_TIMES": strconv.Itoa(int(attempt - 1)),
-			"BORN_TIMESTAMP": mv.GetBornTimestamp().UnixMilli(),
+		m := delivered{ID: mv.GetMessageId(), Topic: mv.GetTopic(), Keys: mv.GetKeys(), Props: mv.GetProperties(), Body: mv.GetBody()}
+		if born := mv.GetBornTimestamp(); born != nil {
+			m.Born = *born
 		}
 		if tag := mv.GetTag(); tag != nil {
-			sp["TAGS"] = *tag
+			m.Tag = *tag
 		}
-		if keys := mv.GetKeys(); len(keys) > 0 {
-			sp["KEYS"] = strings.Join(keys, " ")
-		}
-		props := mv.GetProperties()
-		if props == nil {
-			props = map[string]string{}
-		}
-		evs = append(evs, cloudEvent{
-			ID: newRequestID(), Source: source, SpecVersion: "1.0", Type: "mq:Topic:SendMessage",
-			DataContentType: "application/json; charset=utf-8",
-			Subject:         fmt.Sprintf("acs:mq:%s:%s:%s%%%s", t.e.cfg.Region, t.e.cfg.AccountID, t.src.InstanceId, mv.GetTopic()),
-			Time:            mv.GetBornTimestamp().UTC().Format(time.RFC3339Nano), AliyunAccountID: t.e.cfg.AccountID,
-			AliyunPublishTime: now.Format(time.RFC3339Nano), AliyunEventBus: source, AliyunRegionID: t.e.cfg.Region,
-			Data: cloudEventData{Topic: mv.GetTopic(), SystemProperties: sp, UserProperties: props, Body: string(mv.GetBody())},
-		})
+		evs = append(evs, t.cloudEvent(m, attempt, now))
 	}
 	// In event-streaming mode FC delivers a JSON array, even of one event.
 	return json.Marshal(evs)

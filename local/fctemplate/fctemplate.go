@@ -3,19 +3,23 @@
 // devsapp/fc3-domain src/schema.json), and checks the rules this project deploys by.
 //
 // Decoding is strict at every level: an unknown or misspelled field is an error, not silently
-// dropped as Serverless Devs would. Values are not interpolated while decoding, so numeric and
+// dropped as Serverless Devs would. A trigger's config must also decode into FC 3.0's own API type
+// (github.com/alibabacloud-go/fc-20230330), because fc3's schema leaves those objects open and FC
+// ignores what its model lacks (FC 2.0's runOptions.maximumTasks, deliveryOption.mode). Values are not interpolated while decoding, so numeric and
 // boolean fields must be literals; string fields may hold ${vars.x} or ${env('X')}, which
 // Interpolate resolves for callers that need the deployed values.
 package fctemplate
 
 import (
 	"bytes"
+	"encoding/json"
 	"errors"
 	"fmt"
 	"os"
 	"sort"
 	"strings"
 
+	fcmodel "github.com/alibabacloud-go/fc-20230330/v4/client"
 	"github.com/robfig/cron/v3"
 	"gopkg.in/yaml.v3"
 )
@@ -163,9 +167,9 @@ type EventSinkConfig struct {
 	DeliveryOption DeliveryOption `yaml:"deliveryOption"`
 }
 
-// DeliveryOption: mode event-streaming, eventSchema CloudEvents or RawData.
+// DeliveryOption has what FC 3.0's model has: eventSchema (CloudEvents or RawData) and concurrency,
+// the most invocations the trigger runs at once. FC 2.0's mode is not among them.
 type DeliveryOption struct {
-	Mode        string `yaml:"mode,omitempty"`
 	EventSchema string `yaml:"eventSchema,omitempty"`
 	Concurrency int    `yaml:"concurrency,omitempty"`
 }
@@ -208,21 +212,20 @@ type SourceRocketMQParameters struct {
 	FilterSql               string `yaml:"FilterSql,omitempty"`
 }
 
-// RunOptions is the event-streaming run configuration.
+// RunOptions is the event-streaming run configuration, as FC 3.0's model has it (FC 2.0's
+// maximumTasks is not there: concurrency is DeliveryOption's).
 type RunOptions struct {
 	Mode            string           `yaml:"mode,omitempty"`
-	MaximumTasks    int              `yaml:"maximumTasks,omitempty"`
 	ErrorsTolerance string           `yaml:"errorsTolerance,omitempty"`
 	RetryStrategy   *RetryStrategy   `yaml:"retryStrategy,omitempty"`
 	DeadLetterQueue *DeadLetterQueue `yaml:"deadLetterQueue,omitempty"`
 	BatchWindow     *BatchWindow     `yaml:"batchWindow,omitempty"`
 }
 
-// RetryStrategy: PushRetryStrategy is BACKOFF_RETRY or EXPONENTIAL_DECAY_RETRY.
+// RetryStrategy: PushRetryStrategy is BACKOFF_RETRY or EXPONENTIAL_DECAY_RETRY; FC 3.0's model has
+// nothing else, so the number of retries follows from the strategy.
 type RetryStrategy struct {
-	PushRetryStrategy        string `yaml:"PushRetryStrategy"`
-	MaximumEventAgeInSeconds int    `yaml:"MaximumEventAgeInSeconds,omitempty"`
-	MaximumRetryAttempts     int    `yaml:"MaximumRetryAttempts,omitempty"`
+	PushRetryStrategy string `yaml:"PushRetryStrategy"`
 }
 
 // DeadLetterQueue receives events that exhausted their retries.
@@ -373,7 +376,7 @@ func (f Function) Environment(vars map[string]any, env func(string) string) map[
 // HTTP decodes the trigger's config as an http trigger.
 func (t Trigger) HTTP() (HTTPTriggerConfig, error) {
 	var c HTTPTriggerConfig
-	if err := t.decodeConfig(TriggerHTTP, &c, "authType", "methods"); err != nil {
+	if err := t.decodeConfig(TriggerHTTP, &fcmodel.HTTPTriggerConfig{}, &c, "authType", "methods"); err != nil {
 		return c, err
 	}
 	return c, nil
@@ -382,7 +385,7 @@ func (t Trigger) HTTP() (HTTPTriggerConfig, error) {
 // Timer decodes the trigger's config as a timer trigger.
 func (t Trigger) Timer() (TimerTriggerConfig, error) {
 	var c TimerTriggerConfig
-	if err := t.decodeConfig(TriggerTimer, &c, "cronExpression", "enable"); err != nil {
+	if err := t.decodeConfig(TriggerTimer, &fcmodel.TimerTriggerConfig{}, &c, "cronExpression", "enable"); err != nil {
 		return c, err
 	}
 	return c, nil
@@ -391,14 +394,17 @@ func (t Trigger) Timer() (TimerTriggerConfig, error) {
 // EventBridge decodes the trigger's config as an eventbridge trigger.
 func (t Trigger) EventBridge() (EventBridgeTriggerConfig, error) {
 	var c EventBridgeTriggerConfig
-	if err := t.decodeConfig(TriggerEventBridge, &c,
+	if err := t.decodeConfig(TriggerEventBridge, &fcmodel.EventBridgeTriggerConfig{}, &c,
 		"triggerEnable", "asyncInvocationType", "eventRuleFilterPattern", "eventSourceConfig"); err != nil {
 		return c, err
 	}
 	return c, nil
 }
 
-func (t Trigger) decodeConfig(want string, out any, required ...string) error {
+// decodeConfig decodes the trigger's config twice: first into model, FC 3.0's own API type from the
+// official SDK (github.com/alibabacloud-go/fc-20230330), refusing any key that type lacks, since FC
+// ignores such a key however a deploy takes it; then into out, this package's plain view of it.
+func (t Trigger) decodeConfig(want string, model, out any, required ...string) error {
 	if t.TriggerType != want {
 		return fmt.Errorf("trigger %q is of type %q, not %q", t.TriggerName, t.TriggerType, want)
 	}
@@ -406,6 +412,9 @@ func (t Trigger) decodeConfig(want string, out any, required ...string) error {
 		return fmt.Errorf("trigger %q: triggerConfig must be a mapping", t.TriggerName)
 	}
 	// Decode first, so a misspelled key is reported as unknown rather than as a missing required one.
+	if err := modelDecodeStrict(&t.TriggerConfig, model); err != nil {
+		return fmt.Errorf("trigger %q: triggerConfig (line %d) is not FC 3.0's %T: %w", t.TriggerName, t.TriggerConfig.Line, model, err)
+	}
 	if err := nodeDecodeStrict(&t.TriggerConfig, out); err != nil {
 		return fmt.Errorf("trigger %q: triggerConfig (line %d): %w", t.TriggerName, t.TriggerConfig.Line, err)
 	}
@@ -417,12 +426,16 @@ func (t Trigger) decodeConfig(want string, out any, required ...string) error {
 	return nil
 }
 
-// cronParser accepts what FC's timer trigger documents: six fields starting with seconds, an
-// optional CRON_TZ=<zone> prefix, and descriptors such as @every 1m.
+// cronParser reads six fields starting with seconds, an optional CRON_TZ=<zone> prefix, and @every;
+// checkCron first narrows that to what FC's timer trigger accepts.
 var cronParser = cron.NewParser(cron.Second | cron.Minute | cron.Hour | cron.Dom | cron.Month | cron.Dow | cron.Descriptor)
 
-// Schedule parses CronExpression.
+// Schedule parses CronExpression, refusing what FC refuses (see checkCron), so the local emulator
+// fires a trigger exactly when FC would.
 func (c TimerTriggerConfig) Schedule() (cron.Schedule, error) {
+	if err := checkCron(c.CronExpression); err != nil {
+		return nil, fmt.Errorf("cronExpression %w", err)
+	}
 	s, err := cronParser.Parse(strings.TrimSpace(c.CronExpression))
 	if err != nil {
 		return nil, fmt.Errorf("cronExpression %q: %w", c.CronExpression, err)
@@ -456,6 +469,22 @@ func nodeDecodeStrict(n *yaml.Node, out any) error {
 		return err
 	}
 	return decodeStrict(data, out)
+}
+
+// modelDecodeStrict decodes a YAML node into one of the SDK's API types, which carry JSON tags only:
+// the node goes to JSON and through a decoder that refuses unknown fields at every level.
+func modelDecodeStrict(n *yaml.Node, model any) error {
+	var v any
+	if err := n.Decode(&v); err != nil {
+		return err
+	}
+	data, err := json.Marshal(v)
+	if err != nil {
+		return err
+	}
+	dec := json.NewDecoder(bytes.NewReader(data))
+	dec.DisallowUnknownFields()
+	return dec.Decode(model)
 }
 
 func hasKey(n *yaml.Node, key string) bool {

@@ -81,10 +81,11 @@ func TestRepositoryTemplate(t *testing.T) {
 	}{
 		{"cachesync", "rule-changes", "benefit-rule-changes", "GID_benefit_cachesync", "${vars.ruleChangesDlqArn}", 1, 0},
 		{"ledger", "grants", "benefit-grants", "GID_benefit_ledger", "${vars.grantsDlqArn}", 100, 1},
+		{"timer", "grant-starts", "benefit-grant-starts", "GID_benefit_grant_starts", "${vars.grantStartsDlqArn}", 1, 0},
 	}
 	for _, tc := range ebCases {
 		f, _ := tpl.Function(tc.fn)
-		if len(f.Triggers) != 1 {
+		if tc.fn != "timer" && len(f.Triggers) != 1 {
 			t.Fatalf("%s: %d triggers", tc.fn, len(f.Triggers))
 		}
 		tr, ok := f.Trigger(tc.trigger)
@@ -116,7 +117,11 @@ func TestRepositoryTemplate(t *testing.T) {
 			t.Errorf("%s: batchWindow = %+v", tc.fn, *ro.BatchWindow)
 		}
 		if c.EventSinkConfig == nil || c.EventSinkConfig.DeliveryOption.EventSchema != "CloudEvents" {
-			t.Errorf("%s: eventSinkConfig = %+v", tc.fn, c.EventSinkConfig)
+			t.Fatalf("%s: eventSinkConfig = %+v", tc.fn, c.EventSinkConfig)
+		}
+		// The consumer limit, expressed the one way FC 3.0 reads it.
+		if want := map[string]int{"cachesync": 1, "ledger": 2, "timer": 1}[tc.fn]; c.EventSinkConfig.DeliveryOption.Concurrency != want {
+			t.Errorf("%s: deliveryOption.concurrency = %d, want %d", tc.fn, c.EventSinkConfig.DeliveryOption.Concurrency, want)
 		}
 	}
 
@@ -125,14 +130,14 @@ func TestRepositoryTemplate(t *testing.T) {
 		name  string
 		every time.Duration
 	}{
-		{"scheduled-grants", 10 * time.Second},
-		{"outbox-relay", 30 * time.Second},
+		{"scheduled-grants", time.Minute},
+		{"outbox-relay", time.Minute},
 		{"grant-replay", time.Minute},
 		{"reconcile", time.Minute},
-		{"cache-rebuild", 10 * time.Second},
+		{"cache-rebuild", time.Minute},
 	}
-	if len(timer.Triggers) != len(timerCases) {
-		t.Errorf("timer has %d triggers, want %d", len(timer.Triggers), len(timerCases))
+	if len(timer.Triggers) != len(timerCases)+1 {
+		t.Errorf("timer has %d triggers, want %d timers and grant-starts", len(timer.Triggers), len(timerCases))
 	}
 	start := time.Date(2030, 1, 1, 0, 0, 0, 0, time.UTC)
 	for _, tc := range timerCases {
@@ -164,7 +169,7 @@ func TestRepositoryTemplate(t *testing.T) {
 		routes = append(routes, route{r.Path, r.FunctionName})
 	}
 	wantRoutes := []route{
-		{"/v1/campaigns", "rules"}, {"/v1/campaigns/*", "rules"}, {"/v1/users/*", "rules"},
+		{"/v1/campaigns", "rules"}, {"/v1/campaigns/*", "rules"}, {"/v1/users/*", "rules"}, {"/v1/openapi.yaml", "rules"},
 		{"/v1/claims", "claim"}, {"/v1/claims/*", "claim"},
 	}
 	if !reflect.DeepEqual(routes, wantRoutes) {
@@ -208,6 +213,10 @@ resources:
             triggerEnable: true
             asyncInvocationType: false
             eventRuleFilterPattern: '{}'
+            eventSinkConfig:
+              deliveryOption:
+                eventSchema: CloudEvents
+                concurrency: 2
             runOptions:
               mode: event-streaming
               errorsTolerance: ALL
@@ -303,8 +312,18 @@ func TestMutationsFail(t *testing.T) {
 		{"batch time too long", "TimeBasedWindow: 2", "TimeBasedWindow: 16", []string{"TimeBasedWindow", "16"}},
 		{"wrong edition", "edition: 3.0.0", "edition: 2.0.0", []string{"edition"}},
 		{"unknown component", "component: fc3-domain", "component: fc-domain", []string{`"domain"`, "fc-domain"}},
-		{"scalar where list", "methods: [GET]", "methods: GET", []string{`"http"`, "triggerConfig", "into []string"}},
+		{"scalar where list", "methods: [GET]", "methods: GET", []string{`"http"`, "triggerConfig", "methods", "[]*string"}},
 		{"http method not allowed", "methods: [GET]", "methods: [FETCH]", []string{"methods", "FETCH"}},
+		// FC 2.0 keys a deploy takes and FC 3.0 ignores: refused against the official model.
+		{"FC 2.0 runOptions.maximumTasks", "              mode: event-streaming\n", "              mode: event-streaming\n              maximumTasks: 2\n",
+			[]string{`"events"`, "maximumTasks", "EventBridgeTriggerConfig"}},
+		{"FC 2.0 deliveryOption.mode", "                concurrency: 2\n", "                concurrency: 2\n                mode: event-streaming\n",
+			[]string{`"events"`, `"mode"`, "EventBridgeTriggerConfig"}},
+		{"retry attempts FC 3.0 does not read", "PushRetryStrategy: BACKOFF_RETRY", "PushRetryStrategy: BACKOFF_RETRY\n                MaximumRetryAttempts: 3",
+			[]string{"MaximumRetryAttempts"}},
+		{"key unknown to the timer model", "            payload: tick\n", "            payload: tick\n            timeZone: UTC\n", []string{`"tick"`, "timeZone", "TimerTriggerConfig"}},
+		{"negative concurrency", "concurrency: 2", "concurrency: -1", []string{"deliveryOption.concurrency"}},
+		{"concurrency as text", "concurrency: 2", "concurrency: two", []string{`"events"`, "concurrency"}},
 	}
 	for _, tc := range cases {
 		t.Run(tc.name, func(t *testing.T) {

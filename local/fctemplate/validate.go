@@ -194,14 +194,14 @@ func validateEventBridge(name string, c EventBridgeTriggerConfig) error {
 	if c.EventSourceConfig.EventSourceType == "" {
 		add("eventSourceConfig.eventSourceType is required")
 	}
+	if sink := c.EventSinkConfig; sink != nil && sink.DeliveryOption.Concurrency < 0 {
+		add("eventSinkConfig.deliveryOption.concurrency must not be negative, got %d", sink.DeliveryOption.Concurrency)
+	}
 	if ro := c.RunOptions; ro != nil {
 		switch ro.ErrorsTolerance {
 		case "", "ALL", "NONE":
 		default:
 			add("runOptions.errorsTolerance must be ALL or NONE, got %q", ro.ErrorsTolerance)
-		}
-		if ro.MaximumTasks < 0 {
-			add("runOptions.maximumTasks must not be negative, got %d", ro.MaximumTasks)
 		}
 		if rs := ro.RetryStrategy; rs != nil {
 			switch rs.PushRetryStrategy {

@@ -232,6 +232,7 @@ func Start(ctx context.Context, o Options) (_ *Stack, err error) {
 		"JWT_SECRET": o.JWTSecret, "ROCKETMQ_INSTANCE_ID": "local",
 		"RULE_CHANGES_DLQ_ARN":    "acs:mns:local:0:/queues/benefit-rule-changes-dlq",
 		"GRANTS_DLQ_ARN":          "acs:mns:local:0:/queues/benefit-grants-dlq",
+		"GRANT_STARTS_DLQ_ARN":    "acs:mns:local:0:/queues/benefit-grant-starts-dlq",
 		"rocketmq.client.logRoot": clientLogs,
 	}
 	for k, v := range o.Env {

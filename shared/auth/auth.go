@@ -1,4 +1,4 @@
-// Package auth verifies the bearer tokens of api.md: HS256 JWTs with sub, role and exp.
+// Package auth verifies the bearer tokens of the HTTP contract (shared/httpapi/openapi.yaml): HS256 JWTs with sub, role and exp.
 package auth
 
 import (

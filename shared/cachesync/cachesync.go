@@ -160,7 +160,7 @@ func (s *Syncer) RecordPoison(ctx context.Context, msg mqhandler.Message, cause 
 func (s *Syncer) Handler() mqhandler.Handler {
 	return mqhandler.Chain(s.Handle,
 		mqhandler.Poison(s.RecordPoison),
-		mqhandler.Retry{MaxRetries: 2, InitialInterval: 50 * time.Millisecond, MaxInterval: 200 * time.Millisecond}.Middleware(),
+		mqhandler.Retry{MaxRetries: 2, InitialInterval: 50 * time.Millisecond, MaxInterval: 200 * time.Millisecond, Jitter: 0.2}.Middleware(),
 		mqhandler.Recoverer(),
 	)
 }

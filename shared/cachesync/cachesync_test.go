@@ -14,6 +14,7 @@ import (
 	"github.com/benefit-issuance/benefits/shared/mq"
 	"github.com/benefit-issuance/benefits/shared/mysqlstore"
 	"github.com/benefit-issuance/benefits/shared/rediscache"
+	"github.com/benefit-issuance/benefits/shared/storetest"
 )
 
 func TestMain(m *testing.M) { services.Main(m) }
@@ -29,17 +30,8 @@ type fixture struct {
 
 func setup(t *testing.T) (*fixture, func(entity, id string, version int64) error) {
 	t.Helper()
-	env := services.Env(t)
-	store, err := mysqlstore.Open(context.Background(), env.MySQLDSN(t))
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { store.Close() })
-	rdb := env.Redis(t)
-	cache := rediscache.New(rdb)
-	if err := cache.MarkReady(context.Background()); err != nil {
-		t.Fatal(err)
-	}
+	store := storetest.MySQL(t)
+	cache, rdb := storetest.ReadyRedis(t)
 	f := &fixture{rdb: rdb, store: store, cache: cache, sync: cachesync.New(store, cache)}
 	handle := func(entity, id string, version int64) error {
 		return f.sync.Apply(context.Background(), mq.ChangeEvent{Entity: entity, ID: id, Version: version})

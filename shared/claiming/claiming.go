@@ -62,6 +62,9 @@ func New(decider Decider, pub GrantPublisher, history History, verifier *auth.Ve
 
 func (a *API) ServeHTTP(w http.ResponseWriter, r *http.Request) { a.router.ServeHTTP(w, r) }
 
+// Routes lists what the API serves, for the test that holds it to the OpenAPI description.
+func (a *API) Routes() []httpapi.Route { return a.router.Routes() }
+
 // unavailable carries Retry-After into the error envelope.
 type unavailable struct {
 	err   *domain.Error

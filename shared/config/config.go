@@ -26,6 +26,7 @@ type Config struct {
 	LogLevel        string
 	TopicChanges    string
 	TopicGrants     string
+	TopicStarts     string        // delay messages for grant campaigns' starts
 	ClaimRateLimit  int           // claims per user per second; 0 disables the limit
 	SyncWait        time.Duration // how long admin writes wait for the cache (≤ 2 s)
 	PendingTimeout  time.Duration // age after which the timer resolves a half-finished points claim
@@ -46,6 +47,7 @@ const (
 	EnvLogLevel       = "LOG_LEVEL"
 	EnvTopicChanges   = "TOPIC_RULE_CHANGES"
 	EnvTopicGrants    = "TOPIC_GRANTS"
+	EnvTopicStarts    = "TOPIC_GRANT_STARTS"
 	EnvClaimRateLimit = "CLAIM_RATE_LIMIT"
 	EnvSyncWait       = "CACHE_SYNC_WAIT"
 	EnvPendingTimeout = "PENDING_CLAIM_TIMEOUT"
@@ -73,6 +75,7 @@ func Load(env Env) (Config, error) {
 		LogLevel:       get(EnvLogLevel, "info"),
 		TopicChanges:   get(EnvTopicChanges, "benefit-rule-changes"),
 		TopicGrants:    get(EnvTopicGrants, "benefit-grants"),
+		TopicStarts:    get(EnvTopicStarts, "benefit-grant-starts"),
 	}
 	var errs []error
 	num := func(name string, def int) int {
@@ -97,7 +100,7 @@ func Load(env Env) (Config, error) {
 	c.PendingTimeout = dur(EnvPendingTimeout, 30*time.Second)
 	c.ReconcileGrace = dur(EnvReconcileGrace, 24*time.Hour)
 	if c.SyncWait > 2*time.Second {
-		errs = append(errs, fmt.Errorf("%s must be at most 2s (api.md), got %s", EnvSyncWait, c.SyncWait))
+		errs = append(errs, fmt.Errorf("%s must be at most 2s (the HTTP contract), got %s", EnvSyncWait, c.SyncWait))
 	}
 	return c, errors.Join(errs...)
 }
@@ -107,7 +110,7 @@ func Load(env Env) (Config, error) {
 func (c Config) Require(names ...string) error {
 	values := map[string]string{
 		EnvMySQLDSN: c.MySQLDSN, EnvRedisAddr: c.RedisAddr, EnvRocketMQ: c.RocketMQ, EnvJWTSecret: c.JWTSecret,
-		EnvTopicChanges: c.TopicChanges, EnvTopicGrants: c.TopicGrants,
+		EnvTopicChanges: c.TopicChanges, EnvTopicGrants: c.TopicGrants, EnvTopicStarts: c.TopicStarts,
 	}
 	var missing []string
 	for _, n := range names {

@@ -10,29 +10,43 @@ import (
 	"time"
 )
 
-// MaxBodyBytes is the largest request body api.md accepts.
+// MaxBodyBytes is the largest request body the HTTP contract accepts.
 const MaxBodyBytes = 64 << 10
 
-// decodeStrict decodes exactly one JSON object into dst: unknown fields, trailing data, a body that is
-// not an object and wrong types are refused with the field named.
-func decodeStrict(body []byte, dst any) error {
-	if len(body) > MaxBodyBytes {
-		return &Error{Code: CodePayloadTooLarge, Message: fmt.Sprintf("body is larger than %d bytes", MaxBodyBytes)}
-	}
+// Errors of DecodeJSON beyond encoding/json's own.
+var (
+	ErrNotObject    = errors.New("body must be a JSON object")
+	ErrTrailingData = errors.New("unexpected data after the JSON object")
+)
+
+// DecodeJSON is the project's one strict JSON decoder, for request bodies and queue messages alike:
+// exactly one JSON object, no unknown fields, nothing after it but white space. encoding/json's
+// Decoder.More reports only whether another value could start, so it lets `{"a":1}}` through; reading
+// the next token and requiring io.EOF does not.
+func DecodeJSON(body []byte, dst any) error {
 	trimmed := bytes.TrimSpace(body)
-	if len(trimmed) == 0 {
-		return Invalid("", "body must be a JSON object")
-	}
-	if trimmed[0] != '{' {
-		return Invalid("", "body must be a JSON object")
+	if len(trimmed) == 0 || trimmed[0] != '{' {
+		return ErrNotObject
 	}
 	dec := json.NewDecoder(bytes.NewReader(trimmed))
 	dec.DisallowUnknownFields()
 	if err := dec.Decode(dst); err != nil {
-		return describeJSONError(err)
+		return err
 	}
 	if _, err := dec.Token(); err != io.EOF {
-		return Invalid("", "unexpected data after the JSON object")
+		return ErrTrailingData
+	}
+	return nil
+}
+
+// decodeStrict decodes a request body with DecodeJSON, within the HTTP contract's size limit, and turns what it
+// refuses into an invalid_request error that names the field.
+func decodeStrict(body []byte, dst any) error {
+	if len(body) > MaxBodyBytes {
+		return &Error{Code: CodePayloadTooLarge, Message: fmt.Sprintf("body is larger than %d bytes", MaxBodyBytes)}
+	}
+	if err := DecodeJSON(body, dst); err != nil {
+		return describeJSONError(err)
 	}
 	return nil
 }
@@ -41,6 +55,8 @@ func describeJSONError(err error) error {
 	var typeErr *json.UnmarshalTypeError
 	var syntaxErr *json.SyntaxError
 	switch {
+	case errors.Is(err, ErrNotObject), errors.Is(err, ErrTrailingData):
+		return Invalid("", "%s", err.Error())
 	case errors.As(err, &typeErr):
 		field := typeErr.Field
 		if field == "" {

@@ -162,3 +162,45 @@ func FuzzDecoders(f *testing.F) {
 		}
 	})
 }
+
+// DecodeJSON is the one strict decoder; shared/mq decodes queue messages with it too.
+func TestDecodeJSON(t *testing.T) {
+	type small struct {
+		A int `json:"a"`
+	}
+	cases := []struct {
+		body string
+		want error // nil: decodes; errAny: some encoding/json error
+	}{
+		{`{"a":1}`, nil},
+		{" \n{\"a\":1}\n ", nil},
+		{`{"a":1}}`, ErrTrailingData},
+		{`{"a":1}]`, ErrTrailingData},
+		{`{"a":1} {"a":2}`, ErrTrailingData},
+		{`{"a":1} x`, ErrTrailingData},
+		{`[{"a":1}]`, ErrNotObject},
+		{`null`, ErrNotObject},
+		{``, ErrNotObject},
+		{`{"a":1,"b":2}`, errAny},
+		{`{"a":"1"}`, errAny},
+		{`{"a":1`, errAny},
+	}
+	for _, tc := range cases {
+		var v small
+		err := DecodeJSON([]byte(tc.body), &v)
+		switch {
+		case tc.want == nil && (err != nil || v.A != 1):
+			t.Errorf("DecodeJSON(%q) = %+v, %v; want a=1", tc.body, v, err)
+		case tc.want == errAny && err == nil:
+			t.Errorf("DecodeJSON(%q) succeeded", tc.body)
+		case tc.want != nil && tc.want != errAny && !errors.Is(err, tc.want):
+			t.Errorf("DecodeJSON(%q) = %v, want %v", tc.body, err, tc.want)
+		}
+	}
+	// Request bodies get the same verdict as an invalid_request.
+	if _, err := DecodeClaimRequest([]byte(`{"campaign_id":"c","request_id":"r"}}`)); CodeOf(err) != CodeInvalidRequest {
+		t.Fatalf("trailing brace in a request: %v", err)
+	}
+}
+
+var errAny = errors.New("any decoding error")

@@ -5,7 +5,7 @@ import (
 	"fmt"
 )
 
-// Code is an error code of the HTTP contract (../shared/api.md). The code, not the message, is the
+// Code is an error code of the HTTP contract (shared/httpapi/openapi.yaml, x-error-codes). The code, not the message, is the
 // contract: clients branch on it.
 type Code string
 
@@ -59,7 +59,7 @@ var httpStatus = map[Code]int{
 	CodeInternal:             500,
 }
 
-// HTTPStatus is the status api.md gives the code; an unknown code is a server fault.
+// HTTPStatus is the status the HTTP contract gives the code; an unknown code is a server fault.
 func (c Code) HTTPStatus() int {
 	if s, ok := httpStatus[c]; ok {
 		return s

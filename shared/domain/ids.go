@@ -10,7 +10,7 @@ import (
 // MaxIDLength bounds user ids, campaign ids and request ids alike.
 const MaxIDLength = 64
 
-// ValidID reports whether s is 1–64 characters of [A-Za-z0-9_-]: the shape api.md gives user ids, which
+// ValidID reports whether s is 1–64 characters of [A-Za-z0-9_-]: the shape the HTTP contract gives user ids, which
 // we also require of campaign ids so that both can be embedded in Redis keys without escaping.
 func ValidID(s string) bool {
 	if len(s) == 0 || len(s) > MaxIDLength {

@@ -4,7 +4,6 @@ import (
 	"bytes"
 	"encoding/json"
 	"fmt"
-	"strconv"
 	"time"
 )
 
@@ -42,42 +41,34 @@ const (
 	PropertyMsgID = "UNIQ_KEY"
 )
 
-// Properties are message properties. Values arrive as strings, numbers or booleans; all are kept as
-// their text so that one odd value cannot fail a whole batch.
-type Properties map[string]string
+// Properties are message properties as the event carries them. Values arrive as strings, numbers or
+// booleans (CONSUME_START_TIME is a number); each is kept as its JSON, so encoding an event gives back
+// what FC sent, and read as text with Get, so one odd value cannot fail a whole batch.
+type Properties map[string]json.RawMessage
 
-func (p *Properties) UnmarshalJSON(b []byte) error {
-	if bytes.Equal(bytes.TrimSpace(b), []byte("null")) {
-		*p = nil
+// Get is the property's value as text: a string's contents, a number's or boolean's literal.
+func (p Properties) Get(name string) string {
+	v, ok := p[name]
+	if !ok {
+		return ""
+	}
+	var s string
+	if err := json.Unmarshal(v, &s); err == nil {
+		return s
+	}
+	return string(bytes.TrimSpace(v))
+}
+
+// Strings returns every property as text (see Get).
+func (p Properties) Strings() map[string]string {
+	if p == nil {
 		return nil
 	}
-	var raw map[string]json.RawMessage
-	if err := json.Unmarshal(b, &raw); err != nil {
-		return fmt.Errorf("properties: %w", err)
+	out := make(map[string]string, len(p))
+	for k := range p {
+		out[k] = p.Get(k)
 	}
-	out := make(Properties, len(raw))
-	for k, v := range raw {
-		var s string
-		if err := json.Unmarshal(v, &s); err == nil {
-			out[k] = s
-			continue
-		}
-		var n json.Number
-		dec := json.NewDecoder(bytes.NewReader(v))
-		dec.UseNumber()
-		if err := dec.Decode(&n); err == nil {
-			out[k] = n.String()
-			continue
-		}
-		var bl bool
-		if err := json.Unmarshal(v, &bl); err == nil {
-			out[k] = strconv.FormatBool(bl)
-			continue
-		}
-		out[k] = string(v)
-	}
-	*p = out
-	return nil
+	return out
 }
 
 // DecodeRocketMQ accepts what an EventBridge RocketMQ trigger invokes a function with: one CloudEvent

@@ -1,5 +1,6 @@
-// Package httpapi is the HTTP plumbing shared by the rules and claim functions: the error envelope of
-// api.md, bounded JSON bodies, and routing that answers unknown routes and methods in the same envelope.
+// Package httpapi is the HTTP plumbing shared by the rules and claim functions: the contract's error
+// envelope, bounded JSON bodies, routing that answers unknown routes and methods in the same envelope,
+// and the contract itself (openapi.yaml).
 package httpapi
 
 import (
@@ -37,7 +38,7 @@ func WriteJSON(w http.ResponseWriter, status int, v any) {
 // RetryAfter is attached to errors whose answer carries a Retry-After header (429, 503).
 type RetryAfter interface{ RetryAfter() time.Duration }
 
-// WriteError answers err in the envelope of api.md. Domain errors keep their code; anything else is
+// WriteError answers err in the contract's error envelope. Domain errors keep their code; anything else is
 // logged and answered as 500 without leaking internals.
 func WriteError(w http.ResponseWriter, r *http.Request, err error) {
 	var de *domain.Error
@@ -117,6 +118,26 @@ func (rt *Router) Handle(method, pattern string, h HandlerFunc) {
 		})
 	}
 	byMethod[method] = h
+}
+
+// Route is one method on one path pattern.
+type Route struct{ Method, Pattern string }
+
+// Routes lists what the router serves, sorted by pattern then method.
+func (rt *Router) Routes() []Route {
+	var out []Route
+	for pattern, byMethod := range rt.methods {
+		for method := range byMethod {
+			out = append(out, Route{Method: method, Pattern: pattern})
+		}
+	}
+	sort.Slice(out, func(i, j int) bool {
+		if out[i].Pattern != out[j].Pattern {
+			return out[i].Pattern < out[j].Pattern
+		}
+		return out[i].Method < out[j].Method
+	})
+	return out
 }
 
 func (rt *Router) ServeHTTP(w http.ResponseWriter, r *http.Request) {

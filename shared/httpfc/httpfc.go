@@ -16,7 +16,6 @@ import (
 	"unicode/utf8"
 
 	"github.com/aliyun/fc-runtime-go-sdk/events"
-	"github.com/aliyun/fc-runtime-go-sdk/fccontext"
 
 	"github.com/benefit-issuance/benefits/shared/obs"
 )
@@ -24,11 +23,7 @@ import (
 // Handler returns the function FC invokes for each HTTP request.
 func Handler(h http.Handler, log *slog.Logger) func(context.Context, events.HTTPTriggerEvent) (*events.HTTPTriggerResponse, error) {
 	return func(ctx context.Context, ev events.HTTPTriggerEvent) (*events.HTTPTriggerResponse, error) {
-		requestID := ""
-		if fcCtx, ok := fccontext.FromContext(ctx); ok {
-			requestID = fcCtx.RequestID
-		}
-		ctx = obs.WithRequest(ctx, log, requestID)
+		ctx = obs.Invocation(ctx, log)
 		req, err := Request(ctx, ev)
 		if err != nil {
 			obs.Logger(ctx).Warn("malformed HTTP trigger event", "error", err)

@@ -1,16 +1,14 @@
 // Package ledger writes grants to MySQL: the durable record of every unit issued. A batch is one
 // transaction keyed by claim id, so a redelivered or overlapping batch records nothing twice. A grant
-// that cannot be decoded or can never be written (its campaign or user is unknown to MySQL) is
-// recorded as a sync failure and acknowledged, so it never holds back the good grants of its batch.
+// that cannot be decoded or can never be written (its campaign or user is unknown to MySQL), or that
+// makes the code panic, is recorded as a sync failure and acknowledged, so it never holds back the good
+// grants of its batch.
 package ledger
 
 import (
 	"context"
 	"encoding/json"
-	"fmt"
 	"log/slog"
-
-	"github.com/aliyun/fc-runtime-go-sdk/fccontext"
 
 	"github.com/benefit-issuance/benefits/shared/domain"
 	"github.com/benefit-issuance/benefits/shared/fault"
@@ -39,78 +37,60 @@ type Result struct {
 	Poison     int `json:"poison"`
 }
 
-// Record writes one batch of messages.
+// Record writes one batch of messages: the whole batch in one transaction when it can, each message
+// on its own when the batch fails permanently (a grant that does not decode, one MySQL will never take,
+// a panic), so the one at fault is recorded and acknowledged and the rest are written now. Both paths
+// go through shared/mqhandler's recoverer and poison recorder, as cachesync does.
 func (l *Ledger) Record(ctx context.Context, msgs []mqhandler.Message) (Result, error) {
 	res := Result{Received: len(msgs)}
-	claims := make([]domain.Claim, 0, len(msgs))
-	for _, m := range msgs {
-		c, err := mq.DecodeGrant(m.Body)
-		if err != nil {
-			obs.Logger(ctx).Error("poison grant recorded and acknowledged", "message_id", m.ID, "error", err.Error())
-			if recErr := l.store.RecordSyncFailure(ctx, mysqlstore.SyncFailure{
-				Entity: "grant", EntityID: m.ID, Reason: err.Error(), Payload: string(m.Body),
-			}); recErr != nil {
-				return res, fault.Retryable(fmt.Errorf("recording poison grant %s: %w", m.ID, recErr))
+	write := func(ctx context.Context, msgs []mqhandler.Message) error {
+		claims := make([]domain.Claim, len(msgs))
+		for i, m := range msgs {
+			c, err := mq.DecodeGrant(m.Body)
+			if err != nil {
+				return fault.Permanent(err)
 			}
-			res.Poison++
-			continue
+			claims[i] = c
 		}
-		claims = append(claims, c)
+		rr, err := l.store.RecordClaims(ctx, claims)
+		if err != nil {
+			return err
+		}
+		res.Inserted += rr.Inserted
+		res.Duplicates += rr.Duplicates
+		return nil
 	}
-	if len(claims) == 0 {
-		return res, nil
+	poison := func(ctx context.Context, m mqhandler.Message, cause error) error {
+		if err := l.recordPoison(ctx, m, cause); err != nil {
+			return err
+		}
+		res.Poison++
+		return nil
 	}
-	rr, err := l.store.RecordClaims(ctx, claims)
-	if err != nil && !fault.IsRetryable(err) {
-		// One grant MySQL will never take fails the whole transaction: write the batch one grant at a
-		// time to find it, so the rest is recorded now rather than retried into the dead-letter queue.
-		return l.isolate(ctx, msgs, claims, res)
-	}
-	if err != nil {
+	one := mqhandler.Chain(func(ctx context.Context, m mqhandler.Message) error {
+		return write(ctx, []mqhandler.Message{m})
+	}, mqhandler.Poison(poison), mqhandler.Recoverer())
+	batch := mqhandler.ChainBatch(write, mqhandler.Isolate(one), mqhandler.RecoverBatch())
+	if err := batch(ctx, msgs); err != nil {
 		return res, err
 	}
-	res.Inserted, res.Duplicates = rr.Inserted, rr.Duplicates
 	obs.Logger(ctx).Info("grants recorded", "received", res.Received, "inserted", res.Inserted, "duplicates", res.Duplicates, "poison", res.Poison)
 	return res, nil
 }
 
-func (l *Ledger) isolate(ctx context.Context, msgs []mqhandler.Message, claims []domain.Claim, res Result) (Result, error) {
-	for _, c := range claims {
-		rr, err := l.store.RecordClaims(ctx, []domain.Claim{c})
-		if err == nil {
-			res.Inserted += rr.Inserted
-			res.Duplicates += rr.Duplicates
-			continue
-		}
-		if fault.IsRetryable(err) {
-			return res, err
-		}
-		payload, _ := json.Marshal(c)
-		obs.Logger(ctx).Error("grant MySQL cannot take recorded and acknowledged", "claim_id", c.ID, "error", err.Error())
-		if recErr := l.store.RecordSyncFailure(ctx, mysqlstore.SyncFailure{
-			Entity: "grant", EntityID: c.ID, Reason: err.Error(), Payload: string(payload),
-		}); recErr != nil {
-			return res, fault.Retryable(fmt.Errorf("recording unwritable grant %s: %w", c.ID, recErr))
-		}
-		res.Poison++
+// recordPoison parks a grant in sync_failures under its claim id when it has one, under the message
+// id when it does not even decode.
+func (l *Ledger) recordPoison(ctx context.Context, m mqhandler.Message, cause error) error {
+	id := m.ID
+	if c, err := mq.DecodeGrant(m.Body); err == nil {
+		id = c.ID
 	}
-	obs.Logger(ctx).Info("grants recorded one by one", "received", res.Received, "inserted", res.Inserted, "duplicates", res.Duplicates, "poison", res.Poison)
-	return res, nil
+	return l.store.RecordSyncFailure(ctx, mysqlstore.SyncFailure{
+		Entity: "grant", EntityID: id, Reason: cause.Error(), Payload: string(m.Body),
+	})
 }
 
 // Invocation is the FC event function: a batch of CloudEvents in, a Result out.
 func (l *Ledger) Invocation(log *slog.Logger) func(context.Context, json.RawMessage) (Result, error) {
-	return func(ctx context.Context, payload json.RawMessage) (Result, error) {
-		requestID := ""
-		if fcCtx, ok := fccontext.FromContext(ctx); ok {
-			requestID = fcCtx.RequestID
-		}
-		ctx = obs.WithRequest(ctx, log, requestID)
-		msgs, err := mqhandler.Messages(payload)
-		if err != nil {
-			obs.Logger(ctx).Error("payload is not a RocketMQ event", "error", err.Error())
-			return Result{}, err
-		}
-		return l.Record(ctx, msgs)
-	}
+	return mqhandler.Serve(log, l.Record)
 }

@@ -4,6 +4,8 @@ import (
 	"context"
 	"encoding/json"
 	"fmt"
+	"log/slog"
+	"strings"
 	"sync"
 	"testing"
 	"time"
@@ -14,21 +16,14 @@ import (
 	"github.com/benefit-issuance/benefits/shared/ledger"
 	"github.com/benefit-issuance/benefits/shared/mqhandler"
 	"github.com/benefit-issuance/benefits/shared/mysqlstore"
+	"github.com/benefit-issuance/benefits/shared/storetest"
 )
 
 func TestMain(m *testing.M) { services.Main(m) }
 
 var t0 = time.Date(2026, 11, 25, 2, 0, 0, 0, time.UTC)
 
-func open(t *testing.T) *mysqlstore.Store {
-	t.Helper()
-	s, err := mysqlstore.Open(context.Background(), services.Env(t).MySQLDSN(t))
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { s.Close() })
-	return s
-}
+func open(t *testing.T) *mysqlstore.Store { return storetest.MySQL(t) }
 
 func seed(t *testing.T, s *mysqlstore.Store, campaign string, users ...string) {
 	t.Helper()
@@ -251,5 +246,71 @@ func TestGrantForUnknownCampaignIsParkedWithoutHoldingBackTheBatch(t *testing.T)
 	res, err = l.Record(context.Background(), batch[:1])
 	if err != nil || res.Inserted != 0 || res.Duplicates != 1 {
 		t.Fatalf("redelivery: %+v %v", res, err)
+	}
+}
+
+// panicky is the real store, except that writing a grant of campaign "boom" panics, as a bug in the
+// write path would.
+type panicky struct{ *mysqlstore.Store }
+
+func (p panicky) RecordClaims(ctx context.Context, claims []domain.Claim) (mysqlstore.RecordResult, error) {
+	for _, c := range claims {
+		if c.CampaignID == "boom" {
+			var byCampaign map[string]int
+			byCampaign[c.CampaignID]++ // assignment to a nil map: a panic
+		}
+	}
+	return p.Store.RecordClaims(ctx, claims)
+}
+
+// Regression: a panic mid-batch used to escape the ledger (no recoverer), reach the runtime SDK, and
+// send the whole batch through retries into the dead-letter queue without a line in sync_failures.
+func TestPanicMidBatchIsRecordedWithItsStackAndSparesTheBatch(t *testing.T) {
+	s := open(t)
+	seed(t, s, "cmp", "alice")
+	l := ledger.New(panicky{s})
+	bad := grant("boom", "alice", "r2", 0, 2)
+	batch := []mqhandler.Message{msg(t, grant("cmp", "alice", "r1", 0, 1), 1), msg(t, bad, 1), msg(t, grant("cmp", "alice", "r3", 0, 3), 1)}
+	res, err := l.Record(context.Background(), batch)
+	if err != nil || res != (ledger.Result{Received: 3, Inserted: 2, Poison: 1}) {
+		t.Fatalf("result %+v %v, want 2 inserted and the panicking grant parked", res, err)
+	}
+	if n := count(t, s, "SELECT COUNT(*) FROM claims"); n != 2 {
+		t.Fatalf("%d claims recorded, want the two good ones", n)
+	}
+	fails, err := s.SyncFailures(context.Background(), 10)
+	if err != nil || len(fails) != 1 {
+		t.Fatalf("sync failures %+v %v, want one", fails, err)
+	}
+	f := fails[0]
+	if f.Entity != "grant" || f.EntityID != bad.ID || f.Payload != string(batch[1].Body) {
+		t.Fatalf("recorded %+v, want grant %s with its body", f, bad.ID)
+	}
+	// The stack names the frame that panicked, so an operator can find the bug from the record alone.
+	if !strings.Contains(f.Reason, "assignment to entry in nil map") || !strings.Contains(f.Reason, "ledger_test.go") ||
+		!strings.Contains(f.Reason, "panicky.RecordClaims") {
+		t.Fatalf("reason lacks the panic and its stack: %q", f.Reason)
+	}
+}
+
+// The FC entry point goes through the same path: the invocation succeeds and the batch is acknowledged.
+func TestInvocationRecoversAPanicMidBatch(t *testing.T) {
+	s := open(t)
+	seed(t, s, "cmp", "alice")
+	good, bad := grant("cmp", "alice", "r1", 0, 1), grant("boom", "alice", "r2", 0, 2)
+	var events []map[string]any
+	for i, c := range []domain.Claim{good, bad} {
+		b, _ := json.Marshal(c)
+		events = append(events, map[string]any{"id": fmt.Sprintf("ev-%d", i), "source": "acs:rocketmq", "specversion": "1.0",
+			"type": "mq:Topic:SendMessage", "data": map[string]any{"topic": "benefit-grants", "body": string(b),
+				"systemProperties": map[string]any{"TAGS": "grant", "UNIQ_KEY": fmt.Sprintf("msg-%d", i)}}})
+	}
+	payload, _ := json.Marshal(events)
+	res, err := ledger.New(panicky{s}).Invocation(slog.New(slog.DiscardHandler))(context.Background(), payload)
+	if err != nil || res != (ledger.Result{Received: 2, Inserted: 1, Poison: 1}) {
+		t.Fatalf("invocation: %+v %v", res, err)
+	}
+	if n := count(t, s, "SELECT COUNT(*) FROM sync_failures WHERE entity = 'grant' AND reason LIKE '%panic%'"); n != 1 {
+		t.Fatalf("%d panics recorded, want 1", n)
 	}
 }

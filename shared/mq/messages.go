@@ -3,7 +3,6 @@
 package mq
 
 import (
-	"encoding/json"
 	"fmt"
 
 	"github.com/benefit-issuance/benefits/shared/domain"
@@ -15,8 +14,11 @@ const (
 	EntityUser     = "user"
 )
 
-// Tags on the grants topic.
-const TagGrant = "grant"
+// Tags on the grants and grant-starts topics.
+const (
+	TagGrant      = "grant"
+	TagGrantStart = "grant-start"
+)
 
 // ChangeEvent says "this row changed; read it". It carries no state, so a duplicate, a reordering or a
 // replay can never write an old value: the consumer always reads the current row and the cache's
@@ -44,7 +46,7 @@ func (e ChangeEvent) Validate() error {
 // DecodeChange parses and validates a change event body strictly.
 func DecodeChange(body []byte) (ChangeEvent, error) {
 	var e ChangeEvent
-	if err := strictUnmarshal(body, &e); err != nil {
+	if err := domain.DecodeJSON(body, &e); err != nil {
 		return ChangeEvent{}, fmt.Errorf("change event: %w", err)
 	}
 	return e, e.Validate()
@@ -53,7 +55,7 @@ func DecodeChange(body []byte) (ChangeEvent, error) {
 // DecodeGrant parses a grant body: the claim as the claim function recorded it.
 func DecodeGrant(body []byte) (domain.Claim, error) {
 	var c domain.Claim
-	if err := strictUnmarshal(body, &c); err != nil {
+	if err := domain.DecodeJSON(body, &c); err != nil {
 		return domain.Claim{}, fmt.Errorf("grant: %w", err)
 	}
 	switch {
@@ -67,14 +69,22 @@ func DecodeGrant(body []byte) (domain.Claim, error) {
 	return c, nil
 }
 
-func strictUnmarshal(body []byte, v any) error {
-	dec := json.NewDecoder(bytesReader(body))
-	dec.DisallowUnknownFields()
-	if err := dec.Decode(v); err != nil {
-		return err
+// GrantStart says "this grant campaign, as written at this version, starts now": a delay message
+// delivered at starts_at so the timer grants on time rather than at its next minute. Like a change
+// event it carries no state but the version; the consumer reads the row and drops a stale message.
+type GrantStart struct {
+	CampaignID string `json:"campaign_id"`
+	Version    int64  `json:"version"`
+}
+
+// DecodeGrantStart parses and validates a grant-start body strictly.
+func DecodeGrantStart(body []byte) (GrantStart, error) {
+	var g GrantStart
+	if err := domain.DecodeJSON(body, &g); err != nil {
+		return GrantStart{}, fmt.Errorf("grant start: %w", err)
 	}
-	if dec.More() {
-		return fmt.Errorf("trailing data")
+	if !domain.ValidID(g.CampaignID) || g.Version < 1 {
+		return GrantStart{}, fmt.Errorf("grant start: invalid campaign %q or version %d", g.CampaignID, g.Version)
 	}
-	return nil
+	return g, nil
 }

@@ -16,6 +16,10 @@ func TestDecodeChange(t *testing.T) {
 		{`{"entity":"user","id":"u","version":0}`, false},
 		{`{"entity":"user","id":"u","version":1,"stock":5}`, false},
 		{`{"entity":"user","id":"u","version":1} {}`, false},
+		// Regression: Decoder.More() said "no more values" before a stray '}', so this was accepted.
+		{`{"entity":"user","id":"u","version":1}}`, false},
+		{`{"entity":"user","id":"u","version":1}]`, false},
+		{"{\"entity\":\"user\",\"id\":\"u\",\"version\":1}\n", true},
 		{`not json`, false},
 		{``, false},
 	}
@@ -39,6 +43,8 @@ func TestDecodeGrant(t *testing.T) {
 		`{"id":"","campaign_id":"cmp_1","user_id":"u1","granted_at":"2026-11-25T02:00:00Z"}`,
 		`{"id":"clm_1","campaign_id":"cmp_1","user_id":"u1","cost_points":-1,"granted_at":"2026-11-25T02:00:00Z"}`,
 		`[]`,
+		good + `}`,
+		good + `,`,
 	} {
 		if _, err := DecodeGrant([]byte(bad)); err == nil {
 			t.Errorf("DecodeGrant(%s) succeeded", bad)

@@ -1,7 +1,6 @@
 package mq
 
 import (
-	"bytes"
 	"context"
 	"encoding/json"
 	"fmt"
@@ -16,8 +15,6 @@ import (
 	"github.com/benefit-issuance/benefits/shared/fault"
 )
 
-func bytesReader(b []byte) *bytes.Reader { return bytes.NewReader(b) }
-
 // Config names the broker and the topics.
 type Config struct {
 	Endpoint     string // host:port of the RocketMQ 5 proxy
@@ -26,6 +23,8 @@ type Config struct {
 	Namespace    string
 	ChangesTopic string
 	GrantsTopic  string
+	// GrantStartsTopic takes delay messages (RocketMQ 5 topic type DELAY) for grant campaigns' starts.
+	GrantStartsTopic string
 	// SendAttempts is the client's own retry count for one send (the design's "synchronous send with
 	// retries"); the outbox relay covers what still fails.
 	SendAttempts int32
@@ -66,7 +65,7 @@ func NewPublisher(cfg Config) (*Publisher, error) {
 	}
 	ConfigureClientLogging(cfg.LogDir)
 	var topics []string
-	for _, t := range []string{cfg.ChangesTopic, cfg.GrantsTopic} {
+	for _, t := range []string{cfg.ChangesTopic, cfg.GrantsTopic, cfg.GrantStartsTopic} {
 		if t != "" {
 			topics = append(topics, t)
 		}
@@ -109,6 +108,25 @@ func (p *Publisher) PublishGrant(ctx context.Context, c domain.Claim) error {
 	msg := &rmq.Message{Topic: p.cfg.GrantsTopic, Body: body}
 	msg.SetTag(TagGrant)
 	msg.SetKeys(c.ID)
+	return p.send(ctx, msg)
+}
+
+// PublishGrantStart sends g as a delay message delivered at deliverAt (now, if that has passed).
+func (p *Publisher) PublishGrantStart(ctx context.Context, g GrantStart, deliverAt time.Time) error {
+	if p.cfg.GrantStartsTopic == "" {
+		return fault.Permanent(fmt.Errorf("rocketmq: no grant-starts topic configured"))
+	}
+	body, err := json.Marshal(g)
+	if err != nil {
+		return fault.Permanent(err)
+	}
+	msg := &rmq.Message{Topic: p.cfg.GrantStartsTopic, Body: body}
+	msg.SetTag(TagGrantStart)
+	msg.SetKeys(g.CampaignID)
+	if now := time.Now(); deliverAt.Before(now) {
+		deliverAt = now
+	}
+	msg.SetDelayTimestamp(deliverAt)
 	return p.send(ctx, msg)
 }
 

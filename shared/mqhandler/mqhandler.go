@@ -15,10 +15,10 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"math/rand/v2"
+	"runtime/debug"
 	"strings"
 	"time"
-
-	"github.com/aliyun/fc-runtime-go-sdk/fccontext"
 
 	"github.com/benefit-issuance/benefits/shared/fault"
 	"github.com/benefit-issuance/benefits/shared/fcevents"
@@ -60,14 +60,14 @@ func Messages(payload []byte) ([]Message, error) {
 		msg := Message{
 			ID:         ev.ID,
 			Topic:      ev.Data.Topic,
-			Tag:        ev.Data.SystemProperties[fcevents.PropertyTags],
+			Tag:        ev.Data.SystemProperties.Get(fcevents.PropertyTags),
 			Body:       []byte(ev.Data.Body),
-			Properties: ev.Data.UserProperties,
+			Properties: ev.Data.UserProperties.Strings(),
 		}
-		if id := ev.Data.SystemProperties[fcevents.PropertyMsgID]; id != "" {
+		if id := ev.Data.SystemProperties.Get(fcevents.PropertyMsgID); id != "" {
 			msg.ID = id
 		}
-		if keys := ev.Data.SystemProperties[fcevents.PropertyKeys]; keys != "" {
+		if keys := ev.Data.SystemProperties.Get(fcevents.PropertyKeys); keys != "" {
 			msg.Keys = strings.Fields(keys)
 		}
 		out = append(out, msg)
@@ -75,14 +75,31 @@ func Messages(payload []byte) ([]Message, error) {
 	return out, nil
 }
 
-// Recoverer turns a panic into a permanent error: a handler that panics on a message will panic on it
-// again, so retrying only delays the messages behind it.
+// PanicError is a recovered panic with the stack of the goroutine that panicked, so what is recorded
+// about a poison message says where the handler broke, not only that it did.
+type PanicError struct {
+	Value any
+	Stack []byte
+}
+
+func (e *PanicError) Error() string { return fmt.Sprintf("panic: %v\n%s", e.Value, e.Stack) }
+
+// recovered turns a recover() value into a permanent error; nil stays nil.
+func recovered(r any, what string) error {
+	if r == nil {
+		return nil
+	}
+	return fault.Permanent(fmt.Errorf("%s: %w", what, &PanicError{Value: r, Stack: debug.Stack()}))
+}
+
+// Recoverer turns a panic into a permanent error that keeps its stack: a handler that panics on a
+// message will panic on it again, so retrying only delays the messages behind it.
 func Recoverer() Middleware {
 	return func(h Handler) Handler {
 		return func(ctx context.Context, msg Message) (err error) {
 			defer func() {
-				if r := recover(); r != nil {
-					err = fault.Permanent(fmt.Errorf("panic handling message %s: %v", msg.ID, r))
+				if pe := recovered(recover(), "handling message "+msg.ID); pe != nil {
+					err = pe
 				}
 			}()
 			return h(ctx, msg)
@@ -91,31 +108,56 @@ func Recoverer() Middleware {
 }
 
 // Retry retries retryable failures a few times in-process before giving the message back to the
-// broker, which smooths over a blip without paying the broker's backoff.
+// broker, which smooths over a blip without paying the broker's backoff. Waits double from
+// InitialInterval up to MaxInterval, each spread by up to ±Jitter of itself so that instances failing
+// together do not retry together, and retrying stops once MaxElapsed has passed.
 type Retry struct {
 	MaxRetries      int
 	InitialInterval time.Duration
 	MaxInterval     time.Duration
+	Jitter          float64       // 0 to 1: the share of each wait that is random (0: none)
+	MaxElapsed      time.Duration // 0: no cap beyond MaxRetries
+	// Rand returns a number in [0, 1); nil uses math/rand/v2. Tests fix it.
+	Rand func() float64
+}
+
+// Wait is how long to wait before retry number attempt (0-based), given a random r in [0, 1).
+func (r Retry) Wait(attempt int, random float64) time.Duration {
+	d := r.InitialInterval
+	for i := 0; i < attempt && (r.MaxInterval <= 0 || d < r.MaxInterval); i++ {
+		d *= 2
+	}
+	if r.MaxInterval > 0 && d > r.MaxInterval {
+		d = r.MaxInterval
+	}
+	if j := min(max(r.Jitter, 0), 1); j > 0 {
+		d = time.Duration(float64(d) * (1 - j + 2*j*random))
+	}
+	return d
 }
 
 func (r Retry) Middleware() Middleware {
+	random := r.Rand
+	if random == nil {
+		random = rand.Float64
+	}
 	return func(h Handler) Handler {
 		return func(ctx context.Context, msg Message) error {
-			wait := r.InitialInterval
+			start := time.Now()
 			for attempt := 0; ; attempt++ {
 				err := h(ctx, msg)
 				if err == nil || !fault.IsRetryable(err) || attempt >= r.MaxRetries {
 					return err
 				}
-				obs.Logger(ctx).Warn("retrying message", "message_id", msg.ID, "attempt", attempt+1, "error", err.Error())
+				wait := r.Wait(attempt, random())
+				if r.MaxElapsed > 0 && time.Since(start)+wait > r.MaxElapsed {
+					return err
+				}
+				obs.Logger(ctx).Warn("retrying message", "message_id", msg.ID, "attempt", attempt+1, "wait", wait.String(), "error", err.Error())
 				select {
 				case <-ctx.Done():
 					return fault.Retryable(errors.Join(err, ctx.Err()))
 				case <-time.After(wait):
-				}
-				wait *= 2
-				if r.MaxInterval > 0 && wait > r.MaxInterval {
-					wait = r.MaxInterval
 				}
 			}
 		}
@@ -143,27 +185,85 @@ func Poison(record PoisonRecorder) Middleware {
 	}
 }
 
+// BatchHandler processes a batch together, for work that is cheaper done at once (one transaction).
+type BatchHandler func(ctx context.Context, msgs []Message) error
+
+// BatchMiddleware wraps a batch handler.
+type BatchMiddleware func(BatchHandler) BatchHandler
+
+// ChainBatch applies batch middlewares so that the first listed is the outermost.
+func ChainBatch(h BatchHandler, mws ...BatchMiddleware) BatchHandler {
+	for i := len(mws) - 1; i >= 0; i-- {
+		h = mws[i](h)
+	}
+	return h
+}
+
+// RecoverBatch turns a panic while handling a batch into a permanent error that keeps its stack, so
+// Isolate can find the message that causes it instead of the SDK failing the whole invocation.
+func RecoverBatch() BatchMiddleware {
+	return func(h BatchHandler) BatchHandler {
+		return func(ctx context.Context, msgs []Message) (err error) {
+			defer func() {
+				if pe := recovered(recover(), fmt.Sprintf("handling a batch of %d", len(msgs))); pe != nil {
+					err = pe
+				}
+			}()
+			return h(ctx, msgs)
+		}
+	}
+}
+
+// Isolate runs each message of a batch that failed permanently on its own through one, which should
+// carry Poison and Recoverer: a permanent batch failure means some message in it can never be
+// processed, and handling them one by one records that one and finishes the rest now, rather than
+// retrying the whole batch into the dead-letter queue. A retryable failure, of the batch or of one
+// message, fails the call so the trigger redelivers the batch (handlers are idempotent).
+func Isolate(one Handler) BatchMiddleware {
+	return func(h BatchHandler) BatchHandler {
+		return func(ctx context.Context, msgs []Message) error {
+			err := h(ctx, msgs)
+			if err == nil || fault.IsRetryable(err) {
+				return err
+			}
+			obs.Logger(ctx).Warn("batch failed permanently; handling its messages one by one", "messages", len(msgs), "error", err.Error())
+			for _, msg := range msgs {
+				if err := one(ctx, msg); err != nil {
+					return err
+				}
+			}
+			return nil
+		}
+	}
+}
+
 // Result is what the function returns to FC for a batch.
 type Result struct {
 	Processed int `json:"processed"`
 }
 
-// Invocation adapts a per-message handler to an FC event function. Messages run in order; the first
-// retryable failure fails the invocation so FC's trigger redelivers the batch (handlers are idempotent,
-// so the messages already done are harmless to repeat). A payload that is not a RocketMQ event at all
-// is an error: with errorsTolerance ALL the trigger's dead-letter queue receives it after its retries.
-func Invocation(h Handler, log *slog.Logger) func(context.Context, json.RawMessage) (Result, error) {
-	return func(ctx context.Context, payload json.RawMessage) (Result, error) {
-		requestID := ""
-		if fcCtx, ok := fccontext.FromContext(ctx); ok {
-			requestID = fcCtx.RequestID
-		}
-		ctx = obs.WithRequest(ctx, log, requestID)
+// Serve adapts a batch function to an FC event function: it builds the invocation's context, decodes
+// the payload (one CloudEvent or a batch) and hands the messages over. A payload that is not a
+// RocketMQ event at all is an error: with errorsTolerance ALL the trigger's dead-letter queue receives
+// it after its retries.
+func Serve[R any](log *slog.Logger, f func(ctx context.Context, msgs []Message) (R, error)) func(context.Context, json.RawMessage) (R, error) {
+	return func(ctx context.Context, payload json.RawMessage) (R, error) {
+		ctx = obs.Invocation(ctx, log)
 		msgs, err := Messages(payload)
 		if err != nil {
 			obs.Logger(ctx).Error("payload is not a RocketMQ event", "error", err.Error())
-			return Result{}, err
+			var zero R
+			return zero, err
 		}
+		return f(ctx, msgs)
+	}
+}
+
+// Invocation adapts a per-message handler to an FC event function. Messages run in order; the first
+// retryable failure fails the invocation so FC's trigger redelivers the batch (handlers are idempotent,
+// so the messages already done are harmless to repeat).
+func Invocation(h Handler, log *slog.Logger) func(context.Context, json.RawMessage) (Result, error) {
+	return Serve(log, func(ctx context.Context, msgs []Message) (Result, error) {
 		for i, msg := range msgs {
 			if err := h(ctx, msg); err != nil {
 				obs.Logger(ctx).Warn("message failed; the batch will be redelivered", "message_id", msg.ID, "index", i, "error", err.Error())
@@ -171,5 +271,5 @@ func Invocation(h Handler, log *slog.Logger) func(context.Context, json.RawMessa
 			}
 		}
 		return Result{Processed: len(msgs)}, nil
-	}
+	})
 }

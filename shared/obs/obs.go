@@ -7,6 +7,8 @@ import (
 	"io"
 	"log/slog"
 	"strings"
+
+	"github.com/aliyun/fc-runtime-go-sdk/fccontext"
 )
 
 // NewLogger writes JSON lines at the named level (debug, info, warn, error; default info).
@@ -38,4 +40,14 @@ func Logger(ctx context.Context) *slog.Logger {
 		return l
 	}
 	return slog.New(slog.NewTextHandler(io.Discard, nil))
+}
+
+// Invocation is the one prologue of every function's invocation: it names the FC request (from the
+// runtime SDK's context) on every log line of the invocation.
+func Invocation(ctx context.Context, log *slog.Logger) context.Context {
+	requestID := ""
+	if fcCtx, ok := fccontext.FromContext(ctx); ok {
+		requestID = fcCtx.RequestID
+	}
+	return WithRequest(ctx, log, requestID)
 }

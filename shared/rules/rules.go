@@ -39,15 +39,18 @@ type Cache interface {
 	User(ctx context.Context, id string) (rediscache.CachedUser, error)
 }
 
-// Publisher sends change events.
+// Publisher sends change events, and the delay messages that start grant campaigns on time.
 type Publisher interface {
 	PublishChange(ctx context.Context, ev mq.ChangeEvent) error
+	PublishGrantStart(ctx context.Context, g mq.GrantStart, deliverAt time.Time) error
 }
 
 // Config bounds the wait for the cache.
 type Config struct {
-	SyncWait     time.Duration // at most 2 s by api.md
+	SyncWait     time.Duration // at most 2 s by the HTTP contract
 	PollInterval time.Duration
+	Now          func() time.Time      // the clock grant starts are scheduled by (time.Now)
+	GrantStarts  domain.GrantStartPlan // zero: domain.DefaultGrantStartPlan
 }
 
 // API serves the admin routes.
@@ -69,6 +72,12 @@ func New(store Store, cache Cache, pub Publisher, verifier *auth.Verifier, rando
 	if cfg.PollInterval <= 0 {
 		cfg.PollInterval = 5 * time.Millisecond
 	}
+	if cfg.Now == nil {
+		cfg.Now = time.Now
+	}
+	if cfg.GrantStarts == (domain.GrantStartPlan{}) {
+		cfg.GrantStarts = domain.DefaultGrantStartPlan()
+	}
 	a := &API{store: store, cache: cache, pub: pub, verifier: verifier, random: random, cfg: cfg, router: httpapi.NewRouter()}
 	a.router.Handle("POST", "/v1/campaigns", a.operator(a.createCampaign))
 	a.router.Handle("GET", "/v1/campaigns", a.operator(a.listCampaigns))
@@ -77,10 +86,15 @@ func New(store Store, cache Cache, pub Publisher, verifier *auth.Verifier, rando
 	a.router.Handle("PUT", "/v1/users/{id}", a.operator(a.putUser))
 	a.router.Handle("GET", "/v1/users/{id}", a.operator(a.getUser))
 	a.router.Handle("POST", "/v1/users/{id}/points", a.operator(a.creditPoints))
+	// The contract itself, readable without a token: it describes the API, not anyone's data.
+	a.router.Handle("GET", "/v1/openapi.yaml", httpapi.ServeOpenAPI)
 	return a
 }
 
 func (a *API) ServeHTTP(w http.ResponseWriter, r *http.Request) { a.router.ServeHTTP(w, r) }
+
+// Routes lists what the API serves, for the test that holds it to the OpenAPI description.
+func (a *API) Routes() []httpapi.Route { return a.router.Routes() }
 
 func (a *API) operator(h httpapi.HandlerFunc) httpapi.HandlerFunc {
 	return func(w http.ResponseWriter, r *http.Request) error {
@@ -155,6 +169,19 @@ func (a *API) publish(ctx context.Context, e mysqlstore.OutboxEntry) {
 	}
 }
 
+// scheduleGrantStart sends a grant campaign's delay message for its starts_at, so the timer grants it
+// on time; every write sends one for its own version, and the timer drops those of older versions. A
+// failed send is logged, not returned: the minute timer grants the campaign at most a minute late.
+func (a *API) scheduleGrantStart(ctx context.Context, c domain.Campaign) {
+	at, ok := a.cfg.GrantStarts.Schedule(c, a.cfg.Now())
+	if !ok {
+		return
+	}
+	if err := a.pub.PublishGrantStart(ctx, mq.GrantStart{CampaignID: c.ID, Version: c.Version}, at); err != nil {
+		obs.Logger(ctx).Warn("publishing grant start failed; the minute timer grants the campaign", "id", c.ID, "version", c.Version, "error", err.Error())
+	}
+}
+
 // waitCampaign polls the cache until it shows version or the bounded wait ends.
 func (a *API) waitCampaign(ctx context.Context, id string, version int64) {
 	a.wait(ctx, func() bool {
@@ -202,6 +229,7 @@ func (a *API) createCampaign(w http.ResponseWriter, r *http.Request) error {
 	}
 	a.publish(r.Context(), entry)
 	a.waitCampaign(r.Context(), created.ID, created.Version)
+	a.scheduleGrantStart(r.Context(), created)
 	view := a.campaignView(r.Context(), created)
 	w.Header().Set("ETag", etag(created.Version))
 	w.Header().Set("Location", "/v1/campaigns/"+created.ID)
@@ -262,18 +290,29 @@ func ParseIfMatch(h string) (int64, error) {
 	return v, nil
 }
 
-func etag(v int64) string { return `"` + strconv.FormatInt(v, 10) + `"` }
-
-func (a *API) patchCampaign(w http.ResponseWriter, r *http.Request) error {
-	id, err := pathID(r, "campaign id")
+// idAndBody reads a route's {id} and decodes its body, in that order: the start of every write to one
+// entity, so a bad id is reported before a bad body.
+func idAndBody[T any](r *http.Request, what string, decode func([]byte) (T, error)) (string, T, error) {
+	var zero T
+	id, err := pathID(r, what)
 	if err != nil {
-		return err
+		return "", zero, err
 	}
 	body, err := httpapi.ReadBody(r)
 	if err != nil {
-		return err
+		return "", zero, err
 	}
-	patch, err := domain.DecodeCampaignPatch(body)
+	in, err := decode(body)
+	if err != nil {
+		return "", zero, err
+	}
+	return id, in, nil
+}
+
+func etag(v int64) string { return `"` + strconv.FormatInt(v, 10) + `"` }
+
+func (a *API) patchCampaign(w http.ResponseWriter, r *http.Request) error {
+	id, patch, err := idAndBody(r, "campaign id", domain.DecodeCampaignPatch)
 	if err != nil {
 		return err
 	}
@@ -287,6 +326,7 @@ func (a *API) patchCampaign(w http.ResponseWriter, r *http.Request) error {
 	}
 	a.publish(r.Context(), entry)
 	a.waitCampaign(r.Context(), updated.ID, updated.Version)
+	a.scheduleGrantStart(r.Context(), updated)
 	view := a.campaignView(r.Context(), updated)
 	w.Header().Set("ETag", etag(updated.Version))
 	httpapi.WriteJSON(w, http.StatusOK, view)
@@ -294,15 +334,7 @@ func (a *API) patchCampaign(w http.ResponseWriter, r *http.Request) error {
 }
 
 func (a *API) putUser(w http.ResponseWriter, r *http.Request) error {
-	id, err := pathID(r, "user id")
-	if err != nil {
-		return err
-	}
-	body, err := httpapi.ReadBody(r)
-	if err != nil {
-		return err
-	}
-	in, err := domain.DecodeUserPut(body)
+	id, in, err := idAndBody(r, "user id", domain.DecodeUserPut)
 	if err != nil {
 		return err
 	}
@@ -330,15 +362,7 @@ func (a *API) getUser(w http.ResponseWriter, r *http.Request) error {
 }
 
 func (a *API) creditPoints(w http.ResponseWriter, r *http.Request) error {
-	id, err := pathID(r, "user id")
-	if err != nil {
-		return err
-	}
-	body, err := httpapi.ReadBody(r)
-	if err != nil {
-		return err
-	}
-	credit, err := domain.DecodePointsCredit(body)
+	id, credit, err := idAndBody(r, "user id", domain.DecodePointsCredit)
 	if err != nil {
 		return err
 	}

@@ -5,6 +5,7 @@ import (
 	"crypto/rand"
 	"encoding/json"
 	"errors"
+	"fmt"
 	"net/http"
 	"net/http/httptest"
 	"strings"
@@ -19,6 +20,7 @@ import (
 	"github.com/benefit-issuance/benefits/shared/mysqlstore"
 	"github.com/benefit-issuance/benefits/shared/rediscache"
 	"github.com/benefit-issuance/benefits/shared/rules"
+	"github.com/benefit-issuance/benefits/shared/storetest"
 )
 
 func TestMain(m *testing.M) { services.Main(m) }
@@ -39,14 +41,8 @@ type fixture struct {
 // reach the cache; wait is the bounded cache wait.
 func newFixture(t *testing.T, syncing bool, wait time.Duration) *fixture {
 	t.Helper()
-	env := services.Env(t)
-	ctx := context.Background()
-	store, err := mysqlstore.Open(ctx, env.MySQLDSN(t))
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { store.Close() })
-	cache := rediscache.New(env.Redis(t))
+	store := storetest.MySQL(t)
+	cache, _ := storetest.Redis(t)
 	pub := &mqtest.Publisher{}
 	if syncing {
 		pub.OnChange = cachesync.New(store, cache).Apply
@@ -508,5 +504,47 @@ func TestAuthentication(t *testing.T) {
 	}
 	if n := f.count("SELECT COUNT(*) FROM campaigns") + f.count("SELECT COUNT(*) FROM users"); n != 0 {
 		t.Fatalf("unauthorised writes stored %d rows", n)
+	}
+}
+
+// A grant campaign's writes each schedule a delay message for its starts_at, so the timer grants on
+// time instead of at its next minute; a claim campaign schedules none.
+func TestGrantCampaignWritesScheduleTheirStart(t *testing.T) {
+	f := newFixture(t, true, time.Second)
+	starts := time.Now().Add(time.Hour).UTC().Truncate(time.Second)
+	body := fmt.Sprintf(`{"name": "grant", "benefit": {"type": "coupon", "amount": 500}, "audience": {"segment": "all"},
+		"mode": "grant", "starts_at": %q, "ends_at": %q, "stock": 3, "per_user_limit": 1}`,
+		starts.Format(time.RFC3339), starts.Add(time.Hour).Format(time.RFC3339))
+	a := f.do("POST", "/v1/campaigns", body)
+	if a.code != http.StatusCreated {
+		t.Fatalf("create: %d %s", a.code, a.raw)
+	}
+	id, _ := get(a.body, "campaign", "id").(string)
+	later := starts.Add(30 * time.Minute)
+	if a := f.do("PATCH", "/v1/campaigns/"+id, fmt.Sprintf(`{"starts_at": %q}`, later.Format(time.RFC3339)), "If-Match", "1"); a.code != http.StatusOK {
+		t.Fatalf("patch: %d %s", a.code, a.raw)
+	}
+	got := f.pub.GrantStarts()
+	if len(got) != 2 {
+		t.Fatalf("grant starts %+v, want one per write", got)
+	}
+	for i, want := range []struct {
+		version int64
+		at      time.Time
+	}{{1, starts}, {2, later}} {
+		if got[i].CampaignID != id || got[i].Version != want.version || !got[i].DeliverAt.Equal(want.at) {
+			t.Errorf("grant start %d = %+v, want version %d at %v", i, got[i], want.version, want.at)
+		}
+	}
+	// Paused, it will not start, so nothing is scheduled; a claim campaign never schedules one.
+	if a := f.do("PATCH", "/v1/campaigns/"+id, `{"status": "paused"}`, "If-Match", "2"); a.code != http.StatusOK {
+		t.Fatalf("pause: %d %s", a.code, a.raw)
+	}
+	claim := strings.Replace(body, `"mode": "grant"`, `"mode": "claim"`, 1)
+	if a := f.do("POST", "/v1/campaigns", claim); a.code != http.StatusCreated {
+		t.Fatalf("create claim campaign: %d %s", a.code, a.raw)
+	}
+	if n := len(f.pub.GrantStarts()); n != 2 {
+		t.Fatalf("%d grant starts after pausing and a claim campaign, want still 2", n)
 	}
 }

@@ -12,7 +12,6 @@ import (
 	"time"
 
 	"github.com/aliyun/fc-runtime-go-sdk/events"
-	"github.com/aliyun/fc-runtime-go-sdk/fccontext"
 
 	"github.com/benefit-issuance/benefits/shared/domain"
 	"github.com/benefit-issuance/benefits/shared/mq"
@@ -180,11 +179,7 @@ func (j *Jobs) Run(ctx context.Context, job string) (Report, error) {
 // Invocation is the FC event function. The job is the trigger's payload when set, else its name.
 func (j *Jobs) Invocation(log *slog.Logger) func(context.Context, events.TimerEvent) (Report, error) {
 	return func(ctx context.Context, ev events.TimerEvent) (Report, error) {
-		requestID := ""
-		if fcCtx, ok := fccontext.FromContext(ctx); ok {
-			requestID = fcCtx.RequestID
-		}
-		ctx = obs.WithRequest(ctx, log, requestID)
+		ctx = obs.Invocation(ctx, log)
 		job := ""
 		if ev.Payload != nil && *ev.Payload != "" {
 			job = *ev.Payload

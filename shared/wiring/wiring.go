@@ -73,7 +73,7 @@ func Redis(cfg config.Config) (*rediscache.Cache, error) {
 func Publisher(cfg config.Config) (*mq.Publisher, error) {
 	return mq.NewPublisher(mq.Config{
 		Endpoint: cfg.RocketMQ, AccessKey: cfg.RocketMQAccess, SecretKey: cfg.RocketMQSecret, Namespace: cfg.RocketMQNS,
-		ChangesTopic: cfg.TopicChanges, GrantsTopic: cfg.TopicGrants,
+		ChangesTopic: cfg.TopicChanges, GrantsTopic: cfg.TopicGrants, GrantStartsTopic: cfg.TopicStarts,
 	})
 }
 

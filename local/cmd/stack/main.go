@@ -214,7 +214,7 @@ func (d *demoClient) run(ctx context.Context) error {
 	if _, _, err := d.campaign(map[string]any{"name": "Welcome coupon", "mode": "grant", "audience": map[string]any{"segment": "new_users", "new_user_days": 7}, "starts_at": at.Format(time.RFC3339), "stock": 3}); err != nil {
 		return err
 	}
-	say("  grant campaign starts at %s; the timer's scheduled-grants trigger runs every 10 s", at.Format(time.TimeOnly))
+	say("  grant campaign starts at %s: a RocketMQ delay message for starts_at starts it on time (the minute timer is the safety net)", at.Format(time.TimeOnly))
 	names := make([]string, 0, len(regs))
 	for n := range regs {
 		names = append(names, n)

@@ -5,6 +5,7 @@ package mqtest
 import (
 	"context"
 	"sync"
+	"time"
 
 	"github.com/benefit-issuance/benefits/shared/domain"
 	"github.com/benefit-issuance/benefits/shared/mq"
@@ -16,6 +17,7 @@ type Publisher struct {
 	mu       sync.Mutex
 	changes  []mq.ChangeEvent
 	grants   []domain.Claim
+	starts   []GrantStart
 	fail     error
 	OnChange func(context.Context, mq.ChangeEvent) error
 	OnGrant  func(context.Context, domain.Claim) error
@@ -52,6 +54,27 @@ func (p *Publisher) PublishGrant(ctx context.Context, c domain.Claim) error {
 	return deliver(ctx, c)
 }
 
+// GrantStart is one grant-start publish: the message and when it was to be delivered.
+type GrantStart struct {
+	mq.GrantStart
+	DeliverAt time.Time
+}
+
+// PublishGrantStart records g and its delivery time, then fails or succeeds.
+func (p *Publisher) PublishGrantStart(ctx context.Context, g mq.GrantStart, deliverAt time.Time) error {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	p.starts = append(p.starts, GrantStart{g, deliverAt})
+	return p.fail
+}
+
+// GrantStarts lists every grant-start publish attempted, failed ones included.
+func (p *Publisher) GrantStarts() []GrantStart {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	return append([]GrantStart(nil), p.starts...)
+}
+
 // Changes lists every change publish attempted, failed ones included.
 func (p *Publisher) Changes() []mq.ChangeEvent {
 	p.mu.Lock()
@@ -70,5 +93,5 @@ func (p *Publisher) Grants() []domain.Claim {
 func (p *Publisher) Forget() {
 	p.mu.Lock()
 	defer p.mu.Unlock()
-	p.changes, p.grants = nil, nil
+	p.changes, p.grants, p.starts = nil, nil, nil
 }

@@ -6,6 +6,7 @@ import (
 	"context"
 	"encoding/json"
 	"errors"
+	"fmt"
 	"os"
 	"strings"
 	"sync/atomic"
@@ -58,6 +59,18 @@ func handle(ctx context.Context, raw json.RawMessage) (answer, error) {
 			if ev.Data.Body == "fail" {
 				return a, errors.New("told to fail")
 			}
+		}
+		if path := os.Getenv("FN_SPANS"); path != "" && len(evs) > 0 && strings.HasPrefix(evs[0].Data.Body, "slow") {
+			// A slow batch: record when it ran, so a test can count the batches in flight at once.
+			begin := time.Now()
+			time.Sleep(400 * time.Millisecond)
+			f, err := os.OpenFile(path, os.O_APPEND|os.O_CREATE|os.O_WRONLY, 0o644)
+			if err != nil {
+				return a, err
+			}
+			defer f.Close()
+			fmt.Fprintf(f, "%d,%d\n", begin.UnixNano(), time.Now().UnixNano())
+			return a, nil
 		}
 		if path := os.Getenv("FN_RECORD"); path != "" {
 			f, err := os.OpenFile(path, os.O_APPEND|os.O_CREATE|os.O_WRONLY, 0o644)
