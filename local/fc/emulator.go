@@ -182,6 +182,24 @@ func (e *Emulator) KillInstances(name string) int {
 	return len(ins)
 }
 
+// InFlight counts the invocations a function's instances are running now.
+func (e *Emulator) InFlight(name string) int {
+	f, ok := e.functions[name]
+	if !ok {
+		return 0
+	}
+	f.mu.Lock()
+	ins := append([]*instance{}, f.instances...)
+	f.mu.Unlock()
+	n := 0
+	for _, in := range ins {
+		in.mu.Lock()
+		n += len(in.inflight)
+		in.mu.Unlock()
+	}
+	return n
+}
+
 // InstancesStarted counts the instances a function has started so far.
 func (e *Emulator) InstancesStarted(name string) int {
 	f, ok := e.functions[name]

@@ -21,6 +21,7 @@ type Target interface {
 	RestartMySQL(ctx context.Context) error
 	RestartBroker() error
 	KillInstances(function string) int
+	InFlight(function string) int
 }
 
 // stackTarget adapts a running stack.
@@ -32,6 +33,7 @@ func (t stackTarget) RestartRedis(ctx context.Context, keep bool) error {
 func (t stackTarget) RestartMySQL(ctx context.Context) error { return t.s.RestartMySQL(ctx) }
 func (t stackTarget) RestartBroker() error                   { return t.s.RestartBroker() }
 func (t stackTarget) KillInstances(fn string) int            { return t.s.Emulator.KillInstances(fn) }
+func (t stackTarget) InFlight(fn string) int                 { return t.s.Emulator.InFlight(fn) }
 
 // Deliveries is what the injector may send again: recent change events and granted claims.
 type Deliveries interface {
@@ -135,7 +137,17 @@ func (in *injector) apply(ctx context.Context, i int, f Fault) error {
 	case BrokerRestart:
 		return in.target.RestartBroker()
 	case Kill:
+		// Mid-invocation: wait (a bounded time) until the function is running something, so the kill
+		// lands between a claim's Redis calls, inside cachesync's apply, a ledger batch or a timer job.
+		deadline := time.Now().Add(2 * time.Second)
+		for in.target.InFlight(f.Target) == 0 && time.Now().Before(deadline) && ctx.Err() == nil {
+			time.Sleep(time.Millisecond)
+		}
+		busy := in.target.InFlight(f.Target) > 0
 		in.target.KillInstances(f.Target)
+		if busy {
+			in.count("kill-mid-invocation")
+		}
 		return nil
 	case Duplicate, Late:
 		pubCtx, cancel := context.WithTimeout(ctx, 5*time.Second)
