@@ -2,6 +2,8 @@ package rediscache
 
 import (
 	"context"
+	"crypto/rand"
+	"encoding/hex"
 	"fmt"
 	"strconv"
 	"strings"
@@ -21,6 +23,16 @@ type ClaimInput struct {
 	Now        time.Time
 	By         domain.Issuance
 	RateLimit  int // claims per user per second; 0 disables (grants never limit)
+	// Attempt identifies this call. It is stored with the claim, so a script the Redis client re-sends
+	// after a read timeout recognises the claim its own first run recorded and answers "granted", not
+	// "replayed". Empty: Claim draws a random one; every call is a new attempt.
+	Attempt string
+}
+
+func newAttempt() string {
+	var b [12]byte
+	_, _ = rand.Read(b[:])
+	return hex.EncodeToString(b[:])
 }
 
 // ClaimOutcome is the decision. Code is empty when the unit was issued (or had been: Replayed).
@@ -104,6 +116,9 @@ func (c *Cache) Claim(ctx context.Context, in ClaimInput) (ClaimOutcome, error) 
 	if in.By == domain.ByGrant {
 		in.RateLimit = 0
 	}
+	if in.Attempt == "" {
+		in.Attempt = newAttempt()
+	}
 	b, ready, err := c.begin(ctx, in)
 	if err != nil {
 		return ClaimOutcome{}, err
@@ -157,7 +172,7 @@ func (c *Cache) decide(ctx context.Context, in ClaimInput, claimID string, b beg
 		member = 1
 	}
 	v, err := c.scripts.claim.Run(ctx, c.rdb, []string{ck.camp, ck.held, ck.claims, ck.grants, ck.pending},
-		in.UserID, claimID, in.RequestID, in.Now.UnixMilli(), issuance, known, b.profile.RegisteredAt.UnixMilli(), member).Result()
+		in.UserID, claimID, in.RequestID, in.Now.UnixMilli(), issuance, known, b.profile.RegisteredAt.UnixMilli(), member, in.Attempt).Result()
 	if err != nil {
 		return ClaimOutcome{}, classify(err)
 	}
@@ -189,6 +204,9 @@ func (c *Cache) finish(ctx context.Context, in ClaimInput, claimID, raw string, 
 	stored, claim, err := decodeClaim(raw)
 	if err != nil {
 		return ClaimOutcome{}, err
+	}
+	if stored.Attempt != "" && stored.Attempt == in.Attempt {
+		replayed = false // recorded by this very call: a re-sent command found its own claim
 	}
 	if stored.State == "granted" {
 		return ClaimOutcome{Claim: claim, Replayed: replayed}, nil
