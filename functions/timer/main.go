@@ -1,4 +1,5 @@
-// Command timer runs the scheduled jobs: grants, outbox relay, grant replay, reconciliation, rebuild.
+// Command timer runs the scheduled jobs: grants, outbox relay, grant replay, grant
+// backstop, reconciliation, rebuild.
 package main
 
 import (
@@ -16,7 +17,8 @@ func main() {
 	store := wiring.Must(wiring.MySQL(cfg))
 	cache := wiring.Must(wiring.Redis(cfg))
 	pub := wiring.Must(wiring.Publisher(cfg))
-	jobs := timer.New(store, cache, pub, time.Now, timer.Config{
+	backstop := wiring.Must(wiring.GrantBackstop(cfg))
+	jobs := timer.New(store, cache, pub, backstop, time.Now, timer.Config{
 		PendingTimeout: cfg.PendingTimeout, ReconcileGrace: cfg.ReconcileGrace, GrantBudget: cfg.GrantBatchLimit,
 	})
 	fc.Start(jobs.Invocation(log))

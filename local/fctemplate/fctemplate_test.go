@@ -128,6 +128,7 @@ func TestRepositoryTemplate(t *testing.T) {
 		{"scheduled-grants", 10 * time.Second},
 		{"outbox-relay", 30 * time.Second},
 		{"grant-replay", time.Minute},
+		{"grant-backstop", time.Minute},
 		{"reconcile", time.Minute},
 		{"cache-rebuild", 10 * time.Second},
 	}

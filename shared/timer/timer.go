@@ -28,6 +28,7 @@ const (
 	JobGrantReplay     = "grant-replay"
 	JobReconcile       = "reconcile"
 	JobCacheRebuild    = "cache-rebuild"
+	JobGrantBackstop   = "grant-backstop"
 )
 
 // Store is the MySQL side of the jobs.
@@ -40,6 +41,7 @@ type Store interface {
 	GrantCandidates(ctx context.Context, campaignID string, after mysqlstore.Cursor, limit int) ([]domain.GrantCandidate, mysqlstore.Cursor, error)
 	Users(ctx context.Context, afterID string, limit int) ([]mysqlstore.UserRecord, error)
 	CampaignClaims(ctx context.Context, campaignID string, afterID string, limit int) ([]domain.Claim, error)
+	BackstopStore
 }
 
 // Cache is the Redis side of the jobs.
@@ -71,9 +73,18 @@ type Config struct {
 	PendingTimeout time.Duration // a points claim half-done for longer than this is resolved
 	ReconcileGrace time.Duration // campaigns ended longer ago are left alone
 	GrantBudget    int           // most grants one run issues; the next run continues
-	QuietPeriod    time.Duration // cache rebuild waits until MySQL's issued counts hold still this long
-	QuietChecks    int           // and gives up (to retry next run) after this many tries
 	UserBudget     int           // users one reconcile run compares; the next run continues after them
+
+	// The grant backstop (backstop.go).
+	BackstopBudget    time.Duration // a periodic session starts no receive after this (default 15s)
+	BackstopInvisible time.Duration // how long a received grant stays invisible to the group (15s)
+	BackstopBatch     int           // grants per receive (32)
+	DrainBudget       time.Duration // a rebuild's drain, and its wait for a dead session's hold (25s)
+	DrainLockWait     time.Duration // how long a drain waits for a periodic session to finish (20s)
+	// ClaimWindow is how long a claim decided before the cache was lost may still be publishing its
+	// grant: the claim function's timeout (10s). A drain trusts "empty" only after it, since no claim
+	// can be decided on a cache that is not ready.
+	ClaimWindow time.Duration
 }
 
 func (c *Config) defaults() {
@@ -95,11 +106,23 @@ func (c *Config) defaults() {
 	if c.GrantBudget <= 0 {
 		c.GrantBudget = 500
 	}
-	if c.QuietPeriod <= 0 {
-		c.QuietPeriod = 2 * time.Second
+	if c.BackstopBudget <= 0 {
+		c.BackstopBudget = 15 * time.Second
 	}
-	if c.QuietChecks <= 0 {
-		c.QuietChecks = 5
+	if c.BackstopInvisible <= 0 {
+		c.BackstopInvisible = 15 * time.Second
+	}
+	if c.BackstopBatch <= 0 {
+		c.BackstopBatch = 32
+	}
+	if c.DrainBudget <= 0 {
+		c.DrainBudget = 25 * time.Second
+	}
+	if c.DrainLockWait <= 0 {
+		c.DrainLockWait = 20 * time.Second
+	}
+	if c.ClaimWindow <= 0 {
+		c.ClaimWindow = 10 * time.Second
 	}
 }
 
@@ -108,6 +131,7 @@ type Jobs struct {
 	store Store
 	cache Cache
 	pub   Publisher
+	src   GrantSource
 	now   func() time.Time
 	cfg   Config
 
@@ -115,12 +139,14 @@ type Jobs struct {
 	usersCursor string // where the next reconcile run continues through the users
 }
 
-func New(store Store, cache Cache, pub Publisher, now func() time.Time, cfg Config) *Jobs {
+// New builds the jobs; src is the grant backstop's consumer group (GrantBackstop and CacheRebuild fail
+// without it).
+func New(store Store, cache Cache, pub Publisher, src GrantSource, now func() time.Time, cfg Config) *Jobs {
 	if now == nil {
 		now = time.Now
 	}
 	cfg.defaults()
-	return &Jobs{store: store, cache: cache, pub: pub, now: now, cfg: cfg}
+	return &Jobs{store: store, cache: cache, pub: pub, src: src, now: now, cfg: cfg}
 }
 
 // Fix is one thing a job found and what it did about it.
@@ -146,6 +172,8 @@ type Report struct {
 	Rebuilt    bool   `json:"rebuilt,omitempty"`
 	Ready      bool   `json:"ready,omitempty"`
 	Users      int    `json:"users,omitempty"`
+	Received   int    `json:"backstop_received,omitempty"`
+	Inserted   int    `json:"backstop_inserted,omitempty"`
 	Fixed      []Fix  `json:"fixed,omitempty"`
 	Note       string `json:"note,omitempty"`
 	DurationMS int64  `json:"duration_ms"`
@@ -169,6 +197,8 @@ func (j *Jobs) Run(ctx context.Context, job string) (Report, error) {
 		r, err = j.Reconcile(ctx)
 	case JobCacheRebuild:
 		r, err = j.CacheRebuild(ctx)
+	case JobGrantBackstop:
+		r, err = j.GrantBackstop(ctx)
 	default:
 		return Report{Job: job}, fmt.Errorf("unknown timer job %q", job)
 	}
@@ -486,23 +516,11 @@ func (j *Jobs) rebuildCampaign(ctx context.Context, rec mysqlstore.CampaignRecor
 	return res.Applied, err
 }
 
-func (j *Jobs) totalIssued(ctx context.Context, now time.Time) (int64, []mysqlstore.CampaignRecord, error) {
-	camps, err := j.store.LiveCampaigns(ctx, now, j.cfg.ReconcileGrace)
-	if err != nil {
-		return 0, nil, err
-	}
-	var total int64
-	for _, c := range camps {
-		total += c.Issued
-	}
-	return total, camps, nil
-}
-
 // CacheRebuild restores a cache that lost its data (Redis restarted empty): claims answer 503 until it
-// is done. It first waits for the ledger to drain — MySQL's issued counts must hold still for a quiet
-// period, since no new claim can be granted while the cache is not ready — so stock is never computed
-// from a partial count. Then campaigns (with held counts and claim records) and users are restored and
-// the cache is marked ready.
+// is done. It first drains the grant backstop's group to empty (backstop.go), so every grant ever
+// acknowledged is in MySQL and stock is never computed from a partial count; a ledger stuck in retries
+// delays nothing and fakes nothing. Then campaigns (with held counts and claim records) and users are
+// restored and the cache is marked ready.
 func (j *Jobs) CacheRebuild(ctx context.Context) (Report, error) {
 	var r Report
 	ready, err := j.cache.Ready(ctx)
@@ -513,29 +531,30 @@ func (j *Jobs) CacheRebuild(ctx context.Context) (Report, error) {
 		r.Ready = true
 		return r, nil
 	}
-	now := j.now()
-	prev, camps, err := j.totalIssued(ctx, now)
+	// Claims decided before the loss may still be publishing; before any claim was possible, none is.
+	window := time.Duration(0)
+	may, err := j.store.MayHaveGranted(ctx)
 	if err != nil {
 		return r, err
 	}
-	drained := false
-	for i := 0; i < j.cfg.QuietChecks && !drained; i++ {
-		select {
-		case <-ctx.Done():
-			return r, ctx.Err()
-		case <-time.After(j.cfg.QuietPeriod):
-		}
-		var total int64
-		total, camps, err = j.totalIssued(ctx, now)
-		if err != nil {
-			return r, err
-		}
-		drained = total == prev
-		prev = total
+	if may {
+		window = j.cfg.ClaimWindow
 	}
-	if !drained {
-		r.Note = "the ledger is still draining; the next run continues"
+	s, err := j.backstop(ctx, session{kind: mysqlstore.BackstopDrain, lockWait: j.cfg.DrainLockWait, budget: j.cfg.DrainBudget, emptyAfter: window})
+	r.Received, r.Inserted = s.received, s.inserted
+	if err != nil {
+		return r, err
+	}
+	if !s.drained {
+		r.Note = s.note
+		if r.Note == "" {
+			r.Note = "the grant backstop is still draining; the next run continues"
+		}
 		return r, nil
+	}
+	camps, err := j.store.LiveCampaigns(ctx, j.now(), j.cfg.ReconcileGrace)
+	if err != nil {
+		return r, err
 	}
 	for _, rec := range camps {
 		if _, err := j.rebuildCampaign(ctx, rec, nil, 0); err != nil {
@@ -629,8 +648,11 @@ func (j *Jobs) ScheduledGrants(ctx context.Context) (Report, error) {
 					budget--
 					remaining--
 					r.Granted++
+					// As a claim: durable outside Redis before it counts, in MySQL when the broker fails.
 					if err := j.pub.PublishGrant(ctx, out.Claim); err != nil {
-						r.Failed++ // the grant is in the Redis stream; grant-replay sends it
+						if _, err := j.store.RecordClaims(ctx, []domain.Claim{out.Claim}); err != nil {
+							r.Failed++ // only in the Redis stream; grant-replay sends it while Redis keeps it
+						}
 					}
 				case domain.CodeSoldOut, domain.CodeEnded, domain.CodePaused, domain.CodeNotClaimable:
 					break pages

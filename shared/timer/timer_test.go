@@ -37,6 +37,7 @@ type fixture struct {
 	rdb   *redis.Client
 	cache *rediscache.Cache
 	mq    *mqtest.Publisher
+	src   timer.GrantSource // the grant backstop's group, when the test started a broker (withBroker)
 }
 
 func newFixture(t *testing.T) *fixture {
@@ -57,7 +58,7 @@ func newFixture(t *testing.T) *fixture {
 }
 
 func (f *fixture) jobs(now time.Time, cfg timer.Config) *timer.Jobs {
-	return timer.New(f.store, f.cache, f.mq, func() time.Time { return now }, cfg)
+	return timer.New(f.store, f.cache, f.mq, f.src, func() time.Time { return now }, cfg)
 }
 
 // campaign stores a campaign in MySQL and, when cached, applies it to Redis as cachesync would.
@@ -468,7 +469,8 @@ func TestCacheRebuildAfterFlush(t *testing.T) {
 	if r, err := f.jobs(t0, timer.Config{}).Run(ctx, timer.JobReconcile); err != nil || r.Note == "" || len(r.Fixed) != 0 {
 		t.Fatalf("reconcile on a lost cache: %+v %v", r, err)
 	}
-	j := f.jobs(t0, timer.Config{QuietPeriod: 10 * time.Millisecond, QuietChecks: 3})
+	f.withBroker()
+	j := f.jobs(t0, timer.Config{ClaimWindow: 300 * time.Millisecond})
 	r, err := j.Run(ctx, timer.JobCacheRebuild)
 	if err != nil || !r.Rebuilt || !r.Ready || r.Campaigns != 2 || r.Users != 2 {
 		t.Fatalf("rebuild: %+v %v", r, err)
