@@ -262,6 +262,23 @@ func TestRerunUnbind(t *testing.T) {
 	if m, _ := rdb.HGetAll(context.Background(), uk.req).Result(); len(m) != 1 || m["r2"] != "other|1" {
 		t.Fatalf("bindings %v", m)
 	}
+	// A user's retry binds the request again between the unbind and its re-send: the re-send, which
+	// names the binding it saw, leaves the retry's binding alone.
+	if err := rdb.HSet(context.Background(), uk.req, "r1", "camp|1").Err(); err != nil {
+		t.Fatal(err)
+	}
+	if v, _ := c.scripts.unbind.Run(context.Background(), c.rdb, []string{uk.req}, "r1", "camp|1").Int(); v != 1 {
+		t.Fatalf("unbind answered %d", v)
+	}
+	if err := rdb.HSet(context.Background(), uk.req, "r1", "camp|2").Err(); err != nil {
+		t.Fatal(err)
+	}
+	if v, _ := c.scripts.unbind.Run(context.Background(), c.rdb, []string{uk.req}, "r1", "camp|1").Int(); v != 0 {
+		t.Fatalf("re-sent unbind answered %d", v)
+	}
+	if b, _ := rdb.HGet(context.Background(), uk.req, "r1").Result(); b != "camp|2" {
+		t.Fatalf("the retry's binding is %q", b)
+	}
 }
 
 func TestRerunVoidDebit(t *testing.T) {
