@@ -13,7 +13,9 @@ import (
 // consumes its group, and a row per session so that a drain knows whether a session died holding
 // messages invisible, and until when.
 
-const backstopLockName = "benefits_grant_backstop"
+// backstopLockName is per database: MySQL's named locks are server-wide, and two deployments (or test
+// databases) on one server must not exclude each other. Lock names are at most 64 characters.
+const backstopLockName = "CONCAT('benefits_backstop:', SHA1(DATABASE()))"
 
 // BackstopLock is the backstop's advisory lock (GET_LOCK), held by one connection: MySQL releases it
 // when that connection ends, so an instance that dies does not keep it.
@@ -26,7 +28,7 @@ func (s *Store) LockBackstop(ctx context.Context, wait time.Duration) (*Backstop
 		return nil, classify(err)
 	}
 	var got sql.NullInt64
-	if err := conn.QueryRowContext(ctx, "SELECT GET_LOCK(?, ?)", backstopLockName, wait.Seconds()).Scan(&got); err != nil {
+	if err := conn.QueryRowContext(ctx, "SELECT GET_LOCK("+backstopLockName+", ?)", wait.Seconds()).Scan(&got); err != nil {
 		conn.Close()
 		return nil, classify(err)
 	}
@@ -41,7 +43,7 @@ func (s *Store) LockBackstop(ctx context.Context, wait time.Duration) (*Backstop
 func (l *BackstopLock) Release() {
 	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
 	defer cancel()
-	_, _ = l.conn.ExecContext(ctx, "SELECT RELEASE_LOCK(?)", backstopLockName)
+	_, _ = l.conn.ExecContext(ctx, "SELECT RELEASE_LOCK("+backstopLockName+")")
 	_ = l.conn.Close()
 }
 

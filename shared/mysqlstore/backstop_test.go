@@ -24,6 +24,13 @@ func TestBackstopBookkeeping(t *testing.T) {
 	if l2, err := other.LockBackstop(ctx, 100*time.Millisecond); err != nil || l2 != nil {
 		t.Fatalf("second lock while held: %v %v", l2, err)
 	}
+	// Named locks are server-wide: another database on the same server has its own.
+	elsewhere, _ := open(t)
+	if l, err := elsewhere.LockBackstop(ctx, 0); err != nil || l == nil {
+		t.Fatalf("another database's lock: %v %v", l, err)
+	} else {
+		l.Release()
+	}
 	l1.Release()
 	l2, err := other.LockBackstop(ctx, 0)
 	if err != nil || l2 == nil {
