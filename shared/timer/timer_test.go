@@ -624,3 +624,22 @@ func TestReconcileRepublishesUsersTheCacheIsBehindOn(t *testing.T) {
 		t.Fatalf("second reconcile: %+v %v", r, err)
 	}
 }
+
+// A scheduled grant the broker refuses is written to MySQL as the claim function writes a claim's, so
+// losing Redis afterwards loses no grant.
+func TestScheduledGrantsWrittenToMySQLWhenPublishingFails(t *testing.T) {
+	f := newFixture(t)
+	ctx := context.Background()
+	f.campaign("g", true, func(c *domain.Campaign) { c.Mode, c.Stock, c.StartsAt = domain.ModeGrant, 10, t0 })
+	for i := 0; i < 3; i++ {
+		f.user(fmt.Sprintf("u%d", i), t0.Add(-time.Duration(10-i)*time.Hour), 0)
+	}
+	f.mq.Fail(errors.New("broker down"))
+	r, err := f.jobs(t0.Add(time.Minute), timer.Config{}).Run(ctx, timer.JobScheduledGrants)
+	if err != nil || r.Granted != 3 || r.Failed != 0 {
+		t.Fatalf("run: %+v %v", r, err)
+	}
+	if n := f.count("SELECT COUNT(*) FROM claims WHERE campaign_id = 'g'"); n != 3 || f.count("SELECT issued FROM campaigns WHERE id = 'g'") != 3 {
+		t.Fatalf("%d grants in MySQL, want 3", n)
+	}
+}
