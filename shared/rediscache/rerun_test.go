@@ -1,11 +1,14 @@
 package rediscache
 
 import (
+	"bytes"
 	"context"
 	"fmt"
+	"net"
 	"reflect"
 	"sort"
 	"strings"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -424,5 +427,107 @@ func TestEveryCommandSentTwice(t *testing.T) {
 		if out, err := c.Claim(ctx, in("other", fmt.Sprint("rl-", i))); err != nil || out.Code != want {
 			t.Fatalf("request %d: %+v %v, want %q", i, out, err, want)
 		}
+	}
+}
+
+// slowReplyProxy forwards TCP to upstream and, once armed, holds back the reply to the first request
+// that contains trigger for delay: what a latency spike on the Redis link does to one command.
+type slowReplyProxy struct {
+	ln       net.Listener
+	upstream string
+	trigger  []byte
+	delay    time.Duration
+	armed    atomic.Bool
+	delayed  atomic.Int32
+}
+
+func startSlowReplyProxy(t *testing.T, upstream string, trigger []byte, delay time.Duration) *slowReplyProxy {
+	t.Helper()
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	p := &slowReplyProxy{ln: ln, upstream: upstream, trigger: trigger, delay: delay}
+	t.Cleanup(func() { ln.Close() })
+	go func() {
+		for {
+			c, err := ln.Accept()
+			if err != nil {
+				return
+			}
+			go p.serve(c)
+		}
+	}()
+	return p
+}
+
+func (p *slowReplyProxy) serve(client net.Conn) {
+	defer client.Close()
+	server, err := net.Dial("tcp", p.upstream)
+	if err != nil {
+		return
+	}
+	defer server.Close()
+	var holdNext atomic.Bool
+	go func() {
+		buf := make([]byte, 64<<10)
+		for {
+			n, err := client.Read(buf)
+			if err != nil {
+				server.Close()
+				return
+			}
+			if bytes.Contains(buf[:n], p.trigger) && p.armed.CompareAndSwap(true, false) {
+				holdNext.Store(true)
+			}
+			if _, err := server.Write(buf[:n]); err != nil {
+				return
+			}
+		}
+	}()
+	buf := make([]byte, 64<<10)
+	for {
+		n, err := server.Read(buf)
+		if err != nil {
+			return
+		}
+		if holdNext.CompareAndSwap(true, false) {
+			p.delayed.Add(1)
+			time.Sleep(p.delay)
+		}
+		if _, err := client.Write(buf[:n]); err != nil {
+			return
+		}
+	}
+}
+
+// The observed failure, reproduced over a real connection: the claim script's reply arrives 1.5 s
+// late, the client (configured as shared/wiring configures it: 1 s read timeout, one retry) gives up
+// on it and sends the script again. The first request must still be told it was granted.
+func TestClaimScriptResentAfterAReadTimeout(t *testing.T) {
+	_, direct := newCache(t)
+	ctx := context.Background()
+	probe := New(direct)
+	p := startSlowReplyProxy(t, direct.Options().Addr, []byte(probe.scripts.claim.Hash()), 1500*time.Millisecond)
+	rdb := redis.NewClient(&redis.Options{Addr: p.ln.Addr().String(), DB: direct.Options().DB,
+		DialTimeout: 2 * time.Second, ReadTimeout: time.Second, WriteTimeout: time.Second, MaxRetries: 1})
+	defer rdb.Close()
+	c := New(rdb)
+	apply(t, c, campaign("slow", 10, 1))
+	// Load the scripts first, so the EVALSHA that is slowed is the one the claim runs.
+	claim(t, c, "warm", "slow", "w1")
+	p.armed.Store(true)
+	out, err := c.Claim(ctx, ClaimInput{UserID: "u", CampaignID: "slow", RequestID: "r1", Now: now, By: domain.ByClaim})
+	if err != nil || out.Code != "" || out.Replayed {
+		t.Fatalf("first request through a slow reply: %+v %v, want granted", out, err)
+	}
+	if p.delayed.Load() != 1 {
+		t.Fatalf("%d replies held back, want the claim script's", p.delayed.Load())
+	}
+	if cc, _ := c.Campaign(ctx, "slow"); cc.Issued != 2 {
+		t.Fatalf("issued %d, want 2 (warm-up and this claim, once)", cc.Issued)
+	}
+	if again := claim(t, c, "u", "slow", "r1"); !again.Replayed || again.Claim != out.Claim {
+		t.Fatalf("the user's retry: %+v", again)
 	}
 }
