@@ -214,9 +214,7 @@ func (a *API) makeDurable(ctx context.Context, c domain.Claim, replayed bool) (s
 			return durableInMySQL, nil
 		}
 	}
-	pctx, cancel := context.WithTimeout(ctx, a.cfg.PublishTimeout)
-	pubErr := a.pub.PublishGrant(pctx, c)
-	cancel()
+	pubErr := a.publish(ctx, c)
 	if pubErr == nil {
 		return durableInBroker, nil
 	}
@@ -226,6 +224,24 @@ func (a *API) makeDurable(ctx context.Context, c domain.Claim, replayed bool) (s
 		return "", fault.Retryable(fmt.Errorf("grant %s: publish: %v; MySQL: %w", c.ID, pubErr, err))
 	}
 	return durableInMySQL, nil
+}
+
+// publish sends the grant, waiting at most PublishTimeout even if the client overstays its context (the
+// RocketMQ client's own send retries were seen to take 5 s on a 3 s context). A send still running
+// after that may yet land: a duplicate of the MySQL write that follows, which the ledger ignores.
+func (a *API) publish(ctx context.Context, c domain.Claim) error {
+	pctx, cancel := context.WithTimeout(ctx, a.cfg.PublishTimeout)
+	done := make(chan error, 1)
+	go func() {
+		defer cancel()
+		done <- a.pub.PublishGrant(pctx, c)
+	}()
+	select {
+	case err := <-done:
+		return err
+	case <-pctx.Done():
+		return fault.Retryable(fmt.Errorf("publishing grant %s: no answer within %s", c.ID, a.cfg.PublishTimeout))
+	}
 }
 
 func (a *API) list(w http.ResponseWriter, r *http.Request) error {

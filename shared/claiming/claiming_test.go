@@ -283,6 +283,27 @@ func TestPublishFailureWritesTheGrantToMySQL(t *testing.T) {
 	}
 }
 
+// A publish that overstays its deadline is not waited for: the grant goes to MySQL in bounded time.
+func TestSlowPublishIsBoundedAndFallsBackToMySQL(t *testing.T) {
+	f := newFixture(t)
+	c := f.campaign("cmp_a", nil)
+	release := make(chan struct{})
+	defer close(release)
+	f.pub.OnGrant = func(context.Context, domain.Claim) error {
+		<-release // a send that ignores its context, as the RocketMQ client's retries were seen to
+		return nil
+	}
+	f.api = claiming.New(f.cache, f.pub, f.store, f.verifier, f.now, claiming.Config{PublishTimeout: 300 * time.Millisecond})
+	start := time.Now()
+	a := f.claim(token(t, "bob", auth.RoleUser), c.ID, "r1")
+	if took := time.Since(start); a.code != 201 || took > 2*time.Second {
+		t.Fatalf("claim: %d after %s: %s", a.code, took, a.raw)
+	}
+	if f.count("SELECT COUNT(*) FROM claims WHERE id = ?", domain.ClaimID("bob", "r1")) != 1 {
+		t.Fatal("the grant is not in MySQL")
+	}
+}
+
 // When neither the broker nor MySQL takes the grant, the claim is not acknowledged: 503 with the
 // outcome unknown. A retry with the same request_id answers 200 only once the grant is durable.
 func TestGrantDurableNowhereIs503UntilARetryMakesItDurable(t *testing.T) {
