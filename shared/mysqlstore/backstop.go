@@ -27,6 +27,13 @@ func (s *Store) LockBackstop(ctx context.Context, wait time.Duration) (*Backstop
 	if err != nil {
 		return nil, classify(err)
 	}
+	// The lock's connection sits idle while the session works. If the instance is frozen or cut off
+	// mid-session, MySQL drops the connection, and with it the lock, after this much idleness rather
+	// than the server's wait_timeout (8 hours by default); longer than any session runs.
+	if _, err := conn.ExecContext(ctx, "SET SESSION wait_timeout = 300"); err != nil {
+		conn.Close()
+		return nil, classify(err)
+	}
 	var got sql.NullInt64
 	if err := conn.QueryRowContext(ctx, "SELECT GET_LOCK("+backstopLockName+", ?)", wait.Seconds()).Scan(&got); err != nil {
 		conn.Close()

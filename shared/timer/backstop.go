@@ -88,7 +88,8 @@ func (j *Jobs) backstop(ctx context.Context, s session) (sessionResult, error) {
 			return res, err
 		}
 		if held > 0 {
-			if held > s.budget {
+			// The wait spends the session's budget, so a run stays inside the function's timeout.
+			if held >= s.budget {
 				res.note = fmt.Sprintf("a backstop session that did not finish may hold grants invisible for %s more; the next run continues", held.Round(time.Second))
 				return res, nil
 			}
@@ -97,7 +98,6 @@ func (j *Jobs) backstop(ctx context.Context, s session) (sessionResult, error) {
 				return res, fault.Retryable(ctx.Err())
 			case <-time.After(held):
 			}
-			start = time.Now()
 		}
 	}
 	id, err := j.store.StartBackstopRun(ctx, s.kind, s.budget+j.cfg.BackstopInvisible+backstopSlack)
@@ -106,6 +106,7 @@ func (j *Jobs) backstop(ctx context.Context, s session) (sessionResult, error) {
 	}
 	book := ledger.New(j.store)
 	for time.Since(start) < s.budget {
+		// A receive starts only inside the budget, so the run's hold (from its start) covers it.
 		batch, err := j.src.Receive(ctx, j.cfg.BackstopBatch, j.cfg.BackstopInvisible)
 		if err != nil {
 			return res, fault.Retryable(fmt.Errorf("grant backstop receive: %w", err))
