@@ -531,3 +531,34 @@ func TestClaimScriptResentAfterAReadTimeout(t *testing.T) {
 		t.Fatalf("the user's retry: %+v", again)
 	}
 }
+
+// The sweeper's commands re-sent: an abandoned reservation is released once, a debited one confirmed
+// once.
+func TestSweepWithEveryCommandSentTwice(t *testing.T) {
+	c, rdb := newCache(t)
+	ctx := context.Background()
+	apply(t, c, paidCampaign("sw", 30))
+	credit(t, c, "p", 100, 1)
+	credit(t, c, "q", 100, 1)
+	reserveOnly(t, c, "p", "sw", "a")
+	debited := reserveOnly(t, c, "q", "sw", "b")
+	uk := keysOfUser("q")
+	if v, _ := c.scripts.debit.Run(ctx, c.rdb, []string{uk.user, uk.debits}, debited, 30, 2).Text(); v != "ok" {
+		t.Fatalf("debit: %s", v)
+	}
+	rdb.AddHook(resender{})
+	r, err := c.SweepPending(ctx, "sw", time.Second, now.Add(time.Minute))
+	if err != nil || r.Released != 1 || r.Confirmed != 1 {
+		t.Fatalf("sweep: %+v %v", r, err)
+	}
+	cc, _ := c.Campaign(ctx, "sw")
+	grants := streamClaims(t, c, "sw")
+	if cc.Issued != 1 || cc.Remaining != 9 || cc.Pending != 0 || len(grants) != 1 || grants[0].ID != debited {
+		t.Fatalf("after the sweep: %+v, grants %v", cc, grants)
+	}
+	p, _ := c.User(ctx, "p")
+	q, _ := c.User(ctx, "q")
+	if p.Balance != 100 || q.Balance != 70 {
+		t.Fatalf("balances p %d q %d, want 100 and 70", p.Balance, q.Balance)
+	}
+}
