@@ -15,6 +15,7 @@ import (
 	"github.com/aliyun/fc-runtime-go-sdk/fccontext"
 
 	"github.com/benefit-issuance/benefits/shared/domain"
+	"github.com/benefit-issuance/benefits/shared/fault"
 	"github.com/benefit-issuance/benefits/shared/mq"
 	"github.com/benefit-issuance/benefits/shared/mysqlstore"
 	"github.com/benefit-issuance/benefits/shared/obs"
@@ -81,9 +82,10 @@ type Config struct {
 	BackstopBatch     int           // grants per receive (32)
 	DrainBudget       time.Duration // a rebuild's drain, and its wait for a dead session's hold (25s)
 	DrainLockWait     time.Duration // how long a drain waits for a periodic session to finish (20s)
-	// ClaimWindow is how long a claim decided before the cache was lost may still be publishing its
-	// grant: the claim function's timeout (10s). A drain trusts "empty" only after it, since no claim
-	// can be decided on a cache that is not ready.
+	// ClaimWindow is how long a grant read from Redis before the cache was lost may still be on its way
+	// to the broker or MySQL: the claim function's timeout (10s); the timer's own jobs bound theirs
+	// below it (grantPublishTimeout, replayWindow). A drain trusts "empty" only after it, since nothing
+	// is decided on a cache that is not ready.
 	ClaimWindow time.Duration
 }
 
@@ -231,6 +233,34 @@ func (j *Jobs) Invocation(log *slog.Logger) func(context.Context, events.TimerEv
 	}
 }
 
+// A timer job that read a grant from Redis makes it durable outside Redis within bounded time, so that
+// CacheRebuild's ClaimWindow (10 s by default) covers it as it covers a claim in flight: a grant read
+// before Redis was lost reaches the broker or MySQL before the drain trusts "empty". Scheduled grants
+// take at most grantPublishTimeout + grantRecordTimeout after their decision; the grant replay
+// publishes what one scan found for at most replayWindow after the scan began, plus one publish.
+const (
+	grantPublishTimeout = 2 * time.Second
+	grantRecordTimeout  = 2 * time.Second
+	replayWindow        = 5 * time.Second
+)
+
+// publishGrant sends a grant, waiting at most grantPublishTimeout even when the client overstays its
+// context; a send still running may yet land, a duplicate the ledger ignores.
+func (j *Jobs) publishGrant(ctx context.Context, c domain.Claim) error {
+	pctx, cancel := context.WithTimeout(ctx, grantPublishTimeout)
+	done := make(chan error, 1)
+	go func() {
+		defer cancel()
+		done <- j.pub.PublishGrant(pctx, c)
+	}()
+	select {
+	case err := <-done:
+		return err
+	case <-pctx.Done():
+		return fault.Retryable(fmt.Errorf("publishing grant %s: no answer within %s", c.ID, grantPublishTimeout))
+	}
+}
+
 // OutboxRelay publishes committed changes whose publish never happened (a crash between commit and
 // send, or a broker outage), then marks them sent.
 func (j *Jobs) OutboxRelay(ctx context.Context) (Report, error) {
@@ -319,6 +349,7 @@ func (j *Jobs) GrantReplay(ctx context.Context) (Report, error) {
 		}
 		r.Confirmed += sw.Confirmed
 		r.Released += sw.Released
+		scanned := time.Now()
 		scan, err := j.scanGrants(ctx, id)
 		if err != nil {
 			errs = append(errs, fmt.Errorf("scan %s: %w", id, err))
@@ -328,7 +359,11 @@ func (j *Jobs) GrantReplay(ctx context.Context) (Report, error) {
 			if now.Sub(c.GrantedAt) < j.cfg.ReplayAge {
 				continue
 			}
-			if err := j.pub.PublishGrant(ctx, c); err != nil {
+			if time.Since(scanned) > replayWindow {
+				r.Note = "replay window spent; the next run sends the rest"
+				break
+			}
+			if err := j.publishGrant(ctx, c); err != nil {
 				r.Failed++
 				errs = append(errs, err)
 				continue
@@ -649,8 +684,11 @@ func (j *Jobs) ScheduledGrants(ctx context.Context) (Report, error) {
 					remaining--
 					r.Granted++
 					// As a claim: durable outside Redis before it counts, in MySQL when the broker fails.
-					if err := j.pub.PublishGrant(ctx, out.Claim); err != nil {
-						if _, err := j.store.RecordClaims(ctx, []domain.Claim{out.Claim}); err != nil {
+					if err := j.publishGrant(ctx, out.Claim); err != nil {
+						rctx, cancel := context.WithTimeout(ctx, grantRecordTimeout)
+						_, err := j.store.RecordClaims(rctx, []domain.Claim{out.Claim})
+						cancel()
+						if err != nil {
 							r.Failed++ // only in the Redis stream; grant-replay sends it while Redis keeps it
 						}
 					}

@@ -643,3 +643,28 @@ func TestScheduledGrantsWrittenToMySQLWhenPublishingFails(t *testing.T) {
 		t.Fatalf("%d grants in MySQL, want 3", n)
 	}
 }
+
+// The grant replay publishes what one scan found for a bounded time only, so a grant read from Redis
+// before the cache was lost cannot reach the broker after a rebuild's drain has looked (ClaimWindow).
+func TestGrantReplayStopsAfterItsWindow(t *testing.T) {
+	f := newFixture(t)
+	ctx := context.Background()
+	f.campaign("cmp_a", true, func(c *domain.Campaign) { c.Stock = 10 })
+	for i := 0; i < 6; i++ {
+		if out := f.claim(fmt.Sprintf("u%d", i), "cmp_a", "r1", t0); out.Code != "" {
+			t.Fatalf("claim: %+v", out)
+		}
+	}
+	f.mq.OnGrant = func(context.Context, domain.Claim) error {
+		time.Sleep(1500 * time.Millisecond) // a slow broker
+		return nil
+	}
+	start := time.Now()
+	r, err := f.jobs(t0.Add(time.Minute), timer.Config{}).Run(ctx, timer.JobGrantReplay)
+	if err != nil || r.Replayed < 1 || r.Replayed > 4 || r.Note == "" {
+		t.Fatalf("replay: %+v %v", r, err)
+	}
+	if took := time.Since(start); took > 8*time.Second {
+		t.Fatalf("the replay took %s", took)
+	}
+}
