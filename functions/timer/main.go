@@ -18,8 +18,10 @@ func main() {
 	cache := wiring.Must(wiring.Redis(cfg))
 	pub := wiring.Must(wiring.Publisher(cfg))
 	backstop := wiring.Must(wiring.GrantBackstop(cfg))
+	emptyReceives := wiring.Must(wiring.BackstopEmptyReceives())
 	jobs := timer.New(store, cache, pub, backstop, time.Now, timer.Config{
 		PendingTimeout: cfg.PendingTimeout, ReconcileGrace: cfg.ReconcileGrace, GrantBudget: cfg.GrantBatchLimit,
+		DrainEmptyReceives: emptyReceives,
 	})
 	fc.Start(jobs.Invocation(log))
 }

@@ -57,6 +57,8 @@ type session struct {
 	lockWait   time.Duration // how long to wait for another session to finish
 	budget     time.Duration // no receive starts after this
 	emptyAfter time.Duration // "empty" counts as drained only once this much has passed
+	// emptyReceives is how many receives in a row must be empty (one per broker serving the topic).
+	emptyReceives int
 }
 
 type sessionResult struct {
@@ -105,6 +107,7 @@ func (j *Jobs) backstop(ctx context.Context, s session) (sessionResult, error) {
 		return res, err
 	}
 	book := ledger.New(j.store)
+	empties := 0
 	for time.Since(start) < s.budget {
 		// A receive starts only inside the budget, so the run's hold (from its start) covers it.
 		batch, err := j.src.Receive(ctx, j.cfg.BackstopBatch, j.cfg.BackstopInvisible)
@@ -112,12 +115,14 @@ func (j *Jobs) backstop(ctx context.Context, s session) (sessionResult, error) {
 			return res, fault.Retryable(fmt.Errorf("grant backstop receive: %w", err))
 		}
 		if len(batch) == 0 {
-			if time.Since(start) >= s.emptyAfter {
+			empties++
+			if empties >= s.emptyReceives && time.Since(start) >= s.emptyAfter {
 				res.drained = true
 				break
 			}
 			continue
 		}
+		empties = 0
 		res.received += len(batch)
 		msgs := make([]mqhandler.Message, len(batch))
 		for i, d := range batch {
@@ -143,7 +148,7 @@ func (j *Jobs) backstop(ctx context.Context, s session) (sessionResult, error) {
 // ledger already wrote are no-ops) until the group is empty or its budget is spent.
 func (j *Jobs) GrantBackstop(ctx context.Context) (Report, error) {
 	var r Report
-	s, err := j.backstop(ctx, session{kind: mysqlstore.BackstopSession, budget: j.cfg.BackstopBudget})
+	s, err := j.backstop(ctx, session{kind: mysqlstore.BackstopSession, budget: j.cfg.BackstopBudget, emptyReceives: 1})
 	r.Received, r.Inserted, r.Note = s.received, s.inserted, s.note
 	return r, err
 }

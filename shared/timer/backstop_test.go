@@ -2,7 +2,10 @@ package timer_test
 
 import (
 	"context"
+	"encoding/json"
 	"errors"
+	"fmt"
+	"sync"
 	"testing"
 	"time"
 
@@ -270,5 +273,75 @@ func TestBackstopSessionsExcludeEachOther(t *testing.T) {
 	lock.Release()
 	if r, err := f.jobs(t0, timer.Config{}).Run(ctx, timer.JobGrantBackstop); err != nil || r.Note != "" {
 		t.Fatalf("backstop after release: %+v %v", r, err)
+	}
+}
+
+// twoBrokers serves receives round-robin from two brokers' queues, as a RocketMQ 5 proxy serves each
+// receive from one broker of the topic; an acknowledged message is gone.
+type twoBrokers struct {
+	mu     sync.Mutex
+	queues [2][][]byte
+	next   int
+}
+
+func (b *twoBrokers) Receive(_ context.Context, max int, _ time.Duration) ([]timer.GrantDelivery, error) {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	q := b.next
+	b.next = 1 - b.next
+	var out []timer.GrantDelivery
+	for i, body := range b.queues[q] {
+		if len(out) == max {
+			break
+		}
+		i := i
+		out = append(out, timer.GrantDelivery{ID: fmt.Sprint(q, "-", i), Body: body, Ack: func(context.Context) error {
+			b.mu.Lock()
+			defer b.mu.Unlock()
+			b.queues[q][i] = nil
+			return nil
+		}})
+	}
+	kept := out[:0]
+	for _, d := range out {
+		if d.Body != nil {
+			kept = append(kept, d)
+		}
+	}
+	return kept, nil
+}
+
+// One empty receive says nothing about the other brokers: the drain needs as many empty receives in a
+// row as brokers serve the topic.
+func TestDrainNeedsAnEmptyReceivePerBroker(t *testing.T) {
+	f := newFixture(t)
+	ctx := context.Background()
+	f.campaign("c", true, func(c *domain.Campaign) { c.Stock = 10 })
+	g := f.claim("alice", "c", "r1", t0)
+	body, err := json.Marshal(g.Claim)
+	if err != nil {
+		t.Fatal(err)
+	}
+	src := &twoBrokers{}
+	src.queues[1] = [][]byte{body}
+	f.src = src
+	if err := f.cache.ClearReady(ctx); err != nil {
+		t.Fatal(err)
+	}
+	// Believing the first empty answer misses the grant on the second broker.
+	r, err := f.jobs(t0, timer.Config{ClaimWindow: time.Millisecond}).Run(ctx, timer.JobCacheRebuild)
+	if err != nil || !r.Rebuilt || r.Received != 0 || f.issued("c") != 0 {
+		t.Fatalf("rebuild with one empty receive: %+v %v, issued %d", r, err, f.issued("c"))
+	}
+	if err := f.cache.ClearReady(ctx); err != nil {
+		t.Fatal(err)
+	}
+	src.next = 0
+	r, err = f.jobs(t0, timer.Config{ClaimWindow: time.Millisecond, DrainEmptyReceives: 2}).Run(ctx, timer.JobCacheRebuild)
+	if err != nil || !r.Rebuilt || r.Received != 1 || r.Inserted != 1 || f.issued("c") != 1 {
+		t.Fatalf("rebuild with two: %+v %v, issued %d", r, err, f.issued("c"))
+	}
+	if cc, _ := f.cache.Campaign(ctx, "c"); cc.Issued != 1 {
+		t.Fatalf("rebuilt cache: %+v", cc)
 	}
 }

@@ -82,6 +82,10 @@ type Config struct {
 	BackstopBatch     int           // grants per receive (32)
 	DrainBudget       time.Duration // a rebuild's drain, and its wait for a dead session's hold (25s)
 	DrainLockWait     time.Duration // how long a drain waits for a periodic session to finish (20s)
+	// DrainEmptyReceives is how many receives in a row must come back empty before a drain believes
+	// the group is empty (1). A RocketMQ 5 proxy serves each receive from one broker of the topic, so
+	// on a cluster of several brokers set it to their number.
+	DrainEmptyReceives int
 	// ClaimWindow is how long a grant read from Redis before the cache was lost may still be on its way
 	// to the broker or MySQL: the claim function's timeout (10s); the timer's own jobs bound theirs
 	// below it (grantPublishTimeout, replayWindow). A drain trusts "empty" only after it, since nothing
@@ -122,6 +126,9 @@ func (c *Config) defaults() {
 	}
 	if c.DrainLockWait <= 0 {
 		c.DrainLockWait = 20 * time.Second
+	}
+	if c.DrainEmptyReceives <= 0 {
+		c.DrainEmptyReceives = 1
 	}
 	if c.ClaimWindow <= 0 {
 		c.ClaimWindow = 10 * time.Second
@@ -575,7 +582,8 @@ func (j *Jobs) CacheRebuild(ctx context.Context) (Report, error) {
 	if may {
 		window = j.cfg.ClaimWindow
 	}
-	s, err := j.backstop(ctx, session{kind: mysqlstore.BackstopDrain, lockWait: j.cfg.DrainLockWait, budget: j.cfg.DrainBudget, emptyAfter: window})
+	s, err := j.backstop(ctx, session{kind: mysqlstore.BackstopDrain, lockWait: j.cfg.DrainLockWait, budget: j.cfg.DrainBudget,
+		emptyAfter: window, emptyReceives: j.cfg.DrainEmptyReceives})
 	r.Received, r.Inserted = s.received, s.inserted
 	if err != nil {
 		return r, err

@@ -3,7 +3,9 @@ package wiring
 import (
 	"context"
 	"errors"
+	"fmt"
 	"os"
+	"strconv"
 	"strings"
 	"time"
 
@@ -19,6 +21,23 @@ import (
 
 // EnvBackstopGroup names the timer's own consumer group on the grants topic (template.yml sets it).
 const EnvBackstopGroup = "GRANTS_BACKSTOP_GROUP"
+
+// EnvBackstopEmptyReceives is how many empty receives in a row a rebuild's drain needs: the number of
+// brokers serving the grants topic, since a RocketMQ 5 proxy serves each receive from one of them.
+const EnvBackstopEmptyReceives = "GRANTS_BACKSTOP_EMPTY_RECEIVES"
+
+// BackstopEmptyReceives reads EnvBackstopEmptyReceives (default 1).
+func BackstopEmptyReceives() (int, error) {
+	v := strings.TrimSpace(os.Getenv(EnvBackstopEmptyReceives))
+	if v == "" {
+		return 1, nil
+	}
+	n, err := strconv.Atoi(v)
+	if err != nil || n < 1 {
+		return 0, fmt.Errorf("%s must be a positive integer, got %q", EnvBackstopEmptyReceives, v)
+	}
+	return n, nil
+}
 
 // DefaultBackstopGroup is the backstop's group when EnvBackstopGroup is unset. It must differ from the
 // ledger trigger's group (GID_benefit_ledger): the backstop sees every grant independently of it.
