@@ -1,4 +1,5 @@
-// Command claim is the claim API (HTTP trigger): one Lua call per Redis slot decides each claim.
+// Command claim is the claim API (HTTP trigger): one Lua call per Redis slot decides each claim, and
+// its grant is in RocketMQ or MySQL before the user is told.
 package main
 
 import (

@@ -1,5 +1,5 @@
-// Command timer runs the scheduled jobs (grants, outbox relay, grant replay, reconciliation, rebuild)
-// and starts grant campaigns on time from their delay messages.
+// Command timer runs the scheduled jobs (grants, outbox relay, grant replay, grant backstop,
+// reconciliation, rebuild) and starts grant campaigns on time from their delay messages.
 package main
 
 import (
@@ -18,8 +18,11 @@ func main() {
 	store := wiring.Must(wiring.MySQL(cfg))
 	cache := wiring.Must(wiring.Redis(cfg))
 	pub := wiring.Must(wiring.Publisher(cfg))
-	jobs := timer.New(store, cache, pub, time.Now, timer.Config{
+	backstop := wiring.Must(wiring.GrantBackstop(cfg))
+	emptyReceives := wiring.Must(wiring.BackstopEmptyReceives())
+	jobs := timer.New(store, cache, pub, backstop, time.Now, timer.Config{
 		PendingTimeout: cfg.PendingTimeout, ReconcileGrace: cfg.ReconcileGrace, GrantBudget: cfg.GrantBatchLimit,
+		DrainEmptyReceives: emptyReceives,
 	})
 	fc.Start(timer.Entry(jobs, timer.NewGrantStarts(jobs, pub, domain.DefaultGrantStartPlan()), log))
 }

@@ -133,6 +133,7 @@ func TestRepositoryTemplate(t *testing.T) {
 		{"scheduled-grants", time.Minute},
 		{"outbox-relay", time.Minute},
 		{"grant-replay", time.Minute},
+		{"grant-backstop", time.Minute},
 		{"reconcile", time.Minute},
 		{"cache-rebuild", time.Minute},
 	}

@@ -1,20 +1,28 @@
 // Package claiming is the claim function's API. The decision is one Lua call per Redis slot
-// (rediscache.Cache.Claim); this package authenticates, decodes, publishes the grant to RocketMQ before
-// answering, and lists a user's claims from MySQL.
+// (rediscache.Cache.Claim); this package authenticates, decodes, makes the grant durable outside Redis
+// before answering, and lists a user's claims from MySQL.
 //
-// A grant whose publish fails is still granted: it is in the campaign's Redis stream, and the timer
-// replays to the ledger every grant MySQL does not have. So the user is told yes whenever Redis said yes.
+// A claim is acknowledged (201, or 200 for a replay) only once its grant is durable outside Redis: in
+// the broker (the ledger and the timer's grant backstop both consume it) or, when publishing fails, in
+// MySQL, written with the ledger's own idempotent insert. Redis alone is not enough: a Redis restarted
+// empty loses its grant stream, and a user told yes would hold a claim MySQL never learns of. When
+// neither takes the grant the answer is 503 with the outcome unknown: the grant stays in Redis (the
+// timer's grant replay still sends it on while Redis keeps it), and a retry with the same request_id
+// tries again to make it durable before it answers.
 package claiming
 
 import (
 	"context"
 	"errors"
+	"fmt"
 	"net/http"
 	"time"
 
 	"github.com/benefit-issuance/benefits/shared/auth"
 	"github.com/benefit-issuance/benefits/shared/domain"
+	"github.com/benefit-issuance/benefits/shared/fault"
 	"github.com/benefit-issuance/benefits/shared/httpapi"
+	"github.com/benefit-issuance/benefits/shared/mysqlstore"
 	"github.com/benefit-issuance/benefits/shared/obs"
 	"github.com/benefit-issuance/benefits/shared/rediscache"
 )
@@ -29,32 +37,50 @@ type GrantPublisher interface {
 	PublishGrant(ctx context.Context, c domain.Claim) error
 }
 
-// History lists a user's recorded claims, newest first.
-type History interface {
+// Store is MySQL as the claim API uses it: a user's history, and the ledger's idempotent insert for a
+// grant the broker would not take.
+type Store interface {
 	ClaimsOfUser(ctx context.Context, userID, cursor string, limit int) ([]domain.Claim, string, error)
+	RecordClaims(ctx context.Context, claims []domain.Claim) (mysqlstore.RecordResult, error)
+	ExistingClaims(ctx context.Context, ids []string) (map[string]bool, error)
 }
 
 // Config tunes the claim API.
 type Config struct {
 	RateLimit int // claims per user per second; 0 disables
+	// PublishTimeout bounds the publish of a grant (default 2s), RecordTimeout the MySQL write that
+	// stands in for it when it fails (default 2s). Together with the Redis calls they must stay well
+	// inside the function's timeout (10 s in template.yml), or FC cuts the answer off.
+	PublishTimeout time.Duration
+	RecordTimeout  time.Duration
+}
+
+func (c *Config) defaults() {
+	if c.PublishTimeout <= 0 {
+		c.PublishTimeout = 2 * time.Second
+	}
+	if c.RecordTimeout <= 0 {
+		c.RecordTimeout = 2 * time.Second
+	}
 }
 
 // API serves POST and GET /v1/claims.
 type API struct {
 	decider  Decider
 	pub      GrantPublisher
-	history  History
+	store    Store
 	verifier *auth.Verifier
 	now      func() time.Time
 	cfg      Config
 	router   *httpapi.Router
 }
 
-func New(decider Decider, pub GrantPublisher, history History, verifier *auth.Verifier, now func() time.Time, cfg Config) *API {
+func New(decider Decider, pub GrantPublisher, store Store, verifier *auth.Verifier, now func() time.Time, cfg Config) *API {
 	if now == nil {
 		now = time.Now
 	}
-	a := &API{decider: decider, pub: pub, history: history, verifier: verifier, now: now, cfg: cfg, router: httpapi.NewRouter()}
+	cfg.defaults()
+	a := &API{decider: decider, pub: pub, store: store, verifier: verifier, now: now, cfg: cfg, router: httpapi.NewRouter()}
 	a.router.Handle("POST", "/v1/claims", a.claim)
 	a.router.Handle("GET", "/v1/claims", a.list)
 	return a
@@ -147,8 +173,8 @@ func (a *API) claim(w http.ResponseWriter, r *http.Request) error {
 		}
 		return domain.Refuse(out.Code, "%s", msg)
 	}
-	if !out.Replayed {
-		a.publish(ctx, out.Claim)
+	if err := a.durable(ctx, out.Claim, out.Replayed); err != nil {
+		return err
 	}
 	status := http.StatusCreated
 	if out.Replayed {
@@ -158,13 +184,66 @@ func (a *API) claim(w http.ResponseWriter, r *http.Request) error {
 	return nil
 }
 
-// publish hands the grant to the ledger. It runs even if the client has gone away, because the grant
-// exists either way; a failure leaves it to the timer's replay from the Redis stream.
-func (a *API) publish(ctx context.Context, c domain.Claim) {
-	pubCtx, cancel := context.WithTimeout(context.WithoutCancel(ctx), 3*time.Second)
+// Where a grant was made durable before the claim was acknowledged.
+const (
+	durableInMySQL  = "mysql"
+	durableInBroker = "broker"
+)
+
+// durable returns once the grant is durable outside Redis, or a 503 saying the outcome is unknown. A
+// replayed claim may be one whose first answer was that 503, so it is made durable again before it is
+// answered: MySQL is asked first (a replay is rare and usually finds the ledger has it), then the same
+// path as a new grant. Both writes are idempotent by claim id, so a duplicate costs the ledger a no-op.
+// It runs even if the client has gone away, because the grant exists either way.
+func (a *API) durable(ctx context.Context, c domain.Claim, replayed bool) error {
+	ctx = context.WithoutCancel(ctx)
+	where, err := a.makeDurable(ctx, c, replayed)
+	if err != nil {
+		obs.Logger(ctx).Error("grant is only in Redis: neither the broker nor MySQL took it; answering 503", "claim_id", c.ID, "error", err.Error())
+		return retryLater(domain.CodeUnavailable, "the claim could not be completed now and its outcome is unknown; retry with the same request_id to learn it", time.Second)
+	}
+	if where == durableInMySQL && !replayed {
+		obs.Logger(ctx).Warn("publishing grant failed; written to MySQL directly", "claim_id", c.ID)
+	}
+	return nil
+}
+
+func (a *API) makeDurable(ctx context.Context, c domain.Claim, replayed bool) (string, error) {
+	if replayed {
+		rctx, cancel := context.WithTimeout(ctx, a.cfg.RecordTimeout)
+		have, err := a.store.ExistingClaims(rctx, []string{c.ID})
+		cancel()
+		if err == nil && have[c.ID] {
+			return durableInMySQL, nil
+		}
+	}
+	pubErr := a.publish(ctx, c)
+	if pubErr == nil {
+		return durableInBroker, nil
+	}
+	rctx, cancel := context.WithTimeout(ctx, a.cfg.RecordTimeout)
 	defer cancel()
-	if err := a.pub.PublishGrant(pubCtx, c); err != nil {
-		obs.Logger(ctx).Warn("publishing grant failed; the timer will replay it from the Redis stream", "claim_id", c.ID, "error", err.Error())
+	if _, err := a.store.RecordClaims(rctx, []domain.Claim{c}); err != nil {
+		return "", fault.Retryable(fmt.Errorf("grant %s: publish: %v; MySQL: %w", c.ID, pubErr, err))
+	}
+	return durableInMySQL, nil
+}
+
+// publish sends the grant, waiting at most PublishTimeout even if the client overstays its context (the
+// RocketMQ client's own send retries were seen to take 5 s on a 3 s context). A send still running
+// after that may yet land: a duplicate of the MySQL write that follows, which the ledger ignores.
+func (a *API) publish(ctx context.Context, c domain.Claim) error {
+	pctx, cancel := context.WithTimeout(ctx, a.cfg.PublishTimeout)
+	done := make(chan error, 1)
+	go func() {
+		defer cancel()
+		done <- a.pub.PublishGrant(pctx, c)
+	}()
+	select {
+	case err := <-done:
+		return err
+	case <-pctx.Done():
+		return fault.Retryable(fmt.Errorf("publishing grant %s: no answer within %s", c.ID, a.cfg.PublishTimeout))
 	}
 }
 
@@ -174,7 +253,7 @@ func (a *API) list(w http.ResponseWriter, r *http.Request) error {
 		return err
 	}
 	cursor := r.URL.Query().Get("cursor")
-	claims, next, err := a.history.ClaimsOfUser(r.Context(), p.Subject, cursor, 100)
+	claims, next, err := a.store.ClaimsOfUser(r.Context(), p.Subject, cursor, 100)
 	if err != nil {
 		return err
 	}

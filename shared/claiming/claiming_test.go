@@ -19,6 +19,7 @@ import (
 	"github.com/benefit-issuance/benefits/shared/auth"
 	"github.com/benefit-issuance/benefits/shared/claiming"
 	"github.com/benefit-issuance/benefits/shared/domain"
+	"github.com/benefit-issuance/benefits/shared/fault"
 	"github.com/benefit-issuance/benefits/shared/mq/mqtest"
 	"github.com/benefit-issuance/benefits/shared/mysqlstore"
 	"github.com/benefit-issuance/benefits/shared/rediscache"
@@ -38,6 +39,9 @@ type fixture struct {
 	pub   *mqtest.Publisher
 	api   *claiming.API
 	clock atomic.Int64 // milliseconds after t0; every decision advances it by one
+
+	verifier *auth.Verifier
+	now      func() time.Time
 }
 
 func newFixture(t *testing.T) *fixture {
@@ -61,7 +65,37 @@ func newFixture(t *testing.T) *fixture {
 	f := &fixture{t: t, store: store, rdb: rdb, cache: cache, pub: &mqtest.Publisher{}}
 	now := func() time.Time { return t0.Add(time.Duration(f.clock.Add(1)) * time.Millisecond) }
 	f.api = claiming.New(cache, f.pub, store, v, now, claiming.Config{})
+	f.verifier, f.now = v, now
 	return f
+}
+
+// failingStore is MySQL behind a link that fails: every ledger write and lookup errs while fail is set.
+type failingStore struct {
+	*mysqlstore.Store
+	fail atomic.Bool
+}
+
+var errMySQLDown = fault.Retryable(errors.New("mysql: connection refused"))
+
+func (s *failingStore) RecordClaims(ctx context.Context, claims []domain.Claim) (mysqlstore.RecordResult, error) {
+	if s.fail.Load() {
+		return mysqlstore.RecordResult{}, errMySQLDown
+	}
+	return s.Store.RecordClaims(ctx, claims)
+}
+
+func (s *failingStore) ExistingClaims(ctx context.Context, ids []string) (map[string]bool, error) {
+	if s.fail.Load() {
+		return nil, errMySQLDown
+	}
+	return s.Store.ExistingClaims(ctx, ids)
+}
+
+// withFailingStore rebuilds the API over a store that can be made to fail.
+func (f *fixture) withFailingStore() *failingStore {
+	fs := &failingStore{Store: f.store}
+	f.api = claiming.New(f.cache, f.pub, fs, f.verifier, f.now, claiming.Config{})
+	return fs
 }
 
 // campaign stores c in MySQL and applies it to the cache, as cachesync would.
@@ -82,6 +116,35 @@ func (f *fixture) campaign(id string, mutate func(*domain.Campaign)) domain.Camp
 		f.t.Fatal(err)
 	}
 	return created
+}
+
+// user stores a user with credits in MySQL and applies it to the cache, as cachesync would.
+func (f *fixture) user(id string, credits int64) {
+	f.t.Helper()
+	ctx := context.Background()
+	if _, _, err := f.store.PutUser(ctx, id, domain.UserPut{RegisteredAt: t0.Add(-time.Hour)}); err != nil {
+		f.t.Fatal(err)
+	}
+	if _, _, err := f.store.CreditPoints(ctx, id, domain.PointsCredit{Delta: credits, RequestID: "seed"}); err != nil {
+		f.t.Fatal(err)
+	}
+	rec, err := f.store.User(ctx, id)
+	if err != nil {
+		f.t.Fatal(err)
+	}
+	if _, err := f.cache.ApplyUser(ctx, rediscache.UserState{ID: id, RegisteredAt: rec.User.RegisteredAt, Member: rec.User.Member,
+		Credits: rec.Credited, Debits: rec.Debited, Version: rec.User.Version}); err != nil {
+		f.t.Fatal(err)
+	}
+}
+
+func (f *fixture) count(q string, args ...any) int64 {
+	f.t.Helper()
+	var n int64
+	if err := f.store.DB().QueryRow(q, args...).Scan(&n); err != nil {
+		f.t.Fatal(err)
+	}
+	return n
 }
 
 func token(t *testing.T, sub string, role auth.Role) string {
@@ -152,9 +215,18 @@ func TestClaimThenReplayPublishesOnce(t *testing.T) {
 	if second.code != http.StatusOK || second.raw != first.raw {
 		t.Fatalf("replay: %d %s, first %s", second.code, second.raw, first.raw)
 	}
+	// The replay came before the ledger wrote the grant, so it was sent again (the ledger's insert is
+	// keyed by claim id): a replay is answered only once its grant is known durable.
 	pub := f.pub.Grants()
-	if len(pub) != 1 || pub[0].ID != domain.ClaimID("alice", "req-1") || pub[0].UserID != "alice" || pub[0].RequestID != "req-1" {
-		t.Fatalf("published %+v, want the grant exactly once", pub)
+	if len(pub) != 2 || pub[0] != pub[1] || pub[0].ID != domain.ClaimID("alice", "req-1") || pub[0].UserID != "alice" || pub[0].RequestID != "req-1" {
+		t.Fatalf("published %+v, want the grant twice", pub)
+	}
+	if _, err := f.store.RecordClaims(context.Background(), pub); err != nil {
+		t.Fatal(err)
+	}
+	// Once MySQL has it, a replay is answered from there and sends nothing.
+	if third := f.claim(alice, c.ID, "req-1"); third.code != http.StatusOK || third.raw != first.raw || len(f.pub.Grants()) != 2 {
+		t.Fatalf("replay after the ledger: %d %s, %d publishes", third.code, third.raw, len(f.pub.Grants()))
 	}
 	cc, _ := f.cache.Campaign(context.Background(), c.ID)
 	if cc.Issued != 1 || cc.Remaining != 99 {
@@ -164,30 +236,118 @@ func TestClaimThenReplayPublishesOnce(t *testing.T) {
 	if a := f.claim(alice, c.ID, "req-2"); a.code != 409 || errCode(a) != "limit_reached" {
 		t.Fatalf("second request: %d %s", a.code, a.raw)
 	}
-	if n := len(f.pub.Grants()); n != 1 {
+	if n := len(f.pub.Grants()); n != 2 {
 		t.Fatalf("%d publishes", n)
 	}
 }
 
-func TestPublishFailureStillGrants(t *testing.T) {
+// A grant the broker will not take is written to MySQL with the ledger's insert before the claim is
+// acknowledged, points debit included, so losing Redis afterwards loses nothing the user was told.
+func TestPublishFailureWritesTheGrantToMySQL(t *testing.T) {
 	f := newFixture(t)
-	c := f.campaign("cmp_a", nil)
+	ctx := context.Background()
+	c := f.campaign("cmp_a", func(c *domain.Campaign) { c.CostPoints = 30 })
+	f.user("bob", 100)
 	f.pub.Fail(errors.New("broker down"))
 	bob := token(t, "bob", auth.RoleUser)
 	a := f.claim(bob, c.ID, "r1")
 	if a.code != http.StatusCreated {
 		t.Fatalf("claim: %d %s", a.code, a.raw)
 	}
-	id := claimOf(a)["id"]
-	stream, err := f.cache.ReadGrants(context.Background(), c.ID, "0", 10)
-	if err != nil || len(stream) != 1 || stream[0].Claim.ID != id || stream[0].Claim.UserID != "bob" {
-		t.Fatalf("grant stream: %+v %v", stream, err)
-	}
-	if r := f.claim(bob, c.ID, "r1"); r.code != 200 || claimOf(r)["id"] != id {
-		t.Fatalf("replay: %d %s", r.code, r.raw)
+	id := claimOf(a)["id"].(string)
+	if f.count("SELECT COUNT(*) FROM claims WHERE id = ? AND user_id = 'bob' AND cost_points = 30", id) != 1 ||
+		f.count("SELECT issued FROM campaigns WHERE id = ?", c.ID) != 1 ||
+		f.count("SELECT points_debited FROM users WHERE id = 'bob'") != 30 ||
+		f.count("SELECT COUNT(*) FROM points_entries WHERE user_id = 'bob' AND kind = 'debit' AND ref = ? AND amount = 30", id) != 1 {
+		t.Fatal("the grant, its issued count or its debit is not in MySQL as the ledger writes them")
 	}
 	if n := len(f.pub.Grants()); n != 1 {
-		t.Fatalf("%d publish attempts, want 1 (replays leave it to the timer)", n)
+		t.Fatalf("%d publish attempts, want 1", n)
+	}
+	// Redis is lost: MySQL still has the claim the user was told about.
+	if err := f.rdb.FlushDB(ctx).Err(); err != nil {
+		t.Fatal(err)
+	}
+	l := f.do(bob, "GET", "/v1/claims", "")
+	if list, _ := l.body["claims"].([]any); len(list) != 1 || list[0].(map[string]any)["id"] != id {
+		t.Fatalf("bob's claims after Redis was lost: %s", l.raw)
+	}
+	// The broker's copy arriving later (the publish may have landed after all) is a no-op for the
+	// ledger: nothing counted twice.
+	res, err := f.store.RecordClaims(ctx, f.pub.Grants())
+	if err != nil || res.Inserted != 0 || res.Duplicates != 1 {
+		t.Fatalf("ledger on the duplicate: %+v %v", res, err)
+	}
+	if f.count("SELECT issued FROM campaigns WHERE id = ?", c.ID) != 1 || f.count("SELECT points_debited FROM users WHERE id = 'bob'") != 30 {
+		t.Fatal("the duplicate was counted")
+	}
+}
+
+// A publish that overstays its deadline is not waited for: the grant goes to MySQL in bounded time.
+func TestSlowPublishIsBoundedAndFallsBackToMySQL(t *testing.T) {
+	f := newFixture(t)
+	c := f.campaign("cmp_a", nil)
+	release := make(chan struct{})
+	defer close(release)
+	f.pub.OnGrant = func(context.Context, domain.Claim) error {
+		<-release // a send that ignores its context, as the RocketMQ client's retries were seen to
+		return nil
+	}
+	f.api = claiming.New(f.cache, f.pub, f.store, f.verifier, f.now, claiming.Config{PublishTimeout: 300 * time.Millisecond})
+	start := time.Now()
+	a := f.claim(token(t, "bob", auth.RoleUser), c.ID, "r1")
+	if took := time.Since(start); a.code != 201 || took > 2*time.Second {
+		t.Fatalf("claim: %d after %s: %s", a.code, took, a.raw)
+	}
+	if f.count("SELECT COUNT(*) FROM claims WHERE id = ?", domain.ClaimID("bob", "r1")) != 1 {
+		t.Fatal("the grant is not in MySQL")
+	}
+}
+
+// When neither the broker nor MySQL takes the grant, the claim is not acknowledged: 503 with the
+// outcome unknown. A retry with the same request_id answers 200 only once the grant is durable.
+func TestGrantDurableNowhereIs503UntilARetryMakesItDurable(t *testing.T) {
+	f := newFixture(t)
+	ctx := context.Background()
+	c := f.campaign("cmp_a", nil)
+	fs := f.withFailingStore()
+	fs.fail.Store(true)
+	f.pub.Fail(errors.New("broker down"))
+	bob := token(t, "bob", auth.RoleUser)
+	a := f.claim(bob, c.ID, "r1")
+	if a.code != 503 || errCode(a) != "unavailable" || a.header.Get("Retry-After") == "" ||
+		!strings.Contains(a.raw, "unknown") || !strings.Contains(a.raw, "request_id") {
+		t.Fatalf("claim durable nowhere: %d %v %s", a.code, a.header, a.raw)
+	}
+	// A retry while both are still down is still not acknowledged.
+	if r := f.claim(bob, c.ID, "r1"); r.code != 503 || errCode(r) != "unavailable" {
+		t.Fatalf("replay durable nowhere: %d %s", r.code, r.raw)
+	}
+	if n := f.count("SELECT COUNT(*) FROM claims"); n != 0 {
+		t.Fatalf("%d claims in MySQL", n)
+	}
+	// MySQL is back, the broker is not: the retry writes the grant to MySQL, then answers 200.
+	fs.fail.Store(false)
+	r := f.claim(bob, c.ID, "r1")
+	if r.code != 200 || claimOf(r)["id"] != domain.ClaimID("bob", "r1") {
+		t.Fatalf("replay once MySQL is back: %d %s", r.code, r.raw)
+	}
+	if f.count("SELECT COUNT(*) FROM claims WHERE id = ?", domain.ClaimID("bob", "r1")) != 1 || f.count("SELECT issued FROM campaigns WHERE id = ?", c.ID) != 1 {
+		t.Fatal("the replayed grant is not in MySQL")
+	}
+	if cc, _ := f.cache.Campaign(ctx, c.ID); cc.Issued != 1 {
+		t.Fatalf("cache: %+v: the retries must not issue again", cc)
+	}
+	// The broker back, MySQL down: a new claim is published and acknowledged without MySQL.
+	fs.fail.Store(true)
+	f.pub.Fail(nil)
+	n := len(f.pub.Grants())
+	if a := f.claim(token(t, "carol", auth.RoleUser), c.ID, "r1"); a.code != 201 || len(f.pub.Grants()) != n+1 {
+		t.Fatalf("claim with the broker up: %d %s", a.code, a.raw)
+	}
+	// And a replay whose grant MySQL cannot confirm is published again before it is answered.
+	if a := f.claim(bob, c.ID, "r1"); a.code != 200 || len(f.pub.Grants()) != n+2 || f.pub.Grants()[n+1].ID != domain.ClaimID("bob", "r1") {
+		t.Fatalf("replay with MySQL down: %d %s", a.code, a.raw)
 	}
 }
 

@@ -281,6 +281,7 @@ type storedClaim struct {
 	GrantedMS     int64  `json:"granted_ms"`
 	State         string `json:"state"`
 	Reservation   int64  `json:"reservation,omitempty"`
+	Attempt       string `json:"attempt,omitempty"` // the call that recorded it (ClaimInput.Attempt)
 }
 
 func decodeClaim(raw string) (storedClaim, domain.Claim, error) {

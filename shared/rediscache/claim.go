@@ -2,6 +2,8 @@ package rediscache
 
 import (
 	"context"
+	"crypto/rand"
+	"encoding/hex"
 	"fmt"
 	"strconv"
 	"strings"
@@ -21,6 +23,16 @@ type ClaimInput struct {
 	Now        time.Time
 	By         domain.Issuance
 	RateLimit  int // claims per user per second; 0 disables (grants never limit)
+	// Attempt identifies this call. It is stored with the claim, so a script the Redis client re-sends
+	// after a read timeout recognises the claim its own first run recorded and answers "granted", not
+	// "replayed". Empty: Claim draws a random one; every call is a new attempt.
+	Attempt string
+}
+
+func newAttempt() string {
+	var b [12]byte
+	_, _ = rand.Read(b[:])
+	return hex.EncodeToString(b[:])
 }
 
 // ClaimOutcome is the decision. Code is empty when the unit was issued (or had been: Replayed).
@@ -104,6 +116,9 @@ func (c *Cache) Claim(ctx context.Context, in ClaimInput) (ClaimOutcome, error) 
 	if in.By == domain.ByGrant {
 		in.RateLimit = 0
 	}
+	if in.Attempt == "" {
+		in.Attempt = newAttempt()
+	}
 	b, ready, err := c.begin(ctx, in)
 	if err != nil {
 		return ClaimOutcome{}, err
@@ -118,7 +133,7 @@ func (c *Cache) Claim(ctx context.Context, in ClaimInput) (ClaimOutcome, error) 
 		raw, err := c.rdb.HGet(ctx, keysOfCampaign(b.bound).claims, claimID).Result()
 		switch {
 		case err == nil:
-			return c.finish(ctx, in, claimID, raw, true)
+			return c.finish(ctx, in, claimID, raw, true, b.binding)
 		case err != redis.Nil:
 			return ClaimOutcome{}, classify(err)
 		}
@@ -127,17 +142,18 @@ func (c *Cache) Claim(ctx context.Context, in ClaimInput) (ClaimOutcome, error) 
 			// for this call; a retry gets that claim's answer or, once it is stale, moves here.
 			return ClaimOutcome{Code: domain.CodeUnavailable}, nil
 		}
-		moved, err := c.scripts.rebind.Run(ctx, c.rdb, []string{keysOfUser(in.UserID).req}, in.RequestID, b.binding,
-			in.CampaignID+"|"+strconv.FormatInt(in.Now.UnixMilli(), 10)).Int()
+		moved := in.CampaignID + "|" + strconv.FormatInt(in.Now.UnixMilli(), 10)
+		ok, err := c.scripts.rebind.Run(ctx, c.rdb, []string{keysOfUser(in.UserID).req}, in.RequestID, b.binding, moved).Int()
 		if err != nil {
 			return ClaimOutcome{}, classify(err)
 		}
-		if moved == 0 {
+		if ok == 0 {
 			return ClaimOutcome{Code: domain.CodeUnavailable}, nil
 		}
+		b.binding = moved
 	}
 	if !ready {
-		c.unbind(ctx, in)
+		c.unbind(ctx, in.UserID, in.RequestID, b.binding)
 		return ClaimOutcome{Code: domain.CodeUnavailable}, nil
 	}
 	return c.decide(ctx, in, claimID, b)
@@ -157,7 +173,7 @@ func (c *Cache) decide(ctx context.Context, in ClaimInput, claimID string, b beg
 		member = 1
 	}
 	v, err := c.scripts.claim.Run(ctx, c.rdb, []string{ck.camp, ck.held, ck.claims, ck.grants, ck.pending},
-		in.UserID, claimID, in.RequestID, in.Now.UnixMilli(), issuance, known, b.profile.RegisteredAt.UnixMilli(), member).Result()
+		in.UserID, claimID, in.RequestID, in.Now.UnixMilli(), issuance, known, b.profile.RegisteredAt.UnixMilli(), member, in.Attempt).Result()
 	if err != nil {
 		return ClaimOutcome{}, classify(err)
 	}
@@ -169,26 +185,30 @@ func (c *Cache) decide(ctx context.Context, in ClaimInput, claimID string, b beg
 	switch status {
 	case "ok", "replay":
 		raw, _ := arr[1].(string)
-		return c.finish(ctx, in, claimID, raw, status == "replay")
+		return c.finish(ctx, in, claimID, raw, status == "replay", b.binding)
 	case "campaign_not_found":
-		c.unbind(ctx, in)
+		c.unbind(ctx, in.UserID, in.RequestID, b.binding)
 		return ClaimOutcome{Code: domain.CodeCampaignNotFound}, nil
 	default:
 		code := domain.Code(status)
 		if code.HTTPStatus() == 500 {
 			return ClaimOutcome{}, shapeError("claim", v)
 		}
-		c.unbind(ctx, in)
+		c.unbind(ctx, in.UserID, in.RequestID, b.binding)
 		return ClaimOutcome{Code: code}, nil
 	}
 }
 
 // finish completes a claim recorded in the campaign's slot: a granted one is the answer; a pending one
 // (a points cost) needs its debit and then confirmation, or release when the debit is refused.
-func (c *Cache) finish(ctx context.Context, in ClaimInput, claimID, raw string, replayed bool) (ClaimOutcome, error) {
+// binding is the request's binding as this call found or made it (unbound on a refusal).
+func (c *Cache) finish(ctx context.Context, in ClaimInput, claimID, raw string, replayed bool, binding string) (ClaimOutcome, error) {
 	stored, claim, err := decodeClaim(raw)
 	if err != nil {
 		return ClaimOutcome{}, err
+	}
+	if stored.Attempt != "" && stored.Attempt == in.Attempt {
+		replayed = false // recorded by this very call: a re-sent command found its own claim
 	}
 	if stored.State == "granted" {
 		return ClaimOutcome{Claim: claim, Replayed: replayed}, nil
@@ -205,7 +225,7 @@ func (c *Cache) finish(ctx context.Context, in ClaimInput, claimID, raw string, 
 		if err := c.release(ctx, claim, stored.Reservation); err != nil {
 			return ClaimOutcome{}, err
 		}
-		c.unbind(ctx, ClaimInput{UserID: claim.UserID, RequestID: claim.RequestID, CampaignID: claim.CampaignID})
+		c.unbind(ctx, claim.UserID, claim.RequestID, binding)
 		if verdict == "void" {
 			// The sweeper gave up on this reservation; the request is unbound and may simply be retried.
 			return ClaimOutcome{Code: domain.CodeUnavailable}, nil
@@ -242,9 +262,11 @@ func (c *Cache) release(ctx context.Context, claim domain.Claim, reservation int
 }
 
 // unbind is best effort: a binding left behind only means a retry is answered from the campaign's
-// record, or re-decided there when none exists.
-func (c *Cache) unbind(ctx context.Context, in ClaimInput) {
-	_ = c.scripts.unbind.Run(ctx, c.rdb, []string{keysOfUser(in.UserID).req}, in.RequestID, in.CampaignID).Err()
+// record, or re-decided there when none exists. match is the binding as the caller saw it
+// ("campaign|bound_ms"), so a re-sent unbind cannot remove the fresh binding of a retry that came in
+// between; or a bare campaign id when the caller never saw it (the sweeper).
+func (c *Cache) unbind(ctx context.Context, userID, requestID, match string) {
+	_ = c.scripts.unbind.Run(ctx, c.rdb, []string{keysOfUser(userID).req}, requestID, match).Err()
 }
 
 // SweepResult counts how pending reservations were resolved.
@@ -294,7 +316,7 @@ func (c *Cache) SweepPending(ctx context.Context, campaignID string, olderThan t
 		if err := c.release(ctx, claim, stored.Reservation); err != nil {
 			return res, err
 		}
-		c.unbind(ctx, ClaimInput{UserID: claim.UserID, RequestID: claim.RequestID, CampaignID: claim.CampaignID})
+		c.unbind(ctx, claim.UserID, claim.RequestID, claim.CampaignID)
 		res.Released++
 	}
 	return res, nil

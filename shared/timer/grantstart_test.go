@@ -61,7 +61,7 @@ func TestGrantStartGrantsAtStartsAt(t *testing.T) {
 	// A little early (within the slop): waits for starts_at, then grants. The clock moves here.
 	began := time.Now()
 	moving := func() time.Time { return start.Add(-300*time.Millisecond + time.Since(began)) }
-	gs := timer.NewGrantStarts(timer.New(f.store, f.cache, f.mq, moving, timer.Config{}), f.mq, plan)
+	gs := timer.NewGrantStarts(timer.New(f.store, f.cache, f.mq, f.src, moving, timer.Config{}), f.mq, plan)
 	if err := gs.Handle(ctx, grantStartMsg(t, "g", 1)); err != nil || granted() != 2 {
 		t.Fatalf("slightly early message: err %v, %d granted, want 2", err, granted())
 	}

@@ -14,6 +14,7 @@ import (
 	"github.com/aliyun/fc-runtime-go-sdk/events"
 
 	"github.com/benefit-issuance/benefits/shared/domain"
+	"github.com/benefit-issuance/benefits/shared/fault"
 	"github.com/benefit-issuance/benefits/shared/mq"
 	"github.com/benefit-issuance/benefits/shared/mysqlstore"
 	"github.com/benefit-issuance/benefits/shared/obs"
@@ -27,6 +28,7 @@ const (
 	JobGrantReplay     = "grant-replay"
 	JobReconcile       = "reconcile"
 	JobCacheRebuild    = "cache-rebuild"
+	JobGrantBackstop   = "grant-backstop"
 )
 
 // Store is the MySQL side of the jobs.
@@ -39,6 +41,7 @@ type Store interface {
 	GrantCandidates(ctx context.Context, campaignID string, after mysqlstore.Cursor, limit int) ([]domain.GrantCandidate, mysqlstore.Cursor, error)
 	Users(ctx context.Context, afterID string, limit int) ([]mysqlstore.UserRecord, error)
 	CampaignClaims(ctx context.Context, campaignID string, afterID string, limit int) ([]domain.Claim, error)
+	BackstopStore
 }
 
 // Cache is the Redis side of the jobs.
@@ -70,9 +73,23 @@ type Config struct {
 	PendingTimeout time.Duration // a points claim half-done for longer than this is resolved
 	ReconcileGrace time.Duration // campaigns ended longer ago are left alone
 	GrantBudget    int           // most grants one run issues; the next run continues
-	QuietPeriod    time.Duration // cache rebuild waits until MySQL's issued counts hold still this long
-	QuietChecks    int           // and gives up (to retry next run) after this many tries
 	UserBudget     int           // users one reconcile run compares; the next run continues after them
+
+	// The grant backstop (backstop.go).
+	BackstopBudget    time.Duration // a periodic session starts no receive after this (default 15s)
+	BackstopInvisible time.Duration // how long a received grant stays invisible to the group (15s)
+	BackstopBatch     int           // grants per receive (32)
+	DrainBudget       time.Duration // a rebuild's drain, and its wait for a dead session's hold (25s)
+	DrainLockWait     time.Duration // how long a drain waits for a periodic session to finish (20s)
+	// DrainEmptyReceives is how many receives in a row must come back empty before a drain believes
+	// the group is empty (1). A RocketMQ 5 proxy serves each receive from one broker of the topic, so
+	// on a cluster of several brokers set it to their number.
+	DrainEmptyReceives int
+	// ClaimWindow is how long a grant read from Redis before the cache was lost may still be on its way
+	// to the broker or MySQL: the claim function's timeout (10s); the timer's own jobs bound theirs
+	// below it (grantPublishTimeout, replayWindow). A drain trusts "empty" only after it, since nothing
+	// is decided on a cache that is not ready.
+	ClaimWindow time.Duration
 }
 
 func (c *Config) defaults() {
@@ -94,11 +111,26 @@ func (c *Config) defaults() {
 	if c.GrantBudget <= 0 {
 		c.GrantBudget = 500
 	}
-	if c.QuietPeriod <= 0 {
-		c.QuietPeriod = 2 * time.Second
+	if c.BackstopBudget <= 0 {
+		c.BackstopBudget = 15 * time.Second
 	}
-	if c.QuietChecks <= 0 {
-		c.QuietChecks = 5
+	if c.BackstopInvisible <= 0 {
+		c.BackstopInvisible = 15 * time.Second
+	}
+	if c.BackstopBatch <= 0 {
+		c.BackstopBatch = 32
+	}
+	if c.DrainBudget <= 0 {
+		c.DrainBudget = 25 * time.Second
+	}
+	if c.DrainLockWait <= 0 {
+		c.DrainLockWait = 20 * time.Second
+	}
+	if c.DrainEmptyReceives <= 0 {
+		c.DrainEmptyReceives = 1
+	}
+	if c.ClaimWindow <= 0 {
+		c.ClaimWindow = 10 * time.Second
 	}
 }
 
@@ -107,6 +139,7 @@ type Jobs struct {
 	store Store
 	cache Cache
 	pub   Publisher
+	src   GrantSource
 	now   func() time.Time
 	cfg   Config
 
@@ -114,12 +147,14 @@ type Jobs struct {
 	usersCursor string // where the next reconcile run continues through the users
 }
 
-func New(store Store, cache Cache, pub Publisher, now func() time.Time, cfg Config) *Jobs {
+// New builds the jobs; src is the grant backstop's consumer group (GrantBackstop and CacheRebuild fail
+// without it).
+func New(store Store, cache Cache, pub Publisher, src GrantSource, now func() time.Time, cfg Config) *Jobs {
 	if now == nil {
 		now = time.Now
 	}
 	cfg.defaults()
-	return &Jobs{store: store, cache: cache, pub: pub, now: now, cfg: cfg}
+	return &Jobs{store: store, cache: cache, pub: pub, src: src, now: now, cfg: cfg}
 }
 
 // Fix is one thing a job found and what it did about it.
@@ -145,6 +180,8 @@ type Report struct {
 	Rebuilt    bool   `json:"rebuilt,omitempty"`
 	Ready      bool   `json:"ready,omitempty"`
 	Users      int    `json:"users,omitempty"`
+	Received   int    `json:"backstop_received,omitempty"`
+	Inserted   int    `json:"backstop_inserted,omitempty"`
 	Fixed      []Fix  `json:"fixed,omitempty"`
 	Note       string `json:"note,omitempty"`
 	DurationMS int64  `json:"duration_ms"`
@@ -168,6 +205,8 @@ func (j *Jobs) Run(ctx context.Context, job string) (Report, error) {
 		r, err = j.Reconcile(ctx)
 	case JobCacheRebuild:
 		r, err = j.CacheRebuild(ctx)
+	case JobGrantBackstop:
+		r, err = j.GrantBackstop(ctx)
 	default:
 		return Report{Job: job}, fmt.Errorf("unknown timer job %q", job)
 	}
@@ -193,6 +232,34 @@ func (j *Jobs) Invocation(log *slog.Logger) func(context.Context, events.TimerEv
 		}
 		obs.Logger(ctx).Info("timer job done", "job", job, "report", r)
 		return r, nil
+	}
+}
+
+// A timer job that read a grant from Redis makes it durable outside Redis within bounded time, so that
+// CacheRebuild's ClaimWindow (10 s by default) covers it as it covers a claim in flight: a grant read
+// before Redis was lost reaches the broker or MySQL before the drain trusts "empty". Scheduled grants
+// take at most grantPublishTimeout + grantRecordTimeout after their decision; the grant replay
+// publishes what one scan found for at most replayWindow after the scan began, plus one publish.
+const (
+	grantPublishTimeout = 2 * time.Second
+	grantRecordTimeout  = 2 * time.Second
+	replayWindow        = 5 * time.Second
+)
+
+// publishGrant sends a grant, waiting at most grantPublishTimeout even when the client overstays its
+// context; a send still running may yet land, a duplicate the ledger ignores.
+func (j *Jobs) publishGrant(ctx context.Context, c domain.Claim) error {
+	pctx, cancel := context.WithTimeout(ctx, grantPublishTimeout)
+	done := make(chan error, 1)
+	go func() {
+		defer cancel()
+		done <- j.pub.PublishGrant(pctx, c)
+	}()
+	select {
+	case err := <-done:
+		return err
+	case <-pctx.Done():
+		return fault.Retryable(fmt.Errorf("publishing grant %s: no answer within %s", c.ID, grantPublishTimeout))
 	}
 }
 
@@ -284,6 +351,7 @@ func (j *Jobs) GrantReplay(ctx context.Context) (Report, error) {
 		}
 		r.Confirmed += sw.Confirmed
 		r.Released += sw.Released
+		scanned := time.Now()
 		scan, err := j.scanGrants(ctx, id)
 		if err != nil {
 			errs = append(errs, fmt.Errorf("scan %s: %w", id, err))
@@ -293,7 +361,11 @@ func (j *Jobs) GrantReplay(ctx context.Context) (Report, error) {
 			if now.Sub(c.GrantedAt) < j.cfg.ReplayAge {
 				continue
 			}
-			if err := j.pub.PublishGrant(ctx, c); err != nil {
+			if time.Since(scanned) > replayWindow {
+				r.Note = "replay window spent; the next run sends the rest"
+				break
+			}
+			if err := j.publishGrant(ctx, c); err != nil {
 				r.Failed++
 				errs = append(errs, err)
 				continue
@@ -481,23 +553,11 @@ func (j *Jobs) rebuildCampaign(ctx context.Context, rec mysqlstore.CampaignRecor
 	return res.Applied, err
 }
 
-func (j *Jobs) totalIssued(ctx context.Context, now time.Time) (int64, []mysqlstore.CampaignRecord, error) {
-	camps, err := j.store.LiveCampaigns(ctx, now, j.cfg.ReconcileGrace)
-	if err != nil {
-		return 0, nil, err
-	}
-	var total int64
-	for _, c := range camps {
-		total += c.Issued
-	}
-	return total, camps, nil
-}
-
 // CacheRebuild restores a cache that lost its data (Redis restarted empty): claims answer 503 until it
-// is done. It first waits for the ledger to drain — MySQL's issued counts must hold still for a quiet
-// period, since no new claim can be granted while the cache is not ready — so stock is never computed
-// from a partial count. Then campaigns (with held counts and claim records) and users are restored and
-// the cache is marked ready.
+// is done. It first drains the grant backstop's group to empty (backstop.go), so every grant ever
+// acknowledged is in MySQL and stock is never computed from a partial count; a ledger stuck in retries
+// delays nothing and fakes nothing. Then campaigns (with held counts and claim records) and users are
+// restored and the cache is marked ready.
 func (j *Jobs) CacheRebuild(ctx context.Context) (Report, error) {
 	var r Report
 	ready, err := j.cache.Ready(ctx)
@@ -508,29 +568,31 @@ func (j *Jobs) CacheRebuild(ctx context.Context) (Report, error) {
 		r.Ready = true
 		return r, nil
 	}
-	now := j.now()
-	prev, camps, err := j.totalIssued(ctx, now)
+	// Claims decided before the loss may still be publishing; before any claim was possible, none is.
+	window := time.Duration(0)
+	may, err := j.store.MayHaveGranted(ctx)
 	if err != nil {
 		return r, err
 	}
-	drained := false
-	for i := 0; i < j.cfg.QuietChecks && !drained; i++ {
-		select {
-		case <-ctx.Done():
-			return r, ctx.Err()
-		case <-time.After(j.cfg.QuietPeriod):
-		}
-		var total int64
-		total, camps, err = j.totalIssued(ctx, now)
-		if err != nil {
-			return r, err
-		}
-		drained = total == prev
-		prev = total
+	if may {
+		window = j.cfg.ClaimWindow
 	}
-	if !drained {
-		r.Note = "the ledger is still draining; the next run continues"
+	s, err := j.backstop(ctx, session{kind: mysqlstore.BackstopDrain, lockWait: j.cfg.DrainLockWait, budget: j.cfg.DrainBudget,
+		emptyAfter: window, emptyReceives: j.cfg.DrainEmptyReceives})
+	r.Received, r.Inserted = s.received, s.inserted
+	if err != nil {
+		return r, err
+	}
+	if !s.drained {
+		r.Note = s.note
+		if r.Note == "" {
+			r.Note = "the grant backstop is still draining; the next run continues"
+		}
 		return r, nil
+	}
+	camps, err := j.store.LiveCampaigns(ctx, j.now(), j.cfg.ReconcileGrace)
+	if err != nil {
+		return r, err
 	}
 	for _, rec := range camps {
 		if _, err := j.rebuildCampaign(ctx, rec, nil, 0); err != nil {
@@ -624,8 +686,14 @@ func (j *Jobs) ScheduledGrants(ctx context.Context) (Report, error) {
 					budget--
 					remaining--
 					r.Granted++
-					if err := j.pub.PublishGrant(ctx, out.Claim); err != nil {
-						r.Failed++ // the grant is in the Redis stream; grant-replay sends it
+					// As a claim: durable outside Redis before it counts, in MySQL when the broker fails.
+					if err := j.publishGrant(ctx, out.Claim); err != nil {
+						rctx, cancel := context.WithTimeout(ctx, grantRecordTimeout)
+						_, err := j.store.RecordClaims(rctx, []domain.Claim{out.Claim})
+						cancel()
+						if err != nil {
+							r.Failed++ // only in the Redis stream; grant-replay sends it while Redis keeps it
+						}
 					}
 				case domain.CodeSoldOut, domain.CodeEnded, domain.CodePaused, domain.CodeNotClaimable:
 					break pages

@@ -37,6 +37,7 @@ type fixture struct {
 	rdb   *redis.Client
 	cache *rediscache.Cache
 	mq    *mqtest.Publisher
+	src   timer.GrantSource // the grant backstop's group, when the test started a broker (withBroker)
 }
 
 func newFixture(t *testing.T) *fixture {
@@ -57,7 +58,7 @@ func newFixture(t *testing.T) *fixture {
 }
 
 func (f *fixture) jobs(now time.Time, cfg timer.Config) *timer.Jobs {
-	return timer.New(f.store, f.cache, f.mq, func() time.Time { return now }, cfg)
+	return timer.New(f.store, f.cache, f.mq, f.src, func() time.Time { return now }, cfg)
 }
 
 // campaign stores a campaign in MySQL and, when cached, applies it to Redis as cachesync would.
@@ -468,7 +469,8 @@ func TestCacheRebuildAfterFlush(t *testing.T) {
 	if r, err := f.jobs(t0, timer.Config{}).Run(ctx, timer.JobReconcile); err != nil || r.Note == "" || len(r.Fixed) != 0 {
 		t.Fatalf("reconcile on a lost cache: %+v %v", r, err)
 	}
-	j := f.jobs(t0, timer.Config{QuietPeriod: 10 * time.Millisecond, QuietChecks: 3})
+	f.withBroker()
+	j := f.jobs(t0, timer.Config{ClaimWindow: 300 * time.Millisecond})
 	r, err := j.Run(ctx, timer.JobCacheRebuild)
 	if err != nil || !r.Rebuilt || !r.Ready || r.Campaigns != 2 || r.Users != 2 {
 		t.Fatalf("rebuild: %+v %v", r, err)
@@ -620,5 +622,49 @@ func TestReconcileRepublishesUsersTheCacheIsBehindOn(t *testing.T) {
 	}
 	if r, err := f.jobs(t0, timer.Config{}).Run(ctx, timer.JobReconcile); err != nil || len(r.Fixed) != 0 {
 		t.Fatalf("second reconcile: %+v %v", r, err)
+	}
+}
+
+// A scheduled grant the broker refuses is written to MySQL as the claim function writes a claim's, so
+// losing Redis afterwards loses no grant.
+func TestScheduledGrantsWrittenToMySQLWhenPublishingFails(t *testing.T) {
+	f := newFixture(t)
+	ctx := context.Background()
+	f.campaign("g", true, func(c *domain.Campaign) { c.Mode, c.Stock, c.StartsAt = domain.ModeGrant, 10, t0 })
+	for i := 0; i < 3; i++ {
+		f.user(fmt.Sprintf("u%d", i), t0.Add(-time.Duration(10-i)*time.Hour), 0)
+	}
+	f.mq.Fail(errors.New("broker down"))
+	r, err := f.jobs(t0.Add(time.Minute), timer.Config{}).Run(ctx, timer.JobScheduledGrants)
+	if err != nil || r.Granted != 3 || r.Failed != 0 {
+		t.Fatalf("run: %+v %v", r, err)
+	}
+	if n := f.count("SELECT COUNT(*) FROM claims WHERE campaign_id = 'g'"); n != 3 || f.count("SELECT issued FROM campaigns WHERE id = 'g'") != 3 {
+		t.Fatalf("%d grants in MySQL, want 3", n)
+	}
+}
+
+// The grant replay publishes what one scan found for a bounded time only, so a grant read from Redis
+// before the cache was lost cannot reach the broker after a rebuild's drain has looked (ClaimWindow).
+func TestGrantReplayStopsAfterItsWindow(t *testing.T) {
+	f := newFixture(t)
+	ctx := context.Background()
+	f.campaign("cmp_a", true, func(c *domain.Campaign) { c.Stock = 10 })
+	for i := 0; i < 6; i++ {
+		if out := f.claim(fmt.Sprintf("u%d", i), "cmp_a", "r1", t0); out.Code != "" {
+			t.Fatalf("claim: %+v", out)
+		}
+	}
+	f.mq.OnGrant = func(context.Context, domain.Claim) error {
+		time.Sleep(1500 * time.Millisecond) // a slow broker
+		return nil
+	}
+	start := time.Now()
+	r, err := f.jobs(t0.Add(time.Minute), timer.Config{}).Run(ctx, timer.JobGrantReplay)
+	if err != nil || r.Replayed < 1 || r.Replayed > 4 || r.Note == "" {
+		t.Fatalf("replay: %+v %v", r, err)
+	}
+	if took := time.Since(start); took > 8*time.Second {
+		t.Fatalf("the replay took %s", took)
 	}
 }

@@ -2,10 +2,18 @@
 -- take one unit of stock. A claim without a points cost is granted and streamed at once; one with a
 -- cost is reserved as pending until the user's slot has debited the points (confirm.lua / release.lua).
 -- KEYS: campaign hash, held hash, claims hash, grants stream, pending zset
--- ARGV: user_id, claim_id, request_id, now_ms, issuance ('claim'|'grant'), known, registered_ms, member
+-- ARGV: user_id, claim_id, request_id, now_ms, issuance ('claim'|'grant'), known, registered_ms, member,
+--       attempt (a nonce of the calling invocation, stored with the claim)
 -- Returns: {'replay', claim_json} | {'ok', claim_json} | {refusal_code}
+-- A client re-sends a script after a read timeout (go-redis does): the re-sent call carries the same
+-- attempt and finds the claim its first run recorded, so it answers 'ok' as the first run did, not
+-- 'replay'. A new invocation (the user's own retry) has another attempt and gets 'replay'.
+local attempt = ARGV[9] or ''
 local existing = redis.call('HGET', KEYS[3], ARGV[2])
-if existing then return {'replay', existing} end
+if existing then
+  if attempt ~= '' and cjson.decode(existing).attempt == attempt then return {'ok', existing} end
+  return {'replay', existing}
+end
 if redis.call('EXISTS', KEYS[1]) == 0 then
   -- Holdings or grants without the campaign mean its entry was evicted: fail closed until the
   -- reconciler rebuilds it, rather than call a live campaign unknown.
@@ -47,7 +55,7 @@ end
 local claim = cjson.encode({
   id = ARGV[2], campaign_id = c[13], user_id = ARGV[1], request_id = ARGV[3],
   benefit_type = c[11], benefit_amount = tonumber(c[12]), cost_points = cost,
-  granted_ms = now, state = state, reservation = reservation,
+  granted_ms = now, state = state, reservation = reservation, attempt = attempt,
 })
 redis.call('HSET', KEYS[3], ARGV[2], claim)
 if state == 'granted' then

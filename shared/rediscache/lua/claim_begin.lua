@@ -8,14 +8,15 @@
 local bound = redis.call('HGET', KEYS[2], ARGV[1])
 local rate = tonumber(ARGV[3])
 if not bound and rate > 0 then
-  -- A retry of an already bound request is never rate limited: it only reads its own answer.
-  local n = redis.call('INCR', KEYS[3])
-  if n == 1 then redis.call('PEXPIRE', KEYS[3], 1000) end
-  if n > rate then
+  -- A retry of an already bound request is never rate limited: it only reads its own answer. A refused
+  -- request is not counted, so the script run twice (a client's re-send) leaves the counter as once.
+  local n = tonumber(redis.call('GET', KEYS[3]) or '0')
+  if n >= rate then
     local ttl = redis.call('PTTL', KEYS[3])
     if ttl < 0 then redis.call('PEXPIRE', KEYS[3], 1000); ttl = 1000 end
     return {'rate_limited', '', 0, 0, 0, 0, ttl}
   end
+  if redis.call('INCR', KEYS[3]) == 1 then redis.call('PEXPIRE', KEYS[3], 1000) end
 end
 if not bound then
   bound = ARGV[2] .. '|' .. ARGV[4]

@@ -3,7 +3,10 @@
 -- whole binding, so two racing retries cannot both move it.
 -- KEYS: request bindings hash
 -- ARGV: request_id, old binding, new binding
-if redis.call('HGET', KEYS[1], ARGV[1]) == ARGV[2] then
+-- Returns 1 when the binding is the new one (also when a re-send of this call finds its own move done).
+local cur = redis.call('HGET', KEYS[1], ARGV[1])
+if cur == ARGV[3] then return 1 end
+if cur == ARGV[2] then
   redis.call('HSET', KEYS[1], ARGV[1], ARGV[3])
   return 1
 end

@@ -1,0 +1,154 @@
+package timer
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"time"
+
+	"github.com/benefit-issuance/benefits/shared/fault"
+	"github.com/benefit-issuance/benefits/shared/ledger"
+	"github.com/benefit-issuance/benefits/shared/mqhandler"
+	"github.com/benefit-issuance/benefits/shared/mysqlstore"
+)
+
+// The grant backstop. The timer owns a consumer group of its own on the grants topic, apart from the
+// ledger trigger's, so it sees every grant ever published whatever the ledger's retries are doing. A
+// session receives from it, writes what MySQL lacks with the ledger's own idempotent batch insert and
+// acknowledges. The periodic job keeps the group near empty; the cache rebuild drains it to empty
+// first, and then every grant a user was told about is in MySQL (those the claim function could not
+// publish it wrote there itself): the rebuild is exact, with no quiet period to fake.
+//
+// One session at a time holds the MySQL advisory lock. A session that dies may leave messages
+// invisible for up to its hold; each records when it starts (with that hold) and when it finishes
+// holding nothing, and a drain that finds one unfinished waits out its hold before it trusts "empty".
+
+// GrantDelivery is one message received from the backstop's group.
+type GrantDelivery struct {
+	ID   string
+	Body []byte
+	Ack  func(context.Context) error
+}
+
+// GrantSource is the backstop's consumer group on the grants topic.
+type GrantSource interface {
+	// Receive returns up to max messages, each invisible to the group for invisible unless
+	// acknowledged; none and no error when nothing is visible.
+	Receive(ctx context.Context, max int, invisible time.Duration) ([]GrantDelivery, error)
+}
+
+// BackstopStore is the MySQL side of the backstop: the ledger's writes and the session bookkeeping.
+type BackstopStore interface {
+	ledger.Store
+	LockBackstop(ctx context.Context, wait time.Duration) (*mysqlstore.BackstopLock, error)
+	StartBackstopRun(ctx context.Context, kind string, hold time.Duration) (int64, error)
+	FinishBackstopRun(ctx context.Context, id int64) error
+	BackstopHeld(ctx context.Context) (time.Duration, error)
+	MayHaveGranted(ctx context.Context) (bool, error)
+}
+
+// backstopSlack covers what a session's hold must add to its budget and the invisible time: the last
+// receive may start just before the budget ends and long-poll (at most 20 s on the proxy) before the
+// message it returns starts its invisible time; plus clock and network slack.
+const backstopSlack = 30 * time.Second
+
+type session struct {
+	kind       string
+	lockWait   time.Duration // how long to wait for another session to finish
+	budget     time.Duration // no receive starts after this
+	emptyAfter time.Duration // "empty" counts as drained only once this much has passed
+	// emptyReceives is how many receives in a row must be empty (one per broker serving the topic).
+	emptyReceives int
+}
+
+type sessionResult struct {
+	received, inserted, duplicates, poison int
+	drained                                bool // an empty receive was seen, after emptyAfter
+	note                                   string
+}
+
+// backstop runs one session. Its run is recorded finished only when every message it received was
+// acknowledged; on any failure it stays unfinished and the next drain waits out its hold.
+func (j *Jobs) backstop(ctx context.Context, s session) (sessionResult, error) {
+	var res sessionResult
+	if j.src == nil {
+		return res, fault.Permanent(errors.New("timer: no grant backstop consumer configured"))
+	}
+	lock, err := j.store.LockBackstop(ctx, s.lockWait)
+	if err != nil {
+		return res, err
+	}
+	if lock == nil {
+		res.note = "another grant backstop session holds the lock; the next run continues"
+		return res, nil
+	}
+	defer lock.Release()
+	start := time.Now()
+	if s.kind == mysqlstore.BackstopDrain {
+		held, err := j.store.BackstopHeld(ctx)
+		if err != nil {
+			return res, err
+		}
+		if held > 0 {
+			// The wait spends the session's budget, so a run stays inside the function's timeout.
+			if held >= s.budget {
+				res.note = fmt.Sprintf("a backstop session that did not finish may hold grants invisible for %s more; the next run continues", held.Round(time.Second))
+				return res, nil
+			}
+			select {
+			case <-ctx.Done():
+				return res, fault.Retryable(ctx.Err())
+			case <-time.After(held):
+			}
+		}
+	}
+	id, err := j.store.StartBackstopRun(ctx, s.kind, s.budget+j.cfg.BackstopInvisible+backstopSlack)
+	if err != nil {
+		return res, err
+	}
+	book := ledger.New(j.store)
+	empties := 0
+	for time.Since(start) < s.budget {
+		// A receive starts only inside the budget, so the run's hold (from its start) covers it.
+		batch, err := j.src.Receive(ctx, j.cfg.BackstopBatch, j.cfg.BackstopInvisible)
+		if err != nil {
+			return res, fault.Retryable(fmt.Errorf("grant backstop receive: %w", err))
+		}
+		if len(batch) == 0 {
+			empties++
+			if empties >= s.emptyReceives && time.Since(start) >= s.emptyAfter {
+				res.drained = true
+				break
+			}
+			continue
+		}
+		empties = 0
+		res.received += len(batch)
+		msgs := make([]mqhandler.Message, len(batch))
+		for i, d := range batch {
+			msgs[i] = mqhandler.Message{ID: d.ID, Body: d.Body}
+		}
+		lr, err := book.Record(ctx, msgs)
+		if err != nil {
+			return res, fmt.Errorf("grant backstop write: %w", err)
+		}
+		res.inserted += lr.Inserted
+		res.duplicates += lr.Duplicates
+		res.poison += lr.Poison
+		for _, d := range batch {
+			if err := d.Ack(ctx); err != nil {
+				return res, fault.Retryable(fmt.Errorf("grant backstop ack %s: %w", d.ID, err))
+			}
+		}
+	}
+	return res, j.store.FinishBackstopRun(ctx, id)
+}
+
+// GrantBackstop is the periodic session: it writes to MySQL every grant its group delivers (those the
+// ledger already wrote are no-ops) until the group is empty or its budget is spent.
+func (j *Jobs) GrantBackstop(ctx context.Context) (Report, error) {
+	var r Report
+	s, err := j.backstop(ctx, session{kind: mysqlstore.BackstopSession, budget: j.cfg.BackstopBudget, emptyReceives: 1})
+	r.Received, r.Inserted, r.Note = s.received, s.inserted, s.note
+	return r, err
+}
