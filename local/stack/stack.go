@@ -42,6 +42,9 @@ type Options struct {
 	RedisAddr    string
 	Database     string // default: benefits
 	MaxInstances int    // per function
+	// RedisDurable runs the stack's own Redis with an append-only file fsynced on every write, as
+	// production should run it, so that a crash restart loses nothing acknowledged.
+	RedisDurable bool
 	// BrokerDataDir keeps the broker's log on disk so that RestartBroker restarts it on its data
 	// ("" keeps it in memory).
 	BrokerDataDir string
@@ -172,7 +175,7 @@ func Start(ctx context.Context, o Options) (_ *Stack, err error) {
 	s.RedisAddr = o.RedisAddr
 	if s.RedisAddr == "" {
 		log.Info("starting a private Redis (installing redis-server first if it is missing)")
-		r, err := services.StartRedis(ctx, services.Options{})
+		r, err := services.StartRedis(ctx, services.Options{Durable: o.RedisDurable})
 		if err != nil {
 			return nil, err
 		}

@@ -132,7 +132,7 @@ func Run(ctx context.Context, cfg Config) (Report, error) {
 	r.say("==> fault suite: starting a private stack (MariaDB, Redis, broker emulator on disk, Toxiproxy, FC emulator); function logs in %s", logFile.Name())
 	r.s, err = stack.Start(ctx, stack.Options{
 		Root: cfg.Root, HTTPAddr: "127.0.0.1:0", BrokerAddr: "127.0.0.1:0", ToxiproxyAddr: "127.0.0.1:0",
-		TimeScale: 0.01, TimerTimeScale: cfg.TimerTimeScale, Timers: true, BrokerDataDir: brokerData,
+		TimeScale: 0.01, TimerTimeScale: cfg.TimerTimeScale, Timers: true, BrokerDataDir: brokerData, RedisDurable: true,
 		Output: logFile, Logger: slog.New(slog.NewTextHandler(logFile, nil)),
 	})
 	if err != nil {
