@@ -307,7 +307,13 @@ func TestPointsDebitedOnceAndNeverNegative(t *testing.T) {
 	}
 	before, _ := c.Campaign(ctx, "paid")
 	streamBefore := len(streamClaims(t, c, "paid"))
+	tokensBefore, _ := rdb.HGet(ctx, keysOfCampaign("paid").camp, "reservations").Result()
 	refused := claim(t, c, "p", "paid", "b")
+	// Refused before a unit was reserved: a reservation the debit would only release shows other
+	// claims a unit taken that is never issued.
+	if tokens, _ := rdb.HGet(ctx, keysOfCampaign("paid").camp, "reservations").Result(); tokens != tokensBefore {
+		t.Fatalf("a user who could not pay reserved a unit (reservation tokens %s -> %s)", tokensBefore, tokens)
+	}
 	if refused.Code != domain.CodeInsufficientPoints {
 		t.Fatalf("second claim with 20 points: %+v", refused)
 	}

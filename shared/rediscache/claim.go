@@ -173,7 +173,7 @@ func (c *Cache) decide(ctx context.Context, in ClaimInput, claimID string, b beg
 		member = 1
 	}
 	v, err := c.scripts.claim.Run(ctx, c.rdb, []string{ck.camp, ck.held, ck.claims, ck.grants, ck.pending},
-		in.UserID, claimID, in.RequestID, in.Now.UnixMilli(), issuance, known, b.profile.RegisteredAt.UnixMilli(), member, in.Attempt).Result()
+		in.UserID, claimID, in.RequestID, in.Now.UnixMilli(), issuance, known, b.profile.RegisteredAt.UnixMilli(), member, in.Attempt, b.balance).Result()
 	if err != nil {
 		return ClaimOutcome{}, classify(err)
 	}

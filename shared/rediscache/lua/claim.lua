@@ -3,7 +3,8 @@
 -- cost is reserved as pending until the user's slot has debited the points (confirm.lua / release.lua).
 -- KEYS: campaign hash, held hash, claims hash, grants stream, pending zset
 -- ARGV: user_id, claim_id, request_id, now_ms, issuance ('claim'|'grant'), known, registered_ms, member,
---       attempt (a nonce of the calling invocation, stored with the claim)
+--       attempt (a nonce of the calling invocation, stored with the claim), balance (the user's points as
+--       step 1 read them; '' when unknown)
 -- Returns: {'replay', claim_json} | {'ok', claim_json} | {refusal_code}
 -- A client re-sends a script after a read timeout (go-redis does): the re-sent call carries the same
 -- attempt and finds the claim its first run recorded, so it answers 'ok' as the first run did, not
@@ -41,10 +42,15 @@ local held = tonumber(redis.call('HGET', KEYS[2], ARGV[1]) or '0')
 if held >= tonumber(c[7]) then return {'limit_reached'} end
 local stock, issued = tonumber(c[8]), tonumber(c[9])
 if issued >= stock then return {'sold_out'} end
+-- A user who could not pay when step 1 read their balance is refused here, before a unit is reserved:
+-- a reservation that the debit would only release shows other users a unit taken (sold_out, or
+-- limit_reached for this user) that is never issued. The debit in the user's slot still decides.
+local cost = tonumber(c[10])
+local balance = tonumber(ARGV[10] or '')
+if cost > 0 and balance ~= nil and balance < cost then return {'insufficient_points'} end
 issued = issued + 1
 redis.call('HSET', KEYS[1], 'issued', issued, 'remaining', stock - issued)
 redis.call('HINCRBY', KEYS[2], ARGV[1], 1)
-local cost = tonumber(c[10])
 local state = 'granted'
 local reservation = 0
 if cost > 0 then
