@@ -72,6 +72,21 @@ func (s *Store) StartBackstopRun(ctx context.Context, kind string, hold time.Dur
 	return id, classify(err)
 }
 
+// HoldBackstopRun moves an unfinished session's hold to hold from now. A session calls it before each
+// receive, with the longest that receive's messages can stay invisible, so a session that dies holds
+// the drain back only for what its last receive can still hide, not for its whole budget.
+func (s *Store) HoldBackstopRun(ctx context.Context, id int64, hold time.Duration) error {
+	r, err := s.db.ExecContext(ctx, `UPDATE grant_backstop_runs SET hold_until = NOW(6) + INTERVAL ? MICROSECOND
+		WHERE id = ? AND finished_at IS NULL`, hold.Microseconds(), id)
+	if err != nil {
+		return classify(err)
+	}
+	if n, _ := r.RowsAffected(); n != 1 {
+		return fault.Permanent(errors.New("grant backstop: holding an unknown or finished run"))
+	}
+	return nil
+}
+
 // FinishBackstopRun records that a session ended holding nothing: every message it received was
 // acknowledged. Old periodic sessions are forgotten; drains are kept (RebuiltBefore reads them).
 func (s *Store) FinishBackstopRun(ctx context.Context, id int64) error {

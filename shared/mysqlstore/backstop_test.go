@@ -68,6 +68,23 @@ func TestBackstopBookkeeping(t *testing.T) {
 	if held, err := s.BackstopHeld(ctx); err != nil || held <= 2*time.Second || held > 3*time.Second {
 		t.Fatalf("held %s %v, want the dead session's 3 s", held, err)
 	}
+	// A session moves its hold before each receive, shorter or longer; a finished one cannot.
+	moving, err := s.StartBackstopRun(ctx, BackstopSession, time.Hour)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := s.HoldBackstopRun(ctx, moving, 5*time.Second); err != nil {
+		t.Fatal(err)
+	}
+	if held, err := s.BackstopHeld(ctx); err != nil || held <= 4*time.Second || held > 5*time.Second {
+		t.Fatalf("held %s %v after the hold moved to 5 s", held, err)
+	}
+	if err := s.FinishBackstopRun(ctx, moving); err != nil {
+		t.Fatal(err)
+	}
+	if err := s.HoldBackstopRun(ctx, moving, time.Hour); err == nil {
+		t.Fatal("a finished run's hold moved")
+	}
 	if may, err := s.MayHaveGranted(ctx); err != nil || !may {
 		t.Fatalf("after a finished drain: %v %v", may, err)
 	}

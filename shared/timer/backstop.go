@@ -42,14 +42,15 @@ type BackstopStore interface {
 	ledger.Store
 	LockBackstop(ctx context.Context, wait time.Duration) (*mysqlstore.BackstopLock, error)
 	StartBackstopRun(ctx context.Context, kind string, hold time.Duration) (int64, error)
+	HoldBackstopRun(ctx context.Context, id int64, hold time.Duration) error
 	FinishBackstopRun(ctx context.Context, id int64) error
 	BackstopHeld(ctx context.Context) (time.Duration, error)
 	MayHaveGranted(ctx context.Context) (bool, error)
 }
 
-// backstopSlack covers what a session's hold must add to its budget and the invisible time: the last
-// receive may start just before the budget ends and long-poll (at most 20 s on the proxy) before the
-// message it returns starts its invisible time; plus clock and network slack.
+// backstopSlack covers what a receive's hold must add to the invisible time: the receive may
+// long-poll (at most 20 s on the proxy) before the message it returns starts its invisible time; plus
+// clock and network slack.
 const backstopSlack = 30 * time.Second
 
 type session struct {
@@ -102,14 +103,22 @@ func (j *Jobs) backstop(ctx context.Context, s session) (sessionResult, error) {
 			}
 		}
 	}
-	id, err := j.store.StartBackstopRun(ctx, s.kind, s.budget+j.cfg.BackstopInvisible+backstopSlack)
+	// Each receive is covered by a hold recorded before it starts; every message of the receives before
+	// it has been acknowledged by then, so a session that dies hides grants for at most one receive's
+	// hold, not for its whole budget.
+	receiveHold := j.cfg.BackstopInvisible + backstopSlack
+	id, err := j.store.StartBackstopRun(ctx, s.kind, receiveHold)
 	if err != nil {
 		return res, err
 	}
 	book := ledger.New(j.store)
 	empties := 0
-	for time.Since(start) < s.budget {
-		// A receive starts only inside the budget, so the run's hold (from its start) covers it.
+	for first := true; time.Since(start) < s.budget; first = false {
+		if !first {
+			if err := j.store.HoldBackstopRun(ctx, id, receiveHold); err != nil {
+				return res, err
+			}
+		}
 		batch, err := j.src.Receive(ctx, j.cfg.BackstopBatch, j.cfg.BackstopInvisible)
 		if err != nil {
 			return res, fault.Retryable(fmt.Errorf("grant backstop receive: %w", err))

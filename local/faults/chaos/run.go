@@ -107,7 +107,9 @@ func Run(ctx context.Context, cfg Config) (Report, error) {
 		cfg.Workload = 4 * time.Second
 	}
 	if cfg.Converge <= 0 {
-		cfg.Converge = 60 * time.Second
+		// A cache loss right after a backstop session died waits out that session's hold (up to 45 s
+		// of invisible grants) before the drain, then the rebuild's next run: a minute and more.
+		cfg.Converge = 2 * time.Minute
 	}
 	if cfg.TimerTimeScale <= 0 {
 		cfg.TimerTimeScale = 20
