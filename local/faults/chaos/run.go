@@ -36,6 +36,7 @@ type Config struct {
 	Workload  time.Duration
 	Converge  time.Duration // how long the system may take to converge after the faults are healed
 	Shrink    bool          // reduce each failing schedule to a minimal one
+	PerStack  int           // schedules per private stack before a fresh one (default 25)
 	// TimerTimeScale runs the timer function's cron schedules this much faster (default 20), so that
 	// convergence is measured on the timers' own schedule without minutes of waiting per schedule.
 	TimerTimeScale float64
@@ -85,15 +86,16 @@ const (
 
 // runner holds the stack a run's schedules share.
 type runner struct {
-	cfg    Config
-	s      *stack.Stack
-	db     *sql.DB
-	cache  *rediscache.Cache
-	pub    *mq.Publisher
-	inj    *injector
-	out    io.Writer
-	secret string
-	seq    int
+	cfg     Config
+	s       *stack.Stack
+	db      *sql.DB
+	cache   *rediscache.Cache
+	pub     *mq.Publisher
+	inj     *injector
+	out     io.Writer
+	secret  string
+	seq     int
+	closers []func()
 }
 
 func (r *runner) say(format string, args ...any) { fmt.Fprintf(r.out, format+"\n", args...) }
@@ -111,6 +113,9 @@ func Run(ctx context.Context, cfg Config) (Report, error) {
 		// of invisible grants) before the drain, then the rebuild's next run: a minute and more.
 		cfg.Converge = 2 * time.Minute
 	}
+	if cfg.PerStack <= 0 {
+		cfg.PerStack = 25
+	}
 	if cfg.TimerTimeScale <= 0 {
 		cfg.TimerTimeScale = 20
 	}
@@ -121,44 +126,8 @@ func Run(ctx context.Context, cfg Config) (Report, error) {
 	r := &runner{cfg: cfg, out: cfg.Out}
 	// The driver logs every connection a restart or a cut closes; the suite reports what matters.
 	_ = mysql.SetLogger(log.New(io.Discard, "", 0))
-	brokerData, err := os.MkdirTemp("", "benefits-faults-broker-")
-	if err != nil {
-		return Report{}, err
-	}
-	defer os.RemoveAll(brokerData)
-	logFile, err := os.CreateTemp("", "benefits-faults-functions-*.log")
-	if err != nil {
-		return Report{}, err
-	}
-	defer logFile.Close()
-	r.say("==> fault suite: starting a private stack (MariaDB, Redis, broker emulator on disk, Toxiproxy, FC emulator); function logs in %s", logFile.Name())
-	r.s, err = stack.Start(ctx, stack.Options{
-		Root: cfg.Root, HTTPAddr: "127.0.0.1:0", BrokerAddr: "127.0.0.1:0", ToxiproxyAddr: "127.0.0.1:0",
-		TimeScale: 0.01, TimerTimeScale: cfg.TimerTimeScale, Timers: true, BrokerDataDir: brokerData, RedisDurable: true,
-		Output: logFile, Logger: slog.New(slog.NewTextHandler(logFile, nil)),
-	})
-	if err != nil {
-		return Report{}, fmt.Errorf("start stack: %w", err)
-	}
-	defer r.s.Close()
-	r.secret = r.s.JWTSecret
-	if r.db, err = sql.Open("mysql", r.s.MySQLDSN); err != nil {
-		return Report{}, err
-	}
-	defer r.db.Close()
-	rdb := redis.NewClient(&redis.Options{Addr: r.s.RedisAddr, MaxRetries: -1})
-	defer rdb.Close()
-	r.cache = rediscache.New(rdb)
-	if r.pub, err = mq.NewPublisher(mq.Config{Endpoint: r.s.Broker, ChangesTopic: topicChanges, GrantsTopic: topicGrants}); err != nil {
-		return Report{}, err
-	}
-	defer r.pub.Close()
-	r.inj = &injector{target: stackTarget{r.s}, toxi: toxiclient.NewClient(strings.TrimPrefix(r.s.Toxiproxy, "http://")),
-		pub: r.pub, injected: map[FaultKind]int{}, log: func(string, ...any) {}}
-	if err := r.waitReady(ctx); err != nil {
-		return Report{}, err
-	}
-
+	injected := map[FaultKind]int{}
+	defer r.stop()
 	var scheds []Schedule
 	for i := range cfg.Schedules {
 		scheds = append(scheds, Generate(cfg.Seed+uint64(i), cfg.Workload))
@@ -175,6 +144,19 @@ func Run(ctx context.Context, cfg Config) (Report, error) {
 	for i, sched := range scheds {
 		if ctx.Err() != nil {
 			break
+		}
+		// A fresh stack every PerStack schedules: a cache rebuild reloads every live campaign and user,
+		// and a database that grew by every earlier schedule's would make later rebuilds ever slower.
+		if i%cfg.PerStack == 0 {
+			if r.inj != nil {
+				for k, n := range r.inj.injected {
+					injected[k] += n
+				}
+			}
+			r.stop()
+			if err := r.start(ctx); err != nil {
+				return rep, err
+			}
 		}
 		res, err := r.runOne(ctx, sched)
 		if err != nil {
@@ -212,9 +194,12 @@ func Run(ctx context.Context, cfg Config) (Report, error) {
 		}
 		rep.Results = append(rep.Results, res)
 	}
-	for k, n := range r.inj.injected {
-		rep.FaultsByKind[k] = n
+	if r.inj != nil {
+		for k, n := range r.inj.injected {
+			injected[k] += n
+		}
 	}
+	rep.FaultsByKind = injected
 	sort.Slice(converge, func(i, j int) bool { return converge[i] < converge[j] })
 	if len(converge) > 0 {
 		rep.MedianConverge = converge[len(converge)/2]
@@ -228,6 +213,53 @@ func Run(ctx context.Context, cfg Config) (Report, error) {
 		}
 	}
 	return rep, nil
+}
+
+// start brings up a private stack and the runner's clients of it.
+func (r *runner) start(ctx context.Context) error {
+	brokerData, err := os.MkdirTemp("", "benefits-faults-broker-")
+	if err != nil {
+		return err
+	}
+	r.closers = append(r.closers, func() { os.RemoveAll(brokerData) })
+	logFile, err := os.CreateTemp("", "benefits-faults-functions-*.log")
+	if err != nil {
+		return err
+	}
+	r.closers = append(r.closers, func() { logFile.Close() })
+	r.say("==> fault suite: starting a private stack (MariaDB, Redis fsync-always, broker emulator on disk, Toxiproxy, FC emulator); function logs in %s", logFile.Name())
+	r.s, err = stack.Start(ctx, stack.Options{
+		Root: r.cfg.Root, HTTPAddr: "127.0.0.1:0", BrokerAddr: "127.0.0.1:0", ToxiproxyAddr: "127.0.0.1:0",
+		TimeScale: 0.01, TimerTimeScale: r.cfg.TimerTimeScale, Timers: true, BrokerDataDir: brokerData, RedisDurable: true,
+		Output: logFile, Logger: slog.New(slog.NewTextHandler(logFile, nil)),
+	})
+	if err != nil {
+		return fmt.Errorf("start stack: %w", err)
+	}
+	r.closers = append(r.closers, r.s.Close)
+	r.secret = r.s.JWTSecret
+	if r.db, err = sql.Open("mysql", r.s.MySQLDSN); err != nil {
+		return err
+	}
+	r.closers = append(r.closers, func() { r.db.Close() })
+	rdb := redis.NewClient(&redis.Options{Addr: r.s.RedisAddr, MaxRetries: -1})
+	r.closers = append(r.closers, func() { rdb.Close() })
+	r.cache = rediscache.New(rdb)
+	if r.pub, err = mq.NewPublisher(mq.Config{Endpoint: r.s.Broker, ChangesTopic: topicChanges, GrantsTopic: topicGrants}); err != nil {
+		return err
+	}
+	r.closers = append(r.closers, func() { r.pub.Close() })
+	r.inj = &injector{target: stackTarget{r.s}, toxi: toxiclient.NewClient(strings.TrimPrefix(r.s.Toxiproxy, "http://")),
+		pub: r.pub, injected: map[FaultKind]int{}, log: func(string, ...any) {}}
+	return r.waitReady(ctx)
+}
+
+// stop closes what start opened, in reverse order.
+func (r *runner) stop() {
+	for i := len(r.closers) - 1; i >= 0; i-- {
+		r.closers[i]()
+	}
+	r.closers = nil
 }
 
 func (r *runner) waitReady(ctx context.Context) error {
