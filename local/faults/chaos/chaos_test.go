@@ -82,11 +82,11 @@ func TestFaultSuiteSubset(t *testing.T) {
 	}
 	ctx, cancel := context.WithTimeout(context.Background(), 8*time.Minute)
 	defer cancel()
-	rep, err := Run(ctx, Config{Schedules: 8, Seed: 9000, Replay: regressions, Root: root, Out: testWriter{t}})
+	rep, err := Run(ctx, Config{Schedules: 6, Seed: 9000, Replay: regressions, Root: root, Out: testWriter{t}})
 	if err != nil {
 		t.Fatal(err)
 	}
-	if want := 8 + len(regressions); rep.Schedules != want {
+	if want := 6 + len(regressions); rep.Schedules != want {
 		t.Fatalf("%d schedules ran, want %d", rep.Schedules, want)
 	}
 	if rep.Violations != 0 {
