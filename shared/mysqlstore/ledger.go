@@ -4,6 +4,7 @@ import (
 	"context"
 	"database/sql"
 	"encoding/base64"
+	"errors"
 	"fmt"
 	"sort"
 	"strconv"
@@ -169,6 +170,49 @@ func (s *Store) ClaimsOfUser(ctx context.Context, userID, cursor string, limit i
 }
 
 // ExistingClaims reports which of ids the ledger has recorded.
+// IssuedAndRecorded reads a campaign's issued count and which of ids are recorded from one snapshot
+// (a REPEATABLE READ transaction), so a grant the ledger writes meanwhile is counted once: in both
+// answers or in neither.
+func (s *Store) IssuedAndRecorded(ctx context.Context, campaignID string, ids []string) (int64, map[string]bool, error) {
+	tx, err := s.db.BeginTx(ctx, &sql.TxOptions{Isolation: sql.LevelRepeatableRead, ReadOnly: true})
+	if err != nil {
+		return 0, nil, classify(err)
+	}
+	defer tx.Rollback()
+	var issued int64
+	if err := tx.QueryRowContext(ctx, "SELECT issued FROM campaigns WHERE id = ?", campaignID).Scan(&issued); err != nil {
+		if errors.Is(err, sql.ErrNoRows) {
+			return 0, nil, domain.Refuse(domain.CodeCampaignNotFound, "no campaign %s", campaignID)
+		}
+		return 0, nil, classify(err)
+	}
+	recorded := make(map[string]bool, len(ids))
+	for start := 0; start < len(ids); start += 500 {
+		end := min(start+500, len(ids))
+		args := make([]any, 0, end-start)
+		for _, id := range ids[start:end] {
+			args = append(args, id)
+		}
+		rows, err := tx.QueryContext(ctx, "SELECT id FROM claims WHERE id IN (?"+strings.Repeat(", ?", len(args)-1)+")", args...)
+		if err != nil {
+			return 0, nil, classify(err)
+		}
+		for rows.Next() {
+			var id string
+			if err := rows.Scan(&id); err != nil {
+				rows.Close()
+				return 0, nil, classify(err)
+			}
+			recorded[id] = true
+		}
+		rows.Close()
+		if err := rows.Err(); err != nil {
+			return 0, nil, classify(err)
+		}
+	}
+	return issued, recorded, classify(tx.Commit())
+}
+
 func (s *Store) ExistingClaims(ctx context.Context, ids []string) (map[string]bool, error) {
 	out := make(map[string]bool, len(ids))
 	for start := 0; start < len(ids); start += 500 {
