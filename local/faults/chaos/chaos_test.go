@@ -65,6 +65,11 @@ var regressions = []string{
 	// snapshot restarts, which brought back a released reservation; the suite now runs Redis
 	// fsync-always, as production must (README).
 	"76/redis-restart-data:@1757ms,redis-restart-data:@2562ms,cut:mysql-ledger@2810ms+4125ms",
+	// 1.4 s of latency on the Redis link: a slow reconcile read the cache, then MySQL after the
+	// ledger had written more, took the cache for behind and repaired issued to MySQL's count plus the
+	// grants it had scanned as in flight, counting twice those written meanwhile. Found by seed 3 of
+	// the first run after the fixes above.
+	"3/kill:cachesync@965ms,latency:redis@1652ms+3526ms=1355",
 }
 
 // The seeded subset of `make faults` that runs in `make test`, so that a regression fails CI: a few

@@ -457,7 +457,9 @@ func (r *runner) shrink(ctx context.Context, sched Schedule, invariant string) S
 		}
 		return false
 	}
-	for i := 0; i < len(sched.Faults) && len(sched.Faults) > 1; {
+	// Bounded: a schedule that never converges costs the convergence limit per run.
+	deadline := time.Now().Add(4 * time.Minute)
+	for i := 0; i < len(sched.Faults) && len(sched.Faults) > 1 && time.Now().Before(deadline); {
 		cand := Schedule{Seed: sched.Seed, Faults: append(append([]Fault{}, sched.Faults[:i]...), sched.Faults[i+1:]...)}
 		if reproduces(cand) {
 			sched = cand
