@@ -48,10 +48,13 @@ type BackstopStore interface {
 	MayHaveGranted(ctx context.Context) (bool, error)
 }
 
-// backstopSlack covers what a receive's hold must add to the invisible time: the receive may
-// long-poll (at most 20 s on the proxy) before the message it returns starts its invisible time; plus
-// clock and network slack.
-const backstopSlack = 30 * time.Second
+// backstopSlack covers what a receive's hold must add to the invisible time: a message's invisible time
+// starts when the broker pops it, which can be as late as the receive's deadline. The official Go
+// client gives a receive its await duration (2 s, shared/wiring) plus its request timeout (3 s,
+// client_options.go) and the proxy never long-polls past the deadline; the rest is clock and network
+// slack. (It was 30 s, for the proxy's longest long poll; after a dead session every cache rebuild
+// waited that out, 45 s in all, in most schedules of the fault suite that lost Redis.)
+const backstopSlack = 10 * time.Second
 
 type session struct {
 	kind       string
