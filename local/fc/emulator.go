@@ -166,16 +166,21 @@ func (e *Emulator) Invoke(ctx context.Context, name string, payload []byte) ([]b
 	return f.invoke(ctx, payload, 0)
 }
 
+// instancesOf is a snapshot of a function's instances (none for an unknown function).
+func (e *Emulator) instancesOf(name string) []*instance {
+	f, ok := e.functions[name]
+	if !ok {
+		return nil
+	}
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	return append([]*instance{}, f.instances...)
+}
+
 // KillInstances kills every running instance of a function, as a host failure would; invocations
 // in flight fail and the next one starts a new instance.
 func (e *Emulator) KillInstances(name string) int {
-	f, ok := e.functions[name]
-	if !ok {
-		return 0
-	}
-	f.mu.Lock()
-	ins := append([]*instance{}, f.instances...)
-	f.mu.Unlock()
+	ins := e.instancesOf(name)
 	for _, in := range ins {
 		in.kill()
 	}
@@ -184,15 +189,8 @@ func (e *Emulator) KillInstances(name string) int {
 
 // InFlight counts the invocations a function's instances are running now.
 func (e *Emulator) InFlight(name string) int {
-	f, ok := e.functions[name]
-	if !ok {
-		return 0
-	}
-	f.mu.Lock()
-	ins := append([]*instance{}, f.instances...)
-	f.mu.Unlock()
 	n := 0
-	for _, in := range ins {
+	for _, in := range e.instancesOf(name) {
 		in.mu.Lock()
 		n += len(in.inflight)
 		in.mu.Unlock()
