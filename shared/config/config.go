@@ -16,7 +16,8 @@ type Env func(name string) (string, bool)
 // Config is every setting any function reads; each main uses what it needs and Require names the rest.
 type Config struct {
 	MySQLDSN        string
-	RedisAddr       string
+	RedisAddr       string   // standalone Redis, or a cluster's proxy endpoint
+	RedisCluster    []string // seed addresses of a Redis Cluster reached directly; empty: RedisAddr
 	RedisPassword   string
 	RocketMQ        string
 	RocketMQAccess  string
@@ -37,6 +38,7 @@ type Config struct {
 const (
 	EnvMySQLDSN       = "MYSQL_DSN"
 	EnvRedisAddr      = "REDIS_ADDR"
+	EnvRedisCluster   = "REDIS_CLUSTER_ADDRS"
 	EnvRedisPassword  = "REDIS_PASSWORD"
 	EnvRocketMQ       = "ROCKETMQ_ENDPOINT"
 	EnvRocketMQAccess = "ROCKETMQ_ACCESS_KEY"
@@ -75,6 +77,17 @@ func Load(env Env) (Config, error) {
 		TopicGrants:    get(EnvTopicGrants, "benefit-grants"),
 	}
 	var errs []error
+	if v := get(EnvRedisCluster, ""); v != "" {
+		for _, a := range strings.Split(v, ",") {
+			if a = strings.TrimSpace(a); a != "" {
+				c.RedisCluster = append(c.RedisCluster, a)
+			}
+		}
+	}
+	if len(c.RedisCluster) > 0 && c.RedisAddr != "" {
+		// Which one a function would use must not depend on reading the code: set exactly one.
+		errs = append(errs, fmt.Errorf("set either %s (standalone Redis or a cluster proxy) or %s (cluster seeds), not both", EnvRedisAddr, EnvRedisCluster))
+	}
 	num := func(name string, def int) int {
 		s := get(name, strconv.Itoa(def))
 		n, err := strconv.Atoi(s)
@@ -103,10 +116,14 @@ func Load(env Env) (Config, error) {
 }
 
 // Require names every setting in names that is empty, so a misconfigured function says all of what is
-// missing at once.
+// missing at once. EnvRedisAddr is satisfied by EnvRedisCluster too: either reaches the cache.
 func (c Config) Require(names ...string) error {
+	redis := c.RedisAddr
+	if len(c.RedisCluster) > 0 {
+		redis = strings.Join(c.RedisCluster, ",")
+	}
 	values := map[string]string{
-		EnvMySQLDSN: c.MySQLDSN, EnvRedisAddr: c.RedisAddr, EnvRocketMQ: c.RocketMQ, EnvJWTSecret: c.JWTSecret,
+		EnvMySQLDSN: c.MySQLDSN, EnvRedisAddr: redis, EnvRocketMQ: c.RocketMQ, EnvJWTSecret: c.JWTSecret,
 		EnvTopicChanges: c.TopicChanges, EnvTopicGrants: c.TopicGrants,
 	}
 	var missing []string
