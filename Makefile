@@ -7,7 +7,7 @@ FUNCTIONS := $(notdir $(patsubst %/,%,$(dir $(wildcard functions/*/main.go))))
 DIST      := dist
 GOFLAGS_BUILD := -trimpath -ldflags='-s -w'
 
-.PHONY: all build package test test-short lint bench run clean
+.PHONY: all build package test test-cluster test-short lint bench run clean
 
 all: build
 
@@ -29,11 +29,24 @@ lint:
 	@echo "==> go vet"
 	@$(GO) vet ./...
 
+# The packages whose tests run a second time against a Redis Cluster (every test in them leases the
+# whole cluster in turn, since a cluster has only database 0).
+CLUSTER_PKGS := ./shared/rediscache ./shared/cachesync ./shared/claiming ./shared/timer
+
 # The full suite: unit tests, integration tests against private MariaDB and Redis, the RocketMQ
-# emulator, and end-to-end tests of the compiled functions under the local FC emulator.
+# emulator, and end-to-end tests of the compiled functions under the local FC emulator; then the Redis
+# adapter and the services above it again on a private Redis Cluster (3 masters, 3 replicas).
 test: lint build
-	@echo "==> starting private MariaDB and Redis for the test run, then go test ./..."
-	@$(GO) run ./local/cmd/services -- $(GO) test -count=1 -p 2 -timeout 25m ./...
+	@echo "==> starting private MariaDB, Redis and a Redis Cluster for the test run, then go test ./..."
+	@$(GO) run ./local/cmd/services --redis-cluster -- sh -c '\
+		$(GO) test -count=1 -p 2 -timeout 25m ./... && \
+		echo "==> again on the Redis Cluster: $(CLUSTER_PKGS)" && \
+		BENEFITS_TEST_REDIS_MODE=cluster $(GO) test -count=1 -p 2 -timeout 10m $(CLUSTER_PKGS)'
+
+# Only the cluster half of `make test`.
+test-cluster:
+	@$(GO) run ./local/cmd/services --redis-cluster -- sh -c '\
+		BENEFITS_TEST_REDIS_MODE=cluster $(GO) test -count=1 -p 2 -timeout 10m $(CLUSTER_PKGS)'
 
 test-short: lint
 	@$(GO) test -count=1 -short ./...

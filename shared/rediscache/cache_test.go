@@ -19,7 +19,7 @@ func TestMain(m *testing.M) { services.Main(m) }
 
 var now = time.Date(2026, 11, 25, 2, 0, 0, 0, time.UTC)
 
-func newCache(t *testing.T) (*Cache, *redis.Client) {
+func newCache(t *testing.T) (*Cache, redis.UniversalClient) {
 	t.Helper()
 	rdb := services.Env(t).Redis(t)
 	c := New(rdb)
@@ -521,7 +521,7 @@ func TestCacheLossFailsClosed(t *testing.T) {
 	if out := claim(t, c, "u", "lost", "a"); out.Code != "" {
 		t.Fatal(out.Code)
 	}
-	if err := rdb.FlushDB(ctx).Err(); err != nil {
+	if err := services.FlushAll(ctx, rdb); err != nil {
 		t.Fatal(err)
 	}
 	out := claim(t, c, "u2", "lost", "b")

@@ -11,6 +11,7 @@ import (
 
 	"github.com/redis/go-redis/v9"
 
+	"github.com/benefit-issuance/benefits/local/services"
 	"github.com/benefit-issuance/benefits/shared/domain"
 )
 
@@ -20,10 +21,10 @@ import (
 // answer is the first's or one its caller treats the same way.
 
 // snapshot is every key of the test's database with its content (TTLs left out: they only tick).
-func snapshot(t *testing.T, rdb *redis.Client) map[string]string {
+func snapshot(t *testing.T, rdb redis.UniversalClient) map[string]string {
 	t.Helper()
 	ctx := context.Background()
-	keys, err := rdb.Keys(ctx, "*").Result()
+	keys, err := services.Keys(ctx, rdb, "*")
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -67,7 +68,7 @@ func sortedPairs(m map[string]string) []string {
 
 // twice runs s twice with the same keys and arguments and fails unless the state after the second run
 // is the state after the first. It returns both answers.
-func twice(t *testing.T, c *Cache, rdb *redis.Client, s *redis.Script, keys []string, args ...any) (any, any) {
+func twice(t *testing.T, c *Cache, rdb redis.UniversalClient, s *redis.Script, keys []string, args ...any) (any, any) {
 	t.Helper()
 	ctx := context.Background()
 	first, err := s.Run(ctx, c.rdb, keys, args...).Result()
