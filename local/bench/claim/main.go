@@ -12,7 +12,8 @@
 //
 // What a zero-cost claim sends (shared/rediscache/claim.go), per claim:
 //
-//	grant:    round trip 1  pipeline EXISTS bn:ready + EVALSHA claim_begin.lua (user slot)
+//	grant:    round trip 1  pipeline EXISTS of the readiness markers of the user's and the campaign's
+//	                        slots + EVALSHA claim_begin.lua (user slot)
 //	          round trip 2  EVALSHA claim.lua (campaign slot)                                  k = 2
 //	sold_out: the same two, then EVALSHA unbind.lua to forget the refused request's binding    k = 3
 //
