@@ -31,7 +31,7 @@ lint:
 
 # The packages whose tests run a second time against a Redis Cluster (every test in them leases the
 # whole cluster in turn, since a cluster has only database 0).
-CLUSTER_PKGS := ./shared/rediscache ./shared/cachesync ./shared/claiming ./shared/timer
+CLUSTER_PKGS := ./shared/rediscache ./shared/cachesync ./shared/claiming ./shared/timer ./shared/rules
 
 # The full suite: unit tests, integration tests against private MariaDB and Redis, the RocketMQ
 # emulator, and end-to-end tests of the compiled functions under the local FC emulator; then the Redis

@@ -116,6 +116,10 @@ type ApplyResult struct {
 	CachedVersion int64
 }
 
+// NotReady reports a write refused because its slot lost its data and has not been rebuilt yet: the
+// change must be retried after the rebuild (which loads the row as MySQL has it by then).
+func (r ApplyResult) NotReady() bool { return !r.Applied && r.CachedVersion == -2 }
+
 func parseApply(v any) (ApplyResult, error) {
 	arr, ok := v.([]any)
 	if !ok || len(arr) != 2 {
@@ -156,7 +160,7 @@ func (c *Cache) applyCampaign(ctx context.Context, camp domain.Campaign, issued 
 		"mode", string(camp.Mode), "starts_ms", ms(camp.StartsAt), "ends_ms", ms(camp.EndsAt),
 		"stock", camp.Stock, "per_user_limit", camp.PerUserLimit, "status", string(camp.Status),
 	}
-	v, err := c.scripts.applyCampaign.Run(ctx, c.rdb, []string{k.camp, k.held, k.claims, k.grants, k.pending}, args...).Result()
+	v, err := c.scripts.applyCampaign.Run(ctx, c.rdb, []string{k.camp, k.held, k.claims, k.grants, k.pending, c.markers.of(k.camp)}, args...).Result()
 	if err != nil {
 		return ApplyResult{}, classify(err)
 	}
@@ -171,6 +175,9 @@ type UserState struct {
 	Credits      int64 // total points credited (MySQL is the authority)
 	Debits       int64 // total points debited per MySQL; used only when the cache has no entry
 	Version      int64
+	// Restore is set by the cache rebuild only: it writes into a slot not yet marked ready, which every
+	// other writer must leave alone (see ApplyResult.NotReady).
+	Restore bool
 }
 
 // ApplyUser writes u if it is newer than the cached version, keeping the cache's debits.
@@ -179,8 +186,12 @@ func (c *Cache) ApplyUser(ctx context.Context, u UserState) (ApplyResult, error)
 	if u.Member {
 		member = 1
 	}
+	mode := "fence"
+	if u.Restore {
+		mode = "restore"
+	}
 	k := keysOfUser(u.ID)
-	v, err := c.scripts.applyUser.Run(ctx, c.rdb, []string{k.user}, u.Version, ms(u.RegisteredAt), member, u.Credits, u.Debits).Result()
+	v, err := c.scripts.applyUser.Run(ctx, c.rdb, []string{k.user, c.markers.of(k.user)}, u.Version, ms(u.RegisteredAt), member, u.Credits, u.Debits, mode).Result()
 	if err != nil {
 		return ApplyResult{}, classify(err)
 	}

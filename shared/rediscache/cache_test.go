@@ -537,8 +537,9 @@ func TestCacheLossFailsClosed(t *testing.T) {
 	if err := c.RestoreClaims(ctx, "lost", []domain.Claim{prior}); err != nil {
 		t.Fatal(err)
 	}
-	// A change event arriving now must not recreate the entry from MySQL's lagging count.
-	if res, err := c.ApplyCampaign(ctx, campaign("lost", 10, 1), 0); err != nil || res.Applied || res.CachedVersion != -1 {
+	// A change event arriving now must not recreate the entry from MySQL's lagging count: the slot is
+	// not ready, so only the rebuild writes it.
+	if res, err := c.ApplyCampaign(ctx, campaign("lost", 10, 1), 0); err != nil || res.Applied || !res.NotReady() {
 		t.Fatalf("fenced apply over restored holdings: %+v %v; want it left to the rebuild", res, err)
 	}
 	if res, err := c.RepairCampaign(ctx, campaign("lost", 10, 1), 1, 0); err != nil || !res.Applied {

@@ -316,12 +316,12 @@ func TestRerunApplyCampaign(t *testing.T) {
 	args := func(camp domain.Campaign, issued int64, mode string, expect int64) []any {
 		return []any{camp.Version, issued, mode, expect, "id", camp.ID, "stock", camp.Stock, "status", "active"}
 	}
-	first, second := twice(t, c, rdb, c.scripts.applyCampaign, campaignKeyList("cc"), args(camp, 3, "fence", 0)...)
+	first, second := twice(t, c, rdb, c.scripts.applyCampaign, append(campaignKeyList("cc"), c.markers.of(keysOfCampaign("cc").camp)), args(camp, 3, "fence", 0)...)
 	if !reflect.DeepEqual(first, []any{int64(1), int64(1)}) || !reflect.DeepEqual(second, []any{int64(0), int64(1)}) {
 		t.Fatalf("fenced answers %v then %v", first, second)
 	}
 	camp.Version, camp.Stock = 2, 20
-	first, second = twice(t, c, rdb, c.scripts.applyCampaign, campaignKeyList("cc"), args(camp, 5, "repair", 1)...)
+	first, second = twice(t, c, rdb, c.scripts.applyCampaign, append(campaignKeyList("cc"), c.markers.of(keysOfCampaign("cc").camp)), args(camp, 5, "repair", 1)...)
 	sameAnswer(t, first, second)
 	if !reflect.DeepEqual(first, []any{int64(1), int64(2)}) {
 		t.Fatalf("repair answer %v", first)
@@ -331,14 +331,14 @@ func TestRerunApplyCampaign(t *testing.T) {
 	}
 	// A repair still never rolls back a newer version.
 	old := campaign("cc", 10, 1)
-	if v, _ := c.scripts.applyCampaign.Run(context.Background(), c.rdb, campaignKeyList("cc"), args(old, 0, "repair", 1)...).Result(); !reflect.DeepEqual(v, []any{int64(0), int64(2)}) {
+	if v, _ := c.scripts.applyCampaign.Run(context.Background(), c.rdb, append(campaignKeyList("cc"), c.markers.of(keysOfCampaign("cc").camp)), args(old, 0, "repair", 1)...).Result(); !reflect.DeepEqual(v, []any{int64(0), int64(2)}) {
 		t.Fatalf("stale repair: %v", v)
 	}
 }
 
 func TestRerunApplyUser(t *testing.T) {
 	c, rdb := newCache(t)
-	first, second := twice(t, c, rdb, c.scripts.applyUser, []string{keysOfUser("u").user}, 1, now.UnixMilli(), 1, 100, 10)
+	first, second := twice(t, c, rdb, c.scripts.applyUser, []string{keysOfUser("u").user, c.markers.of(keysOfUser("u").user)}, 1, now.UnixMilli(), 1, 100, 10, "fence")
 	if !reflect.DeepEqual(first, []any{int64(1), int64(1)}) || !reflect.DeepEqual(second, []any{int64(0), int64(1)}) {
 		t.Fatalf("answers %v then %v", first, second)
 	}

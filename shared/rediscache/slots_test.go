@@ -7,6 +7,7 @@ import (
 
 	"github.com/redis/go-redis/v9"
 
+	"github.com/benefit-issuance/benefits/local/services"
 	"github.com/benefit-issuance/benefits/shared/domain"
 )
 
@@ -158,5 +159,50 @@ func TestOneMasterEmptiedOnACluster(t *testing.T) {
 	}
 	if out := claim(t, c, u, b, "r2"); out.Code != "" {
 		t.Fatalf("claim on a live master: %+v, want granted", out)
+	}
+}
+
+// After a loss, nothing but the rebuild may create entries in the lost slots: a change event applied
+// from MySQL's counts (which lag the grants and debits in flight) would let a campaign oversell or
+// points be spent twice once the slot opens again, and the rebuild's own write at the same version
+// would then be fenced out.
+func TestOnlyTheRebuildWritesALostSlot(t *testing.T) {
+	c, rdb := newCache(t)
+	ctx := context.Background()
+	apply(t, c, campaign("gone", 10, 1))
+	credit(t, c, "ug", 100, 1)
+	if err := services.FlushAll(ctx, rdb); err != nil {
+		t.Fatal(err)
+	}
+	camp := campaign("gone", 10, 1)
+	camp.Version = 2
+	if res, err := c.ApplyCampaign(ctx, camp, 3); err != nil || res.Applied || !res.NotReady() {
+		t.Fatalf("fenced campaign write into a lost slot: %+v %v; want refused as not ready", res, err)
+	}
+	if res, err := c.ApplyUser(ctx, UserState{ID: "ug", Credits: 100, Debits: 10, Version: 2, RegisteredAt: now}); err != nil || res.Applied || !res.NotReady() {
+		t.Fatalf("fenced user write into a lost slot: %+v %v; want refused as not ready", res, err)
+	}
+	if cc, _ := c.Campaign(ctx, "gone"); cc.Present {
+		t.Fatalf("a refused write left an entry: %+v", cc)
+	}
+	// The rebuild's writes go through, and once the slots are marked ready the fence applies again.
+	if res, err := c.RepairCampaign(ctx, camp, 5, 0); err != nil || !res.Applied {
+		t.Fatalf("rebuild campaign: %+v %v", res, err)
+	}
+	if res, err := c.ApplyUser(ctx, UserState{ID: "ug", Credits: 100, Debits: 40, Version: 2, RegisteredAt: now, Restore: true}); err != nil || !res.Applied {
+		t.Fatalf("rebuild user: %+v %v", res, err)
+	}
+	if err := c.MarkReady(ctx); err != nil {
+		t.Fatal(err)
+	}
+	if cu, _ := c.User(ctx, "ug"); cu.Balance != 60 {
+		t.Fatalf("balance after rebuild %d, want 60", cu.Balance)
+	}
+	camp.Version = 3
+	if res, err := c.ApplyCampaign(ctx, camp, 0); err != nil || !res.Applied {
+		t.Fatalf("fenced write after the rebuild: %+v %v", res, err)
+	}
+	if cc, _ := c.Campaign(ctx, "gone"); cc.Issued != 5 || cc.Remaining != 5 {
+		t.Fatalf("after rebuild and a change: %+v; issued must stay at the rebuild's floor", cc)
 	}
 }

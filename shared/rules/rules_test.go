@@ -47,6 +47,11 @@ func newFixture(t *testing.T, syncing bool, wait time.Duration) *fixture {
 	}
 	t.Cleanup(func() { store.Close() })
 	cache := rediscache.New(env.Redis(t))
+	// A deployment's cache is trusted once the first rebuild marked it ready; until then cache sync
+	// leaves it to the rebuild.
+	if err := cache.MarkReady(ctx); err != nil {
+		t.Fatal(err)
+	}
 	pub := &mqtest.Publisher{}
 	if syncing {
 		pub.OnChange = cachesync.New(store, cache).Apply
