@@ -15,23 +15,25 @@ type Env func(name string) (string, bool)
 
 // Config is every setting any function reads; each main uses what it needs and Require names the rest.
 type Config struct {
-	MySQLDSN        string
-	RedisAddr       string   // standalone Redis, or a cluster's proxy endpoint
-	RedisCluster    []string // seed addresses of a Redis Cluster reached directly; empty: RedisAddr
-	RedisPassword   string
-	RocketMQ        string
-	RocketMQAccess  string
-	RocketMQSecret  string
-	RocketMQNS      string
-	JWTSecret       string
-	LogLevel        string
-	TopicChanges    string
-	TopicGrants     string
-	ClaimRateLimit  int           // claims per user per second; 0 disables the limit
-	SyncWait        time.Duration // how long admin writes wait for the cache (≤ 2 s)
-	PendingTimeout  time.Duration // age after which the timer resolves a half-finished points claim
-	ReconcileGrace  time.Duration // campaigns ended longer ago than this are no longer reconciled
-	GrantBatchLimit int
+	MySQLDSN          string
+	RedisAddr         string   // standalone Redis, or a cluster's proxy endpoint
+	RedisCluster      []string // seed addresses of a Redis Cluster reached directly; empty: RedisAddr
+	RedisPassword     string
+	RedisWaitReplicas int           // replicas that must hold a claim's writes before it is acknowledged
+	RedisWaitTimeout  time.Duration // how long a claim waits for them
+	RocketMQ          string
+	RocketMQAccess    string
+	RocketMQSecret    string
+	RocketMQNS        string
+	JWTSecret         string
+	LogLevel          string
+	TopicChanges      string
+	TopicGrants       string
+	ClaimRateLimit    int           // claims per user per second; 0 disables the limit
+	SyncWait          time.Duration // how long admin writes wait for the cache (≤ 2 s)
+	PendingTimeout    time.Duration // age after which the timer resolves a half-finished points claim
+	ReconcileGrace    time.Duration // campaigns ended longer ago than this are no longer reconciled
+	GrantBatchLimit   int
 }
 
 // Setting names, as template.yml sets them.
@@ -40,6 +42,8 @@ const (
 	EnvRedisAddr      = "REDIS_ADDR"
 	EnvRedisCluster   = "REDIS_CLUSTER_ADDRS"
 	EnvRedisPassword  = "REDIS_PASSWORD"
+	EnvRedisWait      = "REDIS_WAIT_REPLICAS"
+	EnvRedisWaitFor   = "REDIS_WAIT_TIMEOUT"
 	EnvRocketMQ       = "ROCKETMQ_ENDPOINT"
 	EnvRocketMQAccess = "ROCKETMQ_ACCESS_KEY"
 	EnvRocketMQSecret = "ROCKETMQ_SECRET_KEY"
@@ -106,6 +110,8 @@ func Load(env Env) (Config, error) {
 	}
 	c.ClaimRateLimit = num(EnvClaimRateLimit, 20)
 	c.GrantBatchLimit = num(EnvGrantBatch, 500)
+	c.RedisWaitReplicas = num(EnvRedisWait, 0)
+	c.RedisWaitTimeout = dur(EnvRedisWaitFor, 100*time.Millisecond)
 	c.SyncWait = dur(EnvSyncWait, 2*time.Second)
 	c.PendingTimeout = dur(EnvPendingTimeout, 30*time.Second)
 	c.ReconcileGrace = dur(EnvReconcileGrace, 24*time.Hour)

@@ -81,6 +81,7 @@ type Cache struct {
 	rdb     redis.UniversalClient
 	scripts scripts
 	markers *slotMarkers
+	opts    Options
 }
 
 // New takes a standalone client, a client on a cluster's proxy endpoint, or a cluster client: every

@@ -184,7 +184,7 @@ func (c *Cache) decide(ctx context.Context, in ClaimInput, claimID string, b beg
 	if b.profile.Member {
 		member = 1
 	}
-	v, err := c.scripts.claim.Run(ctx, c.rdb, []string{ck.camp, ck.held, ck.claims, ck.grants, ck.pending},
+	v, err := c.runDurable(ctx, c.scripts.claim, []string{ck.camp, ck.held, ck.claims, ck.grants, ck.pending},
 		in.UserID, claimID, in.RequestID, in.Now.UnixMilli(), issuance, known, b.profile.RegisteredAt.UnixMilli(), member, in.Attempt).Result()
 	if err != nil {
 		return ClaimOutcome{}, classify(err)
@@ -226,7 +226,7 @@ func (c *Cache) finish(ctx context.Context, in ClaimInput, claimID, raw string, 
 		return ClaimOutcome{Claim: claim, Replayed: replayed}, nil
 	}
 	uk := keysOfUser(claim.UserID)
-	verdict, err := c.scripts.debit.Run(ctx, c.rdb, []string{uk.user, uk.debits}, claimID, claim.CostPoints, stored.Reservation).Text()
+	verdict, err := c.runDurable(ctx, c.scripts.debit, []string{uk.user, uk.debits}, claimID, claim.CostPoints, stored.Reservation).Text()
 	if err != nil {
 		return ClaimOutcome{}, classify(err)
 	}
@@ -249,7 +249,7 @@ func (c *Cache) finish(ctx context.Context, in ClaimInput, claimID, raw string, 
 
 func (c *Cache) confirm(ctx context.Context, claim domain.Claim, replayed bool) (ClaimOutcome, error) {
 	ck := keysOfCampaign(claim.CampaignID)
-	v, err := c.scripts.confirm.Run(ctx, c.rdb, []string{ck.claims, ck.grants, ck.pending}, claim.ID).Result()
+	v, err := c.runDurable(ctx, c.scripts.confirm, []string{ck.claims, ck.grants, ck.pending}, claim.ID).Result()
 	if err != nil {
 		return ClaimOutcome{}, classify(err)
 	}

@@ -57,7 +57,9 @@ func MySQL(cfg config.Config) (*mysqlstore.Store, error) {
 // Redis connects the cache. Timeouts are short: a claim must fail closed (503) quickly rather than
 // hang the 10:00 rush behind a sick connection.
 func Redis(cfg config.Config) (*rediscache.Cache, error) {
-	return rediscache.New(RedisClient(cfg)), nil
+	return rediscache.NewWith(RedisClient(cfg), rediscache.Options{
+		ReplicaAcks: cfg.RedisWaitReplicas, ReplicaAckTimeout: cfg.RedisWaitTimeout,
+	}), nil
 }
 
 // RedisClient is the client for cfg: go-redis's cluster client when REDIS_CLUSTER_ADDRS names a

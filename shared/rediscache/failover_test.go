@@ -1,0 +1,218 @@
+package rediscache_test
+
+import (
+	"context"
+	"fmt"
+	"math/rand/v2"
+	"sync"
+	"sync/atomic"
+	"testing"
+	"time"
+
+	"github.com/benefit-issuance/benefits/local/services"
+	"github.com/benefit-issuance/benefits/shared/config"
+	"github.com/benefit-issuance/benefits/shared/domain"
+	"github.com/benefit-issuance/benefits/shared/rediscache"
+	"github.com/benefit-issuance/benefits/shared/wiring"
+)
+
+// rush claims one campaign from workers goroutines until stop is closed, recording per phase what was
+// acknowledged (a unit granted: what a user would be told) and what failed (what the claim function
+// answers 503 for).
+type rush struct {
+	cache    *rediscache.Cache
+	campaign string
+	phase    atomic.Int32
+	mu       sync.Mutex
+	acked    map[string]domain.Claim
+	ackedBy  map[int32]int
+	failedBy map[int32]int
+}
+
+func (r *rush) run(workers int, stop <-chan struct{}) *sync.WaitGroup {
+	var wg sync.WaitGroup
+	for w := 0; w < workers; w++ {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			for i := 0; ; i++ {
+				select {
+				case <-stop:
+					return
+				default:
+				}
+				ctx, cancel := context.WithTimeout(context.Background(), 2*time.Second)
+				phase := r.phase.Load()
+				out, err := r.cache.Claim(ctx, rediscache.ClaimInput{
+					UserID: fmt.Sprint("u", rand.Uint64()), CampaignID: r.campaign, RequestID: fmt.Sprint("r", w, "-", i),
+					Now: time.Now(), By: domain.ByClaim,
+				})
+				cancel()
+				r.mu.Lock()
+				switch {
+				case err == nil && out.Code == "" && !out.Replayed:
+					r.acked[out.Claim.ID] = out.Claim
+					r.ackedBy[phase]++
+				case err != nil || out.Code == domain.CodeUnavailable:
+					r.failedBy[phase]++
+					time.Sleep(20 * time.Millisecond) // a client backing off after a 503
+				default:
+					r.mu.Unlock()
+					panic(fmt.Sprintf("unexpected outcome %+v", out))
+				}
+				r.mu.Unlock()
+			}
+		}()
+	}
+	return &wg
+}
+
+func (r *rush) counts(phase int32) (acked, failed int) {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	return r.ackedBy[phase], r.failedBy[phase]
+}
+
+// A master fails over while claims are in flight: first a coordinated CLUSTER FAILOVER, then a kill -9
+// of the master that took over. Claims on the moving slots fail (503) and none is acknowledged that
+// the cluster then forgets: with ReplicaAcks 1 a claim is acknowledged only once its slot's replica
+// holds it, so the replica a kill -9 promotes counts every acknowledged unit (never sells it again),
+// and a master left without a replica acknowledges nothing until one is back.
+func TestFailoverMidRush(t *testing.T) {
+	if testing.Short() || !services.Env(t).Cluster() {
+		t.Skip("needs BENEFITS_TEST_REDIS_MODE=cluster (starts a private cluster of its own)")
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), 3*time.Minute)
+	defer cancel()
+	cl, err := services.StartRedisCluster(ctx, services.Options{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer cl.Stop()
+	rdb := wiring.RedisClient(config.Config{RedisCluster: cl.Addrs()}) // exactly as the functions connect
+	defer rdb.Close()
+	cache := rediscache.NewWith(rdb, rediscache.Options{ReplicaAcks: 1, ReplicaAckTimeout: 200 * time.Millisecond})
+	if err := cache.MarkReady(ctx); err != nil {
+		t.Fatal(err)
+	}
+	const id = "rush"
+	now := time.Now()
+	camp := domain.Campaign{ID: id, Name: "rush", Benefit: domain.Benefit{Type: domain.BenefitCoupon, Amount: 500},
+		Audience: domain.Audience{Segment: domain.SegmentAll}, Mode: domain.ModeClaim,
+		StartsAt: now.Add(-time.Hour), EndsAt: now.Add(time.Hour), Stock: domain.MaxStock, PerUserLimit: 1,
+		Status: domain.StatusActive, Version: 1}
+	if res, err := cache.ApplyCampaign(ctx, camp, 0); err != nil || !res.Applied {
+		t.Fatalf("apply: %+v %v", res, err)
+	}
+	campKey := "bn:{c:" + id + "}:camp"
+
+	r := &rush{cache: cache, campaign: id, acked: map[string]domain.Claim{}, ackedBy: map[int32]int{}, failedBy: map[int32]int{}}
+	stop := make(chan struct{})
+	wg := r.run(8, stop)
+	stopped := false
+	halt := func() {
+		if !stopped {
+			stopped = true
+			close(stop)
+			wg.Wait()
+		}
+	}
+	defer halt()
+	const (
+		before = iota
+		coordinated
+		killed
+		noReplica
+		restored
+	)
+	time.Sleep(time.Second)
+	master, err := cl.MasterOfKey(ctx, campKey)
+	if err != nil {
+		t.Fatal(err)
+	}
+	r.phase.Store(coordinated)
+	heir, err := cl.Failover(ctx, master)
+	if err != nil {
+		t.Fatal(err)
+	}
+	time.Sleep(time.Second)
+	r.phase.Store(killed)
+	if _, err := cl.KillMaster(ctx, heir); err != nil {
+		t.Fatal(err)
+	}
+	r.phase.Store(noReplica)
+	time.Sleep(time.Second)
+	r.phase.Store(restored)
+	if err := cl.RestartNode(ctx, heir); err != nil {
+		t.Fatal(err)
+	}
+	time.Sleep(1500 * time.Millisecond)
+	halt()
+
+	for p, name := range []string{"before", "coordinated failover", "kill -9 until the replica took over", "new master without a replica", "replica back"} {
+		a, f := r.counts(int32(p))
+		t.Logf("%-36s acknowledged %5d  failed (503) %5d", name, a, f)
+	}
+	if a, _ := r.counts(before); a == 0 {
+		t.Fatal("no claim acknowledged before the failover: the rush did not run")
+	}
+	if a, _ := r.counts(coordinated); a == 0 {
+		t.Fatal("no claim acknowledged across the coordinated failover")
+	}
+	if _, f := r.counts(killed); f == 0 {
+		t.Fatal("no claim failed while the killed master's slots had no master")
+	}
+	if a, f := r.counts(noReplica); f == 0 || a > 0 {
+		// Claims begun while the replica was being elected may still land; a second of claims on a
+		// master whose acknowledged writes would die with it must all fail.
+		t.Fatalf("master without a replica: %d acknowledged, %d failed; want none acknowledged", a, f)
+	}
+	if a, _ := r.counts(restored); a == 0 {
+		t.Fatal("no claim acknowledged once the replica was back")
+	}
+
+	// Every acknowledged unit is counted and recorded by the cluster as it is now.
+	cc, err := cache.Campaign(ctx, id)
+	if err != nil {
+		t.Fatal(err)
+	}
+	records, err := rdb.HGetAll(ctx, "bn:{c:"+id+"}:claims").Result()
+	if err != nil {
+		t.Fatal(err)
+	}
+	lost := 0
+	for cid := range r.acked {
+		if _, ok := records[cid]; !ok {
+			lost++
+		}
+	}
+	if lost > 0 {
+		t.Fatalf("%d of %d acknowledged claims are gone from the cluster", lost, len(r.acked))
+	}
+	if cc.Issued != int64(len(records)) || cc.Issued < int64(len(r.acked)) {
+		t.Fatalf("issued %d, %d claim records, %d acknowledged: the stock count must cover every acknowledged unit", cc.Issued, len(records), len(r.acked))
+	}
+	if cc.Remaining != camp.Stock-cc.Issued {
+		t.Fatalf("remaining %d, want stock − issued = %d", cc.Remaining, camp.Stock-cc.Issued)
+	}
+	streamed := map[string]bool{}
+	after := "0"
+	for {
+		batch, err := cache.ReadGrants(ctx, id, after, 5000)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if len(batch) == 0 {
+			break
+		}
+		for _, g := range batch {
+			streamed[g.Claim.ID] = true
+		}
+		after = batch[len(batch)-1].StreamID
+	}
+	for cid := range r.acked {
+		if !streamed[cid] {
+			t.Fatalf("acknowledged claim %s is not in the grant stream the timer replays", cid)
+		}
+	}
+}
