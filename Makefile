@@ -55,6 +55,7 @@ bench: build
 	@echo "==> benchmarks (figures are side by side in one run; absolute numbers are context only)"
 	@$(GO) run ./local/cmd/services -- $(GO) test -count=1 -run '^$$' -bench . -benchtime 2s ./shared/... ./local/...
 	@$(GO) run ./local/cmd/services -- $(GO) run ./local/bench/claim
+	@$(GO) run ./local/cmd/services --redis-cluster -- $(GO) run ./local/bench/cluster
 
 run: build
 	@$(GO) run ./local/cmd/stack
