@@ -84,11 +84,22 @@ func StartRedisCluster(ctx context.Context, o Options) (*RedisCluster, error) {
 	return c, nil
 }
 
+// nodeDir is a node's own folder: a replica writes the RDB it receives from its master to its working
+// directory, and a node started in a folder holding another's dump.rdb would load those keys (and,
+// in cluster mode, claim their slots).
+func (c *RedisCluster) nodeDir(n *clusterNode) string {
+	return filepath.Join(c.dir, strconv.Itoa(n.port))
+}
+
 func (c *RedisCluster) startNode(ctx context.Context, n *clusterNode) error {
-	logFile := filepath.Join(c.dir, fmt.Sprintf("redis-%d.log", n.port))
+	dir := c.nodeDir(n)
+	if err := os.MkdirAll(dir, 0o755); err != nil {
+		return err
+	}
+	logFile := filepath.Join(dir, "redis.log")
 	var err error
 	n.proc, err = startProcess(logFile, c.bin, "--port", strconv.Itoa(n.port), "--bind", "127.0.0.1",
-		"--save", "", "--appendonly", "no", "--dir", c.dir, "--daemonize", "no",
+		"--save", "", "--appendonly", "no", "--dir", dir, "--daemonize", "no",
 		"--cluster-enabled", "yes", "--cluster-config-file", fmt.Sprintf("nodes-%d.conf", n.port),
 		"--cluster-node-timeout", strconv.Itoa(int(clusterNodeTimeout/time.Millisecond)),
 		// A replica whose master died takes over however long ago it last heard from it: these nodes
@@ -343,6 +354,10 @@ func (c *RedisCluster) RestartNode(ctx context.Context, addr string) error {
 	if n.proc != nil && !n.proc.exited() {
 		return fmt.Errorf("%s is running", addr)
 	}
+	// A killed node's memory is gone; an RDB it received as a replica must not bring it back.
+	if err := os.Remove(filepath.Join(c.nodeDir(n), "dump.rdb")); err != nil && !errors.Is(err, os.ErrNotExist) {
+		return err
+	}
 	if err := c.startNode(ctx, n); err != nil {
 		return err
 	}
@@ -388,6 +403,168 @@ func (c *RedisCluster) waitMaster(ctx context.Context, addr string, within time.
 		}
 		time.Sleep(50 * time.Millisecond)
 	}
+}
+
+// AddShard grows the cluster by a master with one replica, as an operator adds capacity: two new
+// nodes joined with `redis-cli --cluster add-node` (the second as the first's replica). The new master
+// serves no slot until MoveSlot gives it some. It returns the new master's address.
+func (c *RedisCluster) AddShard(ctx context.Context) (string, error) {
+	seed := c.live()[0].addr()
+	// One node at a time: a started node that has not joined yet would count as a member that does not
+	// know the others.
+	master, err := c.addNode(ctx, seed)
+	if err != nil {
+		return "", err
+	}
+	id, err := c.nodeID(ctx, master)
+	if err != nil {
+		return "", err
+	}
+	// add-node of a replica needs its master known to every node first.
+	if err := c.waitKnown(ctx, id, 30*time.Second); err != nil {
+		return "", err
+	}
+	replica, err := c.addNode(ctx, seed, "--cluster-slave", "--cluster-master-id", id)
+	if err != nil {
+		return "", err
+	}
+	deadline := time.Now().Add(60 * time.Second)
+	for {
+		if r, err := c.ReplicaOf(ctx, master); err == nil && r == replica && c.healthy(ctx) == "" {
+			return master, nil
+		}
+		if time.Now().After(deadline) || ctx.Err() != nil {
+			return "", fmt.Errorf("new shard %s/%s not healthy: %s", master, replica, c.healthy(ctx))
+		}
+		time.Sleep(50 * time.Millisecond)
+	}
+}
+
+// addNode starts a node on a free port and joins it through seed with redis-cli --cluster add-node.
+func (c *RedisCluster) addNode(ctx context.Context, seed string, flags ...string) (string, error) {
+	port, err := FreePort()
+	if err != nil {
+		return "", err
+	}
+	n := &clusterNode{port: port}
+	if err := c.startNode(ctx, n); err != nil {
+		return "", err
+	}
+	c.mu.Lock()
+	c.nodes = append(c.nodes, n)
+	c.mu.Unlock()
+	args := append([]string{"--cluster", "add-node", n.addr(), seed}, flags...)
+	if out, err := exec.CommandContext(ctx, c.cli, args...).CombinedOutput(); err != nil {
+		return "", fmt.Errorf("redis-cli %v: %w: %s", args, err, tail2(out))
+	}
+	return n.addr(), nil
+}
+
+func (c *RedisCluster) nodeID(ctx context.Context, addr string) (string, error) {
+	client := redis.NewClient(&redis.Options{Addr: addr})
+	defer client.Close()
+	return client.Do(ctx, "CLUSTER", "MYID").Text()
+}
+
+func (c *RedisCluster) waitKnown(ctx context.Context, id string, within time.Duration) error {
+	deadline := time.Now().Add(within)
+	for {
+		known := true
+		for _, n := range c.live() {
+			views, err := c.view(ctx, n.addr())
+			found := false
+			for _, v := range views {
+				found = found || v.id == id
+			}
+			known = known && err == nil && found
+		}
+		if known {
+			return nil
+		}
+		if time.Now().After(deadline) || ctx.Err() != nil {
+			return fmt.Errorf("node %s not known to every node within %s", id, within)
+		}
+		time.Sleep(50 * time.Millisecond)
+	}
+}
+
+// MoveSlot migrates one hash slot, keys and all, to the master at to, by the procedure Redis Cluster
+// documents for resharding (SETSLOT IMPORTING/MIGRATING, MIGRATE in batches, SETSLOT NODE on every
+// master). While it runs, commands on the slot meet ASK redirects, and multi-key commands whose keys
+// are split between the two nodes meet TRYAGAIN.
+func (c *RedisCluster) MoveSlot(ctx context.Context, slot int, to string) error {
+	views, err := c.anyView(ctx)
+	if err != nil {
+		return err
+	}
+	slots, err := func() ([]redis.ClusterSlot, error) {
+		client := redis.NewClient(&redis.Options{Addr: to})
+		defer client.Close()
+		return client.ClusterSlots(ctx).Result()
+	}()
+	if err != nil {
+		return err
+	}
+	from := ""
+	for _, s := range slots {
+		if s.Start <= slot && slot <= s.End && len(s.Nodes) > 0 {
+			from = s.Nodes[0].Addr
+		}
+	}
+	if from == "" || from == to {
+		return fmt.Errorf("slot %d: served by %q, cannot move it to %s", slot, from, to)
+	}
+	fromID, err := c.nodeID(ctx, from)
+	if err != nil {
+		return err
+	}
+	toID, err := c.nodeID(ctx, to)
+	if err != nil {
+		return err
+	}
+	src := redis.NewClient(&redis.Options{Addr: from})
+	defer src.Close()
+	dst := redis.NewClient(&redis.Options{Addr: to})
+	defer dst.Close()
+	if err := dst.Do(ctx, "CLUSTER", "SETSLOT", slot, "IMPORTING", fromID).Err(); err != nil {
+		return fmt.Errorf("SETSLOT IMPORTING: %w", err)
+	}
+	if err := src.Do(ctx, "CLUSTER", "SETSLOT", slot, "MIGRATING", toID).Err(); err != nil {
+		return fmt.Errorf("SETSLOT MIGRATING: %w", err)
+	}
+	host, port, _ := strings.Cut(to, ":")
+	for {
+		keys, err := src.ClusterGetKeysInSlot(ctx, slot, 10).Result()
+		if err != nil {
+			return err
+		}
+		if len(keys) == 0 {
+			break
+		}
+		args := []any{"MIGRATE", host, port, "", 0, 5000, "KEYS"}
+		for _, k := range keys {
+			args = append(args, k)
+		}
+		if err := src.Do(ctx, args...).Err(); err != nil {
+			return fmt.Errorf("MIGRATE: %w", err)
+		}
+	}
+	// The new owner first, then the old, then everyone else, as redis-cli does.
+	order := []string{to, from}
+	for _, v := range views {
+		if v.master && !v.failed && v.addr != to && v.addr != from {
+			order = append(order, v.addr)
+		}
+	}
+	for _, a := range order {
+		client := redis.NewClient(&redis.Options{Addr: a})
+		err := client.Do(ctx, "CLUSTER", "SETSLOT", slot, "NODE", toID).Err()
+		client.Close()
+		if err != nil {
+			return fmt.Errorf("SETSLOT NODE on %s: %w", a, err)
+		}
+	}
+	return c.WaitHealthy(ctx, 30*time.Second)
 }
 
 // Stop kills every node and removes the folder if this package made it.

@@ -107,6 +107,30 @@ func TestRedisClusterFailoverAndKill(t *testing.T) {
 	if r, err := c.ReplicaOf(ctx, heir); err != nil || r != victim {
 		t.Fatalf("replica of %s = %s, %v; want the restarted %s", heir, r, err, victim)
 	}
+	// A shard added, and k0's slot moved onto it with its key.
+	added, err := c.AddShard(ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if masters, _ := c.Masters(ctx); len(masters) != 3 {
+		t.Fatalf("an added shard serves no slot before a move; masters serving = %v", masters)
+	}
+	slot, err := client.ClusterKeySlot(ctx, "k0").Result()
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := c.MoveSlot(ctx, int(slot), added); err != nil {
+		t.Fatal(err)
+	}
+	if now, _ := c.MasterOfKey(ctx, "k0"); now != added {
+		t.Fatalf("after the move k0 is served by %s; want %s", now, added)
+	}
+	if v, err := client.Get(ctx, "k0").Int(); err != nil || v != 0 {
+		t.Fatalf("k0 after the move = %d, %v", v, err)
+	}
+	if _, err := c.ReplicaOf(ctx, added); err != nil {
+		t.Fatal(err)
+	}
 	if err := FlushAll(ctx, client); err != nil {
 		t.Fatal(err)
 	}

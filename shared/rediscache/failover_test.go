@@ -74,7 +74,7 @@ func (r *rush) counts(phase int32) (acked, failed int) {
 }
 
 // A master fails over while claims are in flight: first a coordinated CLUSTER FAILOVER, then a kill -9
-// of the master that took over. Claims on the moving slots fail (503) and none is acknowledged that
+// of the master that took over; then a shard is added and the campaign's slot moved onto it. Claims on the moving slots fail (503) and none is acknowledged that
 // the cluster then forgets: with ReplicaAcks 1 a claim is acknowledged only once its slot's replica
 // holds it, so the replica a kill -9 promotes counts every acknowledged unit (never sells it again),
 // and a master left without a replica acknowledges nothing until one is back.
@@ -124,6 +124,8 @@ func TestFailoverMidRush(t *testing.T) {
 		killed
 		noReplica
 		restored
+		resharding
+		resharded
 	)
 	time.Sleep(time.Second)
 	master, err := cl.MasterOfKey(ctx, campKey)
@@ -146,10 +148,31 @@ func TestFailoverMidRush(t *testing.T) {
 	if err := cl.RestartNode(ctx, heir); err != nil {
 		t.Fatal(err)
 	}
-	time.Sleep(1500 * time.Millisecond)
+	time.Sleep(time.Second)
+	// A shard added, and the campaign's slot moved onto it, claims still running.
+	added, err := cl.AddShard(ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	r.phase.Store(resharding)
+	slot, err := rdb.ClusterKeySlot(ctx, campKey).Result()
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := cl.MoveSlot(ctx, int(slot), added); err != nil {
+		t.Fatal(err)
+	}
+	r.phase.Store(resharded)
+	time.Sleep(time.Second)
 	halt()
+	if m, _ := cl.MasterOfKey(ctx, campKey); m != added {
+		t.Fatalf("the campaign is served by %s after the move, want %s", m, added)
+	}
+	if ready, err := cache.Ready(ctx); err != nil || !ready {
+		t.Fatalf("after the move the cache is ready = %v, %v: the slot's marker must move with it", ready, err)
+	}
 
-	for p, name := range []string{"before", "coordinated failover", "kill -9 until the replica took over", "new master without a replica", "replica back"} {
+	for p, name := range []string{"before", "coordinated failover", "kill -9 until the replica took over", "new master without a replica", "replica back", "slot moving to an added shard", "slot moved"} {
 		a, f := r.counts(int32(p))
 		t.Logf("%-36s acknowledged %5d  failed (503) %5d", name, a, f)
 	}
@@ -169,6 +192,9 @@ func TestFailoverMidRush(t *testing.T) {
 	}
 	if a, _ := r.counts(restored); a == 0 {
 		t.Fatal("no claim acknowledged once the replica was back")
+	}
+	if a, _ := r.counts(resharded); a == 0 {
+		t.Fatal("no claim acknowledged once the campaign's slot had moved to the added shard")
 	}
 
 	// Every acknowledged unit is counted and recorded by the cluster as it is now.
