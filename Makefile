@@ -7,7 +7,7 @@ FUNCTIONS := $(notdir $(patsubst %/,%,$(dir $(wildcard functions/*/main.go))))
 DIST      := dist
 GOFLAGS_BUILD := -trimpath -ldflags='-s -w'
 
-.PHONY: all build package test test-cluster test-short lint bench run clean
+.PHONY: all build package test test-cluster test-short lint bench run run-cluster clean
 
 all: build
 
@@ -59,6 +59,10 @@ bench: build
 
 run: build
 	@$(GO) run ./local/cmd/stack
+
+# The same on a private Redis Cluster (3 masters, 3 replicas) that the functions reach directly.
+run-cluster: build
+	@$(GO) run ./local/cmd/stack --redis-cluster
 
 clean:
 	rm -rf $(DIST)
