@@ -65,6 +65,11 @@ func (c *Cache) runDurable(ctx context.Context, s *redis.Script, keys []string, 
 	}
 	switch {
 	case cmd.Err() != nil:
+		if cc, ok := c.rdb.(*redis.ClusterClient); ok && (redis.HasErrorPrefix(cmd.Err(), "MOVED") || redis.HasErrorPrefix(cmd.Err(), "ASK")) {
+			// The node client does not follow redirects (the cluster client would): the slot moved (a
+			// failover, a reshard), so this claim fails (503) and the slot map is reloaded for the next.
+			cc.ReloadState(ctx)
+		}
 	case wait.Err() != nil:
 		cmd.SetErr(wait.Err())
 	case wait.Val() < int64(c.opts.ReplicaAcks):
