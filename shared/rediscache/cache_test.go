@@ -22,6 +22,7 @@ var now = time.Date(2026, 11, 25, 2, 0, 0, 0, time.UTC)
 func newCache(t *testing.T) (*Cache, redis.UniversalClient) {
 	t.Helper()
 	rdb := services.Env(t).Redis(t)
+	rdb.AddHook(oneSlotPerCommand{})
 	c := New(rdb)
 	if err := c.MarkReady(context.Background()); err != nil {
 		t.Fatal(err)

@@ -34,6 +34,20 @@ func TestKeySlotIsRedisClusters(t *testing.T) {
 	}
 }
 
+func TestOneSlotGuardRefusesCrossSlotCommands(t *testing.T) {
+	same := redis.NewCmd(context.Background(), "evalsha", "x", 2, keysOfCampaign("a").camp, keysOfCampaign("a").held, "arg")
+	if err := checkSlots(same); err != nil {
+		t.Fatalf("one campaign's keys: %v", err)
+	}
+	cross := redis.NewCmd(context.Background(), "evalsha", "x", 2, keysOfCampaign("a").camp, keysOfUser("a").user)
+	if err := checkSlots(cross); err == nil {
+		t.Fatal("a script over a campaign's and a user's keys must be refused")
+	}
+	if err := checkSlots(redis.NewCmd(context.Background(), "exists", "bn:{c:a}:camp", "bn:{c:b}:camp")); err == nil {
+		t.Fatal("EXISTS over two campaigns must be refused")
+	}
+}
+
 func TestKeySlotAgreesWithTheServer(t *testing.T) {
 	_, rdb := newCache(t)
 	cc, ok := rdb.(*redis.ClusterClient)
