@@ -2,6 +2,7 @@ package rediscache_test
 
 import (
 	"context"
+	"encoding/json"
 	"fmt"
 	"math/rand/v2"
 	"sync"
@@ -22,6 +23,10 @@ import (
 type rush struct {
 	cache    *rediscache.Cache
 	campaign string
+	// Every other worker claims paid instead, for one of payers (credited enough for the whole run), so
+	// the points debit in the user's slot goes through the failovers too.
+	paid     string
+	payers   []string
 	phase    atomic.Int32
 	mu       sync.Mutex
 	acked    map[string]domain.Claim
@@ -43,8 +48,12 @@ func (r *rush) run(workers int, stop <-chan struct{}) *sync.WaitGroup {
 				}
 				ctx, cancel := context.WithTimeout(context.Background(), 2*time.Second)
 				phase := r.phase.Load()
+				user, campaign := fmt.Sprint("u", rand.Uint64()), r.campaign
+				if w%2 == 1 {
+					user, campaign = r.payers[rand.IntN(len(r.payers))], r.paid
+				}
 				out, err := r.cache.Claim(ctx, rediscache.ClaimInput{
-					UserID: fmt.Sprint("u", rand.Uint64()), CampaignID: r.campaign, RequestID: fmt.Sprint("r", w, "-", i),
+					UserID: user, CampaignID: campaign, RequestID: fmt.Sprint("r", w, "-", i),
 					Now: time.Now(), By: domain.ByClaim,
 				})
 				cancel()
@@ -105,8 +114,23 @@ func TestFailoverMidRush(t *testing.T) {
 		t.Fatalf("apply: %+v %v", res, err)
 	}
 	campKey := "bn:{c:" + id + "}:camp"
+	const paidID, credits = "rush-paid", 1_000_000
+	paid := camp
+	paid.ID, paid.CostPoints, paid.PerUserLimit = paidID, 1, domain.MaxPerUserLimit
+	if res, err := cache.ApplyCampaign(ctx, paid, 0); err != nil || !res.Applied {
+		t.Fatalf("apply paid: %+v %v", res, err)
+	}
+	var payers []string
+	for i := 0; i < 300; i++ {
+		u := fmt.Sprint("payer-", i)
+		if _, err := cache.ApplyUser(ctx, rediscache.UserState{ID: u, RegisteredAt: now.Add(-time.Hour), Credits: credits, Version: 1}); err != nil {
+			t.Fatal(err)
+		}
+		payers = append(payers, u)
+	}
 
-	r := &rush{cache: cache, campaign: id, acked: map[string]domain.Claim{}, ackedBy: map[int32]int{}, failedBy: map[int32]int{}}
+	r := &rush{cache: cache, campaign: id, paid: paidID, payers: payers,
+		acked: map[string]domain.Claim{}, ackedBy: map[int32]int{}, failedBy: map[int32]int{}}
 	stop := make(chan struct{})
 	wg := r.run(8, stop)
 	stopped := false
@@ -197,48 +221,79 @@ func TestFailoverMidRush(t *testing.T) {
 		t.Fatal("no claim acknowledged once the campaign's slot had moved to the added shard")
 	}
 
-	// Every acknowledged unit is counted and recorded by the cluster as it is now.
-	cc, err := cache.Campaign(ctx, id)
-	if err != nil {
-		t.Fatal(err)
+	// Every acknowledged unit is counted and recorded by the cluster as it is now, in both campaigns.
+	ackedOf := map[string]int{}
+	paidAcked := map[string]int64{} // payer → acknowledged paid claims
+	for _, cl := range r.acked {
+		ackedOf[cl.CampaignID]++
+		if cl.CampaignID == paidID {
+			paidAcked[cl.UserID]++
+		}
 	}
-	records, err := rdb.HGetAll(ctx, "bn:{c:"+id+"}:claims").Result()
-	if err != nil {
-		t.Fatal(err)
+	if ackedOf[paidID] == 0 || ackedOf[id] == 0 {
+		t.Fatalf("acknowledged per campaign %v: both must have run", ackedOf)
+	}
+	streamed := map[string]bool{}
+	recordedOf := map[string]map[string]bool{} // payer → their claim ids recorded in the paid campaign
+	for _, cid := range []string{id, paidID} {
+		cc, err := cache.Campaign(ctx, cid)
+		if err != nil {
+			t.Fatal(err)
+		}
+		records, err := rdb.HGetAll(ctx, "bn:{c:"+cid+"}:claims").Result()
+		if err != nil {
+			t.Fatal(err)
+		}
+		if cc.Issued != int64(len(records)) || cc.Issued < int64(ackedOf[cid]) || cc.Remaining != camp.Stock-cc.Issued {
+			t.Fatalf("%s: issued %d, remaining %d, %d claim records, %d acknowledged: the stock count must cover every acknowledged unit",
+				cid, cc.Issued, cc.Remaining, len(records), ackedOf[cid])
+		}
+		for claimID, raw := range records {
+			var rec struct {
+				UserID string `json:"user_id"`
+			}
+			if err := json.Unmarshal([]byte(raw), &rec); err != nil {
+				t.Fatal(err)
+			}
+			if recordedOf[rec.UserID] == nil {
+				recordedOf[rec.UserID] = map[string]bool{}
+			}
+			recordedOf[rec.UserID][claimID] = true
+		}
+		after := "0"
+		for {
+			batch, err := cache.ReadGrants(ctx, cid, after, 5000)
+			if err != nil {
+				t.Fatal(err)
+			}
+			if len(batch) == 0 {
+				break
+			}
+			for _, g := range batch {
+				streamed[g.Claim.ID] = true
+			}
+			after = batch[len(batch)-1].StreamID
+		}
 	}
 	lost := 0
-	for cid := range r.acked {
-		if _, ok := records[cid]; !ok {
+	for claimID, cl := range r.acked {
+		if !recordedOf[cl.UserID][claimID] || !streamed[claimID] {
 			lost++
 		}
 	}
 	if lost > 0 {
-		t.Fatalf("%d of %d acknowledged claims are gone from the cluster", lost, len(r.acked))
+		t.Fatalf("%d of %d acknowledged claims are gone from the cluster's records or grant streams", lost, len(r.acked))
 	}
-	if cc.Issued != int64(len(records)) || cc.Issued < int64(len(r.acked)) {
-		t.Fatalf("issued %d, %d claim records, %d acknowledged: the stock count must cover every acknowledged unit", cc.Issued, len(records), len(r.acked))
-	}
-	if cc.Remaining != camp.Stock-cc.Issued {
-		t.Fatalf("remaining %d, want stock − issued = %d", cc.Remaining, camp.Stock-cc.Issued)
-	}
-	streamed := map[string]bool{}
-	after := "0"
-	for {
-		batch, err := cache.ReadGrants(ctx, id, after, 5000)
-		if err != nil {
-			t.Fatal(err)
+	// Points: every acknowledged paid claim's debit survived, and nothing was debited without a claim.
+	for _, u := range payers {
+		cu, err := cache.User(ctx, u)
+		if err != nil || !cu.Present {
+			t.Fatalf("payer %s: %+v %v", u, cu, err)
 		}
-		if len(batch) == 0 {
-			break
-		}
-		for _, g := range batch {
-			streamed[g.Claim.ID] = true
-		}
-		after = batch[len(batch)-1].StreamID
-	}
-	for cid := range r.acked {
-		if !streamed[cid] {
-			t.Fatalf("acknowledged claim %s is not in the grant stream the timer replays", cid)
+		debited := credits - cu.Balance
+		if debited < paidAcked[u] || debited > int64(len(recordedOf[u])) {
+			t.Fatalf("payer %s: %d points debited, %d paid claims acknowledged, %d recorded: an acknowledged debit was lost or one was made without a claim",
+				u, debited, paidAcked[u], len(recordedOf[u]))
 		}
 	}
 }
