@@ -344,6 +344,39 @@ func (c *RedisCluster) KillMaster(ctx context.Context, masterAddr string) (strin
 	return replica, c.waitMaster(ctx, replica, 60*time.Second)
 }
 
+// KillNode sends SIGKILL to the node at addr and returns once it is dead, without waiting for the
+// cluster to react (see WaitMaster).
+func (c *RedisCluster) KillNode(addr string) error {
+	n := c.node(addr)
+	if n == nil || n.proc == nil || n.proc.exited() {
+		return fmt.Errorf("%s is not a live node of this cluster", addr)
+	}
+	_ = syscall.Kill(-n.proc.cmd.Process.Pid, syscall.SIGKILL)
+	<-n.proc.done
+	return nil
+}
+
+// PauseNode stops the node at addr (SIGSTOP) as a stalled host would: it neither answers nor
+// replicates until ResumeNode. A paused replica falls behind its master.
+func (c *RedisCluster) PauseNode(addr string) error { return c.signal(addr, syscall.SIGSTOP) }
+
+// ResumeNode continues a paused node (SIGCONT).
+func (c *RedisCluster) ResumeNode(addr string) error { return c.signal(addr, syscall.SIGCONT) }
+
+func (c *RedisCluster) signal(addr string, sig syscall.Signal) error {
+	n := c.node(addr)
+	if n == nil || n.proc == nil || n.proc.exited() {
+		return fmt.Errorf("%s is not a live node of this cluster", addr)
+	}
+	return syscall.Kill(n.proc.cmd.Process.Pid, sig)
+}
+
+// WaitMaster waits until addr serves slots as a master in every live node's view and the cluster is
+// healthy.
+func (c *RedisCluster) WaitMaster(ctx context.Context, addr string, within time.Duration) error {
+	return c.waitMaster(ctx, addr, within)
+}
+
 // RestartNode starts a killed node again on its port. It comes back empty (no persistence) and, from
 // its nodes.conf, rejoins as a replica of whoever took over its slots.
 func (c *RedisCluster) RestartNode(ctx context.Context, addr string) error {
@@ -576,6 +609,9 @@ func (c *RedisCluster) Stop() {
 	for _, n := range nodes {
 		if n.proc == nil {
 			continue
+		}
+		if !n.proc.exited() {
+			_ = syscall.Kill(n.proc.cmd.Process.Pid, syscall.SIGCONT) // a paused node cannot act on SIGTERM
 		}
 		wg.Add(1)
 		go func() {

@@ -49,7 +49,7 @@ func (r *rush) run(workers int, stop <-chan struct{}) *sync.WaitGroup {
 				ctx, cancel := context.WithTimeout(context.Background(), 2*time.Second)
 				phase := r.phase.Load()
 				user, campaign := fmt.Sprint("u", rand.Uint64()), r.campaign
-				if w%2 == 1 {
+				if w%2 == 1 && len(r.payers) > 0 {
 					user, campaign = r.payers[rand.IntN(len(r.payers))], r.paid
 				}
 				out, err := r.cache.Claim(ctx, rediscache.ClaimInput{
@@ -295,5 +295,104 @@ func TestFailoverMidRush(t *testing.T) {
 			t.Fatalf("payer %s: %d points debited, %d paid claims acknowledged, %d recorded: an acknowledged debit was lost or one was made without a claim",
 				u, debited, paidAcked[u], len(recordedOf[u]))
 		}
+	}
+}
+
+// Replication is asynchronous, and this shows what that costs and what REDIS_WAIT_REPLICAS buys. A
+// campaign's replica stalls (SIGSTOP, a host that hangs) while claims go on, then its master is
+// killed and the stalled replica, resumed, is promoted without the writes it never received. Without
+// WAIT the master acknowledged those claims, and the cluster forgets them: their units would be sold
+// again. With WAIT 1 nothing is acknowledged while the replica is stalled, so nothing acknowledged is
+// lost.
+func TestUnreplicatedWritesDieWithTheirMaster(t *testing.T) {
+	if testing.Short() || !services.Env(t).Cluster() {
+		t.Skip("needs BENEFITS_TEST_REDIS_MODE=cluster (starts a private cluster of its own)")
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), 3*time.Minute)
+	defer cancel()
+	cl, err := services.StartRedisCluster(ctx, services.Options{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer cl.Stop()
+	rdb := wiring.RedisClient(config.Config{RedisCluster: cl.Addrs()})
+	defer rdb.Close()
+	if err := rediscache.New(rdb).MarkReady(ctx); err != nil {
+		t.Fatal(err)
+	}
+	const (
+		normal = iota
+		stalled
+		after
+	)
+	scenario := func(id string, cache *rediscache.Cache) (stalledAcked, lost int) {
+		now := time.Now()
+		camp := domain.Campaign{ID: id, Name: id, Benefit: domain.Benefit{Type: domain.BenefitCoupon, Amount: 500},
+			Audience: domain.Audience{Segment: domain.SegmentAll}, Mode: domain.ModeClaim,
+			StartsAt: now.Add(-time.Hour), EndsAt: now.Add(time.Hour), Stock: domain.MaxStock, PerUserLimit: 1,
+			Status: domain.StatusActive, Version: 1}
+		if res, err := cache.ApplyCampaign(ctx, camp, 0); err != nil || !res.Applied {
+			t.Fatalf("apply %s: %+v %v", id, res, err)
+		}
+		master, err := cl.MasterOfKey(ctx, "bn:{c:"+id+"}:camp")
+		if err != nil {
+			t.Fatal(err)
+		}
+		replica, err := cl.ReplicaOf(ctx, master)
+		if err != nil {
+			t.Fatal(err)
+		}
+		r := &rush{cache: cache, campaign: id, acked: map[string]domain.Claim{}, ackedBy: map[int32]int{}, failedBy: map[int32]int{}}
+		stop := make(chan struct{})
+		wg := r.run(8, stop)
+		time.Sleep(300 * time.Millisecond)
+		if err := cl.PauseNode(replica); err != nil {
+			t.Fatal(err)
+		}
+		r.phase.Store(stalled)
+		time.Sleep(time.Second)
+		if err := cl.KillNode(master); err != nil {
+			t.Fatal(err)
+		}
+		if err := cl.ResumeNode(replica); err != nil {
+			t.Fatal(err)
+		}
+		r.phase.Store(after)
+		if err := cl.WaitMaster(ctx, replica, time.Minute); err != nil {
+			t.Fatal(err)
+		}
+		time.Sleep(300 * time.Millisecond)
+		close(stop)
+		wg.Wait()
+		if err := cl.RestartNode(ctx, master); err != nil {
+			t.Fatal(err)
+		}
+		records, err := rdb.HGetAll(ctx, "bn:{c:"+id+"}:claims").Result()
+		if err != nil {
+			t.Fatal(err)
+		}
+		for claimID := range r.acked {
+			if _, ok := records[claimID]; !ok {
+				lost++
+			}
+		}
+		for p, name := range []string{"normal", "replica stalled", "master killed, replica promoted"} {
+			a, f := r.counts(int32(p))
+			t.Logf("%s: %-32s acknowledged %5d  failed (503) %5d", id, name, a, f)
+		}
+		if a, _ := r.counts(normal); a == 0 {
+			t.Fatalf("%s: no claim acknowledged before the stall: the rush did not run", id)
+		}
+		stalledAcked, _ = r.counts(stalled)
+		t.Logf("%s: %d of %d acknowledged claims lost with the master", id, lost, len(r.acked))
+		return stalledAcked, lost
+	}
+
+	if acked, lost := scenario("no-wait", rediscache.New(rdb)); acked == 0 || lost == 0 {
+		t.Fatalf("without WAIT: %d claims acknowledged while the replica stalled, %d lost; the hazard this guards against did not show", acked, lost)
+	}
+	waiting := rediscache.NewWith(rdb, rediscache.Options{ReplicaAcks: 1, ReplicaAckTimeout: 100 * time.Millisecond})
+	if acked, lost := scenario("wait-1", waiting); acked != 0 || lost != 0 {
+		t.Fatalf("with WAIT 1: %d claims acknowledged while the replica stalled, %d acknowledged claims lost; want none", acked, lost)
 	}
 }
