@@ -7,7 +7,7 @@ FUNCTIONS := $(notdir $(patsubst %/,%,$(dir $(wildcard functions/*/main.go))))
 DIST      := dist
 GOFLAGS_BUILD := -trimpath -ldflags='-s -w'
 
-.PHONY: all build package test test-short lint bench run faults clean
+.PHONY: all build package test test-cluster test-short lint bench run run-cluster faults clean
 
 all: build
 
@@ -29,11 +29,24 @@ lint:
 	@echo "==> go vet"
 	@$(GO) vet ./...
 
+# The packages whose tests run a second time against a Redis Cluster (every test in them leases the
+# whole cluster in turn, since a cluster has only database 0).
+CLUSTER_PKGS := ./shared/rediscache ./shared/cachesync ./shared/claiming ./shared/timer ./shared/rules
+
 # The full suite: unit tests, integration tests against private MariaDB and Redis, the RocketMQ
-# emulator, and end-to-end tests of the compiled functions under the local FC emulator.
+# emulator, and end-to-end tests of the compiled functions under the local FC emulator; then the Redis
+# adapter and the services above it again on a private Redis Cluster (3 masters, 3 replicas).
 test: lint build
-	@echo "==> starting private MariaDB and Redis for the test run, then go test ./..."
-	@$(GO) run ./local/cmd/services -- $(GO) test -count=1 -p 2 -timeout 25m ./...
+	@echo "==> starting private MariaDB, Redis and a Redis Cluster for the test run, then go test ./..."
+	@$(GO) run ./local/cmd/services --redis-cluster -- sh -c '\
+		$(GO) test -count=1 -p 2 -timeout 25m ./... && \
+		echo "==> again on the Redis Cluster: $(CLUSTER_PKGS)" && \
+		BENEFITS_TEST_REDIS_MODE=cluster $(GO) test -count=1 -p 2 -timeout 10m $(CLUSTER_PKGS)'
+
+# Only the cluster half of `make test`.
+test-cluster:
+	@$(GO) run ./local/cmd/services --redis-cluster -- sh -c '\
+		BENEFITS_TEST_REDIS_MODE=cluster $(GO) test -count=1 -p 2 -timeout 10m $(CLUSTER_PKGS)'
 
 test-short: lint
 	@$(GO) test -count=1 -short ./...
@@ -42,6 +55,7 @@ bench: build
 	@echo "==> benchmarks (figures are side by side in one run; absolute numbers are context only)"
 	@$(GO) run ./local/cmd/services -- $(GO) test -count=1 -run '^$$' -bench . -benchtime 2s ./shared/... ./local/...
 	@$(GO) run ./local/cmd/services -- $(GO) run ./local/bench/claim
+	@$(GO) run ./local/cmd/services --redis-cluster -- $(GO) run ./local/bench/cluster
 
 # The fault suite: seeded schedules of faults against a private stack, each checked for the money
 # invariants; SCHEDULES=N SEED=S to change the run, SCHEDULE='seed/faults' to replay one schedule.
@@ -51,6 +65,10 @@ faults: build
 
 run: build
 	@$(GO) run ./local/cmd/stack
+
+# The same on a private Redis Cluster (3 masters, 3 replicas) that the functions reach directly.
+run-cluster: build
+	@$(GO) run ./local/cmd/stack --redis-cluster
 
 clean:
 	rm -rf $(DIST)

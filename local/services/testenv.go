@@ -6,6 +6,7 @@ import (
 	"encoding/hex"
 	"fmt"
 	"os"
+	"strings"
 	"sync"
 	"testing"
 	"time"
@@ -16,8 +17,13 @@ import (
 // Environment variables through which `make test` shares one pair of private servers with every test
 // package of a run (local/cmd/services sets them).
 const (
-	EnvMySQLBase = "BENEFITS_TEST_MYSQL_DSN_BASE" // a DSN without a database, e.g. root@tcp(127.0.0.1:4321)/
-	EnvRedisAddr = "BENEFITS_TEST_REDIS_ADDR"
+	EnvMySQLBase    = "BENEFITS_TEST_MYSQL_DSN_BASE" // a DSN without a database, e.g. root@tcp(127.0.0.1:4321)/
+	EnvRedisAddr    = "BENEFITS_TEST_REDIS_ADDR"
+	EnvRedisCluster = "BENEFITS_TEST_REDIS_CLUSTER" // the seed addresses of a shared Redis Cluster, comma-separated
+	// EnvRedisMode switches a test run's cache to a Redis Cluster: "cluster" makes Redis(t) return a
+	// cluster client, on the cluster EnvRedisCluster names or else on one started for the package.
+	// Empty or "standalone": a logical database of the standalone server.
+	EnvRedisMode = "BENEFITS_TEST_REDIS_MODE"
 )
 
 // TestEnv gives tests isolated databases on shared private servers.
@@ -28,6 +34,12 @@ type TestEnv struct {
 	redis     *Redis
 	mu        sync.Mutex
 	nextDB    int
+
+	// Cluster mode (EnvRedisMode=cluster).
+	clusterAddrs []string
+	cluster      *RedisCluster
+	leases       int    // tests of this process holding the cluster
+	leaseOwner   string // the cross-process lease's value while leases > 0
 }
 
 var (
@@ -65,6 +77,24 @@ func shared() (*TestEnv, error) {
 			}
 			e.redisAddr = e.redis.Addr()
 		}
+		switch mode := os.Getenv(EnvRedisMode); mode {
+		case "", "standalone":
+		case "cluster":
+			if v := os.Getenv(EnvRedisCluster); v != "" {
+				e.clusterAddrs = strings.Split(v, ",")
+			} else {
+				e.cluster, envErr = StartRedisCluster(ctx, Options{})
+				if envErr != nil {
+					e.stop()
+					return
+				}
+				e.clusterAddrs = e.cluster.Addrs()
+			}
+		default:
+			e.stop()
+			envErr = fmt.Errorf("%s=%q: want standalone or cluster", EnvRedisMode, mode)
+			return
+		}
 		env = e
 	})
 	return env, envErr
@@ -77,7 +107,13 @@ func (e *TestEnv) stop() {
 	if e.redis != nil {
 		e.redis.Stop()
 	}
+	if e.cluster != nil {
+		e.cluster.Stop()
+	}
 }
+
+// Cluster reports whether Redis(t) hands out cluster clients (EnvRedisMode=cluster).
+func (e *TestEnv) Cluster() bool { return len(e.clusterAddrs) > 0 }
 
 // Env returns the package's servers, starting them on first use.
 func Env(t testing.TB) *TestEnv {
@@ -106,10 +142,21 @@ func (e *TestEnv) MySQLDSN(t testing.TB) string {
 // RedisAddr is the shared server's address (for tools such as redis-benchmark).
 func (e *TestEnv) RedisAddr() string { return e.redisAddr }
 
-// Redis returns a client on a logical database of its own, flushed, so tests never see each other's
-// keys. Databases 1..255 are leased through SET NX on database 0, so test processes sharing one server
-// never hand out the same database twice.
-func (e *TestEnv) Redis(t testing.TB) *redis.Client {
+// Redis returns the test's cache client. Standalone: a client on a logical database of its own,
+// flushed, so tests never see each other's keys; databases 1..255 are leased through SET NX on database
+// 0, so test processes sharing one server never hand out the same database twice. Cluster
+// (EnvRedisMode): a cluster has database 0 only, so a test holds the whole cluster, flushed when it gets
+// it: the lease is a key on the standalone server, which every test process of a run shares, and
+// tests of one process (sequential) share the lease they hold.
+func (e *TestEnv) Redis(t testing.TB) redis.UniversalClient {
+	t.Helper()
+	if e.Cluster() {
+		return e.clusterClient(t)
+	}
+	return e.standalone(t)
+}
+
+func (e *TestEnv) standalone(t testing.TB) *redis.Client {
 	t.Helper()
 	ctx := context.Background()
 	admin := redis.NewClient(&redis.Options{Addr: e.redisAddr})
@@ -147,6 +194,68 @@ func (e *TestEnv) Redis(t testing.TB) *redis.Client {
 		}
 	})
 	return c
+}
+
+// clusterLeaseTTL bounds how long a crashed test process can keep the others waiting.
+const clusterLeaseTTL = 5 * time.Minute
+
+func (e *TestEnv) clusterClient(t testing.TB) *redis.ClusterClient {
+	t.Helper()
+	ctx := context.Background()
+	key := "benefits-test-cluster-lease:" + e.clusterAddrs[0]
+	e.mu.Lock()
+	defer e.mu.Unlock()
+	if e.leases == 0 {
+		admin := redis.NewClient(&redis.Options{Addr: e.redisAddr})
+		owner := fmt.Sprintf("%d-%d", os.Getpid(), time.Now().UnixNano())
+		deadline := time.Now().Add(clusterLeaseTTL + time.Minute)
+		for {
+			ok, err := admin.SetNX(ctx, key, owner, clusterLeaseTTL).Result()
+			if err != nil {
+				admin.Close()
+				t.Fatalf("redis cluster lease: %v", err)
+			}
+			if ok {
+				break
+			}
+			if time.Now().After(deadline) {
+				admin.Close()
+				t.Fatal("redis cluster lease: another test process held it too long")
+			}
+			time.Sleep(20 * time.Millisecond)
+		}
+		admin.Close()
+		e.leaseOwner = owner
+	}
+	e.leases++
+	c := redis.NewClusterClient(&redis.ClusterOptions{Addrs: e.clusterAddrs, PoolSize: 64, MaxRedirects: 8,
+		// As wiring does: a dead master answers no MOVED; only a reload of the slot map finds its heir.
+		ClusterStateReloadInterval: 200 * time.Millisecond})
+	if e.leases == 1 {
+		if err := FlushAll(ctx, c); err != nil {
+			e.releaseLocked(ctx, key)
+			t.Fatalf("redis cluster: %v", err)
+		}
+	}
+	t.Cleanup(func() {
+		_ = c.Close()
+		e.mu.Lock()
+		defer e.mu.Unlock()
+		e.releaseLocked(ctx, key)
+	})
+	return c
+}
+
+func (e *TestEnv) releaseLocked(ctx context.Context, key string) {
+	e.leases--
+	if e.leases > 0 {
+		return
+	}
+	admin := redis.NewClient(&redis.Options{Addr: e.redisAddr})
+	defer admin.Close()
+	if v, _ := admin.Get(ctx, key).Result(); v == e.leaseOwner {
+		admin.Del(ctx, key)
+	}
 }
 
 func withDatabase(base, db string) string {

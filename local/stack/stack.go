@@ -14,6 +14,7 @@ import (
 	"net/http"
 	"os"
 	"path/filepath"
+	"strings"
 	"time"
 
 	"github.com/go-sql-driver/mysql"
@@ -40,6 +41,10 @@ type Options struct {
 	// MySQLBaseDSN and RedisAddr point at servers to use instead of starting private ones.
 	MySQLBaseDSN string
 	RedisAddr    string
+	// RedisCluster starts a private Redis Cluster (three masters with a replica each) instead of a
+	// standalone Redis. The functions reach it directly (REDIS_CLUSTER_ADDRS, REDIS_WAIT_REPLICAS=1),
+	// not through Toxiproxy: a cluster redirects clients to its nodes' own addresses.
+	RedisCluster bool
 	Database     string // default: benefits
 	MaxInstances int    // per function
 	// RedisDurable runs the stack's own Redis with an append-only file fsynced on every write, as
@@ -60,15 +65,18 @@ type Options struct {
 
 // Stack is a running set.
 type Stack struct {
-	HTTP         string // base URL of the HTTP triggers
-	Broker       string // the broker's endpoint (direct)
-	Toxiproxy    string // Toxiproxy REST API URL
-	MySQLDSN     string // direct DSN of the stack's database
-	RedisAddr    string // direct Redis address
-	JWTSecret    string
-	Emulator     *fc.Emulator
-	BrokerEngine *rocketmq.Broker
-	Template     *fctemplate.Template
+	HTTP      string // base URL of the HTTP triggers
+	Broker    string // the broker's endpoint (direct)
+	Toxiproxy string // Toxiproxy REST API URL
+	MySQLDSN  string // direct DSN of the stack's database
+	RedisAddr string // direct Redis address; empty with a cluster
+	// RedisClusterAddrs are the cluster's seeds when the stack runs one, and Cluster the cluster.
+	RedisClusterAddrs []string
+	Cluster           *services.RedisCluster
+	JWTSecret         string
+	Emulator          *fc.Emulator
+	BrokerEngine      *rocketmq.Broker
+	Template          *fctemplate.Template
 
 	closers []func()
 	mariadb *services.MariaDB // nil when MySQLBaseDSN was given
@@ -173,7 +181,17 @@ func Start(ctx context.Context, o Options) (_ *Stack, err error) {
 	store.Close()
 
 	s.RedisAddr = o.RedisAddr
-	if s.RedisAddr == "" {
+	if o.RedisCluster {
+		log.Info("starting a private Redis Cluster (installing redis-server first if it is missing)")
+		c, err := services.StartRedisCluster(ctx, services.Options{})
+		if err != nil {
+			return nil, err
+		}
+		s.closers = append(s.closers, c.Stop)
+		s.Cluster, s.RedisClusterAddrs = c, c.Addrs()
+		s.RedisAddr = ""
+		log.Info("Redis Cluster ready", "seeds", strings.Join(c.Addrs(), ","))
+	} else if s.RedisAddr == "" {
 		log.Info("starting a private Redis (installing redis-server first if it is missing)")
 		r, err := services.StartRedis(ctx, services.Options{Durable: o.RedisDurable})
 		if err != nil {
@@ -212,9 +230,12 @@ func Start(ctx context.Context, o Options) (_ *Stack, err error) {
 	if err != nil {
 		return nil, err
 	}
-	redisProxy, err := tox.Proxy("redis", s.RedisAddr)
-	if err != nil {
-		return nil, err
+	redisProxy := ""
+	if s.Cluster == nil {
+		redisProxy, err = tox.Proxy("redis", s.RedisAddr)
+		if err != nil {
+			return nil, err
+		}
 	}
 	brokerProxy, err := tox.Proxy("rocketmq", s.Broker)
 	if err != nil {
@@ -237,6 +258,11 @@ func Start(ctx context.Context, o Options) (_ *Stack, err error) {
 		"GRANTS_DLQ_ARN":          "acs:mns:local:0:/queues/benefit-grants-dlq",
 		"GRANT_STARTS_DLQ_ARN":    "acs:mns:local:0:/queues/benefit-grant-starts-dlq",
 		"rocketmq.client.logRoot": clientLogs,
+	}
+	if s.Cluster != nil {
+		delete(env, "REDIS_ADDR")
+		env["REDIS_CLUSTER_ADDRS"] = strings.Join(s.RedisClusterAddrs, ",")
+		env["REDIS_WAIT_REPLICAS"] = "1"
 	}
 	for k, v := range o.Env {
 		env[k] = v

@@ -83,6 +83,11 @@ func (s *Syncer) campaign(ctx context.Context, ev mq.ChangeEvent) error {
 	if err != nil {
 		return err
 	}
+	if res.NotReady() {
+		// The campaign's slot lost its data: only the rebuild may write it. Redelivered with backoff,
+		// the change lands after the rebuild, so a row the rebuild read just before it is not missed.
+		return fault.Retryable(fmt.Errorf("campaign %s: its cache slot is being rebuilt", ev.ID))
+	}
 	obs.Logger(ctx).Info("campaign synced", "campaign_id", ev.ID, "event_version", ev.Version,
 		"row_version", rec.Campaign.Version, "applied", res.Applied, "cached_version", res.CachedVersion)
 	return nil
@@ -106,6 +111,9 @@ func (s *Syncer) user(ctx context.Context, ev mq.ChangeEvent) error {
 	})
 	if err != nil {
 		return err
+	}
+	if res.NotReady() {
+		return fault.Retryable(fmt.Errorf("user %s: its cache slot is being rebuilt", ev.ID))
 	}
 	obs.Logger(ctx).Info("user synced", "user_id", ev.ID, "event_version", ev.Version,
 		"row_version", rec.User.Version, "applied", res.Applied)

@@ -22,7 +22,7 @@ func TestMain(m *testing.M) { services.Main(m) }
 var now = time.Date(2026, 11, 25, 10, 0, 0, 0, time.UTC)
 
 type fixture struct {
-	rdb   *redis.Client
+	rdb   redis.UniversalClient
 	store *mysqlstore.Store
 	cache *rediscache.Cache
 	sync  *cachesync.Syncer

@@ -15,7 +15,8 @@
 //	bn:{u:ID}:req      hash   request id → campaign id the request is bound to
 //	bn:{u:ID}:debits   hash   claim id → cost debited, or "void:<reservation>"
 //	bn:{u:ID}:rate     string fixed one-second window counter for the per-user rate limit
-//	bn:ready                  set once the cache holds everything MySQL has; absent after a loss
+//	bn:{r<n>}:ready    string one per hash slot (slots.go): set once the cache holds everything MySQL
+//	                          has; absent in the slots of a shard that lost its data
 //
 // A user's points live in the user's slot and a campaign's stock in the campaign's, so a claim with a
 // points cost is a saga: reserve the unit, debit the points, confirm — or release the unit when the debit
@@ -61,9 +62,6 @@ func loadScripts() scripts {
 	}
 }
 
-// ReadyKey marks a complete cache.
-const ReadyKey = "bn:ready"
-
 type campaignKeys struct{ camp, held, claims, grants, pending string }
 
 func keysOfCampaign(id string) campaignKeys {
@@ -82,10 +80,15 @@ func keysOfUser(id string) userKeys {
 type Cache struct {
 	rdb     redis.UniversalClient
 	scripts scripts
+	markers *slotMarkers
+	opts    Options
 }
 
+// New takes a standalone client, a client on a cluster's proxy endpoint, or a cluster client: every
+// script and multi-key command names keys of one slot, and whatever spans slots (the readiness
+// markers, a claim's two steps) is sent as separate commands.
 func New(rdb redis.UniversalClient) *Cache {
-	return &Cache{rdb: rdb, scripts: loadScripts()}
+	return &Cache{rdb: rdb, scripts: loadScripts(), markers: newSlotMarkers()}
 }
 
 // classify marks Redis failures: a script error or a reply of the wrong shape is a defect (permanent);
@@ -113,6 +116,10 @@ type ApplyResult struct {
 	Applied       bool
 	CachedVersion int64
 }
+
+// NotReady reports a write refused because its slot lost its data and has not been rebuilt yet: the
+// change must be retried after the rebuild (which loads the row as MySQL has it by then).
+func (r ApplyResult) NotReady() bool { return !r.Applied && r.CachedVersion == -2 }
 
 func parseApply(v any) (ApplyResult, error) {
 	arr, ok := v.([]any)
@@ -154,7 +161,7 @@ func (c *Cache) applyCampaign(ctx context.Context, camp domain.Campaign, issued 
 		"mode", string(camp.Mode), "starts_ms", ms(camp.StartsAt), "ends_ms", ms(camp.EndsAt),
 		"stock", camp.Stock, "per_user_limit", camp.PerUserLimit, "status", string(camp.Status),
 	}
-	v, err := c.scripts.applyCampaign.Run(ctx, c.rdb, []string{k.camp, k.held, k.claims, k.grants, k.pending}, args...).Result()
+	v, err := c.scripts.applyCampaign.Run(ctx, c.rdb, []string{k.camp, k.held, k.claims, k.grants, k.pending, c.markers.of(k.camp)}, args...).Result()
 	if err != nil {
 		return ApplyResult{}, classify(err)
 	}
@@ -169,6 +176,9 @@ type UserState struct {
 	Credits      int64 // total points credited (MySQL is the authority)
 	Debits       int64 // total points debited per MySQL; used only when the cache has no entry
 	Version      int64
+	// Restore is set by the cache rebuild only: it writes into a slot not yet marked ready, which every
+	// other writer must leave alone (see ApplyResult.NotReady).
+	Restore bool
 }
 
 // ApplyUser writes u if it is newer than the cached version, keeping the cache's debits.
@@ -177,8 +187,12 @@ func (c *Cache) ApplyUser(ctx context.Context, u UserState) (ApplyResult, error)
 	if u.Member {
 		member = 1
 	}
+	mode := "fence"
+	if u.Restore {
+		mode = "restore"
+	}
 	k := keysOfUser(u.ID)
-	v, err := c.scripts.applyUser.Run(ctx, c.rdb, []string{k.user}, u.Version, ms(u.RegisteredAt), member, u.Credits, u.Debits).Result()
+	v, err := c.scripts.applyUser.Run(ctx, c.rdb, []string{k.user, c.markers.of(k.user)}, u.Version, ms(u.RegisteredAt), member, u.Credits, u.Debits, mode).Result()
 	if err != nil {
 		return ApplyResult{}, classify(err)
 	}
@@ -251,22 +265,6 @@ func (c *Cache) User(ctx context.Context, id string) (CachedUser, error) {
 		return CachedUser{}, nil
 	}
 	return CachedUser{Present: true, Version: toInt(vals[0]), Balance: toInt(vals[1]) - toInt(vals[2])}, nil
-}
-
-// Ready reports whether the cache is complete (not lost and not being rebuilt).
-func (c *Cache) Ready(ctx context.Context) (bool, error) {
-	n, err := c.rdb.Exists(ctx, ReadyKey).Result()
-	return n == 1, classify(err)
-}
-
-// MarkReady declares the cache complete; the rebuild calls it last, and a fresh deployment once.
-func (c *Cache) MarkReady(ctx context.Context) error {
-	return classify(c.rdb.Set(ctx, ReadyKey, time.Now().UTC().Format(time.RFC3339), 0).Err())
-}
-
-// ClearReady makes claims fail closed until the next rebuild.
-func (c *Cache) ClearReady(ctx context.Context) error {
-	return classify(c.rdb.Del(ctx, ReadyKey).Err())
 }
 
 // storedClaim is a claim as the scripts encode it.

@@ -4,6 +4,7 @@ import (
 	"context"
 	"crypto/rand"
 	"encoding/hex"
+	"errors"
 	"fmt"
 	"strconv"
 	"strings"
@@ -71,16 +72,16 @@ func parseBinding(b string) (string, int64) {
 func (c *Cache) begin(ctx context.Context, in ClaimInput) (beginResult, bool, error) {
 	uk := keysOfUser(in.UserID)
 	pipe := c.rdb.Pipeline()
-	ready := pipe.Exists(ctx, ReadyKey)
+	// Both slots the claim touches must hold their data: the user's (this step) and the campaign's (the
+	// next). On a cluster the pipeline goes to each slot's master separately.
+	userReady := pipe.Exists(ctx, c.markers.of(uk.user))
+	campReady := pipe.Exists(ctx, c.markers.of(keysOfCampaign(in.CampaignID).camp))
 	b := c.scripts.begin.EvalSha(ctx, pipe, []string{uk.user, uk.req, uk.rate}, in.RequestID, in.CampaignID, in.RateLimit, in.Now.UnixMilli())
 	_, err := pipe.Exec(ctx)
 	if err != nil && redis.HasErrorPrefix(b.Err(), "NOSCRIPT") {
 		// First call after a restart or SCRIPT FLUSH: load through EVAL and carry on.
 		b = c.scripts.begin.Eval(ctx, c.rdb, []string{uk.user, uk.req, uk.rate}, in.RequestID, in.CampaignID, in.RateLimit, in.Now.UnixMilli())
-		err = b.Err()
-		if err == nil {
-			err = ready.Err()
-		}
+		err = errors.Join(b.Err(), userReady.Err(), campReady.Err())
 	}
 	if err != nil {
 		return beginResult{}, false, classify(err)
@@ -105,7 +106,7 @@ func (c *Cache) begin(ctx context.Context, in ClaimInput) (beginResult, bool, er
 		boundAt:     time.UnixMilli(boundMS),
 		profile:     domain.Profile{Known: known == 1, RegisteredAt: time.UnixMilli(regMS).UTC(), Member: member == 1},
 		balance:     balance,
-	}, ready.Val() == 1, nil
+	}, userReady.Val() == 1 && campReady.Val() == 1, nil
 }
 
 // Claim decides one request (see the package comment for the saga). Refusals are outcomes, not errors;
@@ -130,7 +131,18 @@ func (c *Cache) Claim(ctx context.Context, in ClaimInput) (ClaimOutcome, error) 
 	if b.bound != in.CampaignID {
 		// The request id was used for another campaign. If that campaign recorded it, that is the answer,
 		// whatever is asked now; if it never did (a crash before step 2), the binding moves here.
-		raw, err := c.rdb.HGet(ctx, keysOfCampaign(b.bound).claims, claimID).Result()
+		boundKeys := keysOfCampaign(b.bound)
+		pipe := c.rdb.Pipeline()
+		// That campaign's slot must hold its data, or a record lost with it would look never made.
+		boundReady := pipe.Exists(ctx, c.markers.of(boundKeys.claims))
+		rec := pipe.HGet(ctx, boundKeys.claims, claimID)
+		if _, err := pipe.Exec(ctx); err != nil && err != redis.Nil {
+			return ClaimOutcome{}, classify(err)
+		}
+		if boundReady.Val() != 1 {
+			return ClaimOutcome{Code: domain.CodeUnavailable}, nil
+		}
+		raw, err := rec.Result()
 		switch {
 		case err == nil:
 			return c.finish(ctx, in, claimID, raw, true, b.binding)
@@ -172,7 +184,7 @@ func (c *Cache) decide(ctx context.Context, in ClaimInput, claimID string, b beg
 	if b.profile.Member {
 		member = 1
 	}
-	v, err := c.scripts.claim.Run(ctx, c.rdb, []string{ck.camp, ck.held, ck.claims, ck.grants, ck.pending},
+	v, err := c.runDurable(ctx, c.scripts.claim, []string{ck.camp, ck.held, ck.claims, ck.grants, ck.pending},
 		in.UserID, claimID, in.RequestID, in.Now.UnixMilli(), issuance, known, b.profile.RegisteredAt.UnixMilli(), member, in.Attempt, b.balance).Result()
 	if err != nil {
 		return ClaimOutcome{}, classify(err)
@@ -214,7 +226,7 @@ func (c *Cache) finish(ctx context.Context, in ClaimInput, claimID, raw string, 
 		return ClaimOutcome{Claim: claim, Replayed: replayed}, nil
 	}
 	uk := keysOfUser(claim.UserID)
-	verdict, err := c.scripts.debit.Run(ctx, c.rdb, []string{uk.user, uk.debits}, claimID, claim.CostPoints, stored.Reservation).Text()
+	verdict, err := c.runDurable(ctx, c.scripts.debit, []string{uk.user, uk.debits}, claimID, claim.CostPoints, stored.Reservation).Text()
 	if err != nil {
 		return ClaimOutcome{}, classify(err)
 	}
@@ -237,7 +249,7 @@ func (c *Cache) finish(ctx context.Context, in ClaimInput, claimID, raw string, 
 
 func (c *Cache) confirm(ctx context.Context, claim domain.Claim, replayed bool) (ClaimOutcome, error) {
 	ck := keysOfCampaign(claim.CampaignID)
-	v, err := c.scripts.confirm.Run(ctx, c.rdb, []string{ck.claims, ck.grants, ck.pending}, claim.ID).Result()
+	v, err := c.runDurable(ctx, c.scripts.confirm, []string{ck.claims, ck.grants, ck.pending}, claim.ID).Result()
 	if err != nil {
 		return ClaimOutcome{}, classify(err)
 	}

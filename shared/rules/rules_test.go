@@ -42,7 +42,9 @@ type fixture struct {
 func newFixture(t *testing.T, syncing bool, wait time.Duration) *fixture {
 	t.Helper()
 	store := storetest.MySQL(t)
-	cache, _ := storetest.Redis(t)
+	// A deployment's cache is trusted once the first rebuild marked it ready; until then cache sync
+	// leaves it to the rebuild.
+	cache, _ := storetest.ReadyRedis(t)
 	pub := &mqtest.Publisher{}
 	if syncing {
 		pub.OnChange = cachesync.New(store, cache).Apply

@@ -27,14 +27,14 @@ func MySQL(t testing.TB) *mysqlstore.Store {
 
 // Redis opens the cache on a Redis database of the test's own, not yet marked ready (as after a
 // restart: claims fail closed until a rebuild). The client is returned for tests that look underneath.
-func Redis(t testing.TB) (*rediscache.Cache, *redis.Client) {
+func Redis(t testing.TB) (*rediscache.Cache, redis.UniversalClient) {
 	t.Helper()
 	rdb := services.Env(t).Redis(t)
 	return rediscache.New(rdb), rdb
 }
 
 // ReadyRedis is Redis marked ready, as a cache that has been rebuilt or never lost anything.
-func ReadyRedis(t testing.TB) (*rediscache.Cache, *redis.Client) {
+func ReadyRedis(t testing.TB) (*rediscache.Cache, redis.UniversalClient) {
 	t.Helper()
 	c, rdb := Redis(t)
 	if err := c.MarkReady(context.Background()); err != nil {

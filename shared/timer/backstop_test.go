@@ -10,6 +10,7 @@ import (
 	"time"
 
 	"github.com/benefit-issuance/benefits/local/rocketmq"
+	"github.com/benefit-issuance/benefits/local/services"
 	"github.com/benefit-issuance/benefits/shared/domain"
 	"github.com/benefit-issuance/benefits/shared/fault"
 	"github.com/benefit-issuance/benefits/shared/mq"
@@ -109,7 +110,7 @@ func TestCacheRebuildWhileTheLedgerIsStalled(t *testing.T) {
 	if after := f.issued("hot"); after != before || after != 1 {
 		t.Fatalf("issued %d then %d: the stalled ledger should hold MySQL still at 1", before, after)
 	}
-	if err := f.rdb.FlushDB(ctx).Err(); err != nil {
+	if err := services.FlushAll(ctx, f.rdb); err != nil {
 		t.Fatal(err)
 	}
 	j := f.jobs(t0, timer.Config{ClaimWindow: quiet, BackstopInvisible: 2 * time.Second})
@@ -228,7 +229,7 @@ func TestDrainWaitsOutADeadSessionsHold(t *testing.T) {
 	if got, err := f.src.Receive(ctx, 32, invisible); err != nil || len(got) != 0 {
 		t.Fatalf("the group should look empty while the grant is held: %d %v", len(got), err)
 	}
-	if err := f.rdb.FlushDB(ctx).Err(); err != nil {
+	if err := services.FlushAll(ctx, f.rdb); err != nil {
 		t.Fatal(err)
 	}
 	j := f.jobs(t0, timer.Config{ClaimWindow: 100 * time.Millisecond, DrainBudget: 10 * time.Second, BackstopInvisible: 2 * time.Second})

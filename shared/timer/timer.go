@@ -634,7 +634,7 @@ func (j *Jobs) CacheRebuild(ctx context.Context) (Report, error) {
 		for _, u := range users {
 			if _, err := j.cache.ApplyUser(ctx, rediscache.UserState{
 				ID: u.User.ID, RegisteredAt: u.User.RegisteredAt, Member: u.User.Member,
-				Credits: u.Credited, Debits: u.Debited, Version: u.User.Version,
+				Credits: u.Credited, Debits: u.Debited, Version: u.User.Version, Restore: true,
 			}); err != nil {
 				return r, fmt.Errorf("rebuild user %s: %w", u.User.ID, err)
 			}

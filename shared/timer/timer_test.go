@@ -34,7 +34,7 @@ func recordIn(store *mysqlstore.Store) func(context.Context, domain.Claim) error
 type fixture struct {
 	t     *testing.T
 	store *mysqlstore.Store
-	rdb   *redis.Client
+	rdb   redis.UniversalClient
 	cache *rediscache.Cache
 	mq    *mqtest.Publisher
 	src   timer.GrantSource // the grant backstop's group, when the test started a broker (withBroker)
@@ -502,7 +502,7 @@ func TestCacheRebuildAfterFlush(t *testing.T) {
 	if _, err := f.store.RecordClaims(ctx, all); err != nil {
 		t.Fatal(err)
 	}
-	if err := f.rdb.FlushDB(ctx).Err(); err != nil {
+	if err := services.FlushAll(ctx, f.rdb); err != nil {
 		t.Fatal(err)
 	}
 	if out := f.claim("bob", "free", "b2", t0); out.Code != domain.CodeUnavailable {

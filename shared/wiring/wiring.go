@@ -57,16 +57,39 @@ func MySQL(cfg config.Config) (*mysqlstore.Store, error) {
 // Redis connects the cache. Timeouts are short: a claim must fail closed (503) quickly rather than
 // hang the 10:00 rush behind a sick connection.
 func Redis(cfg config.Config) (*rediscache.Cache, error) {
-	rdb := redis.NewClient(&redis.Options{
-		Addr:         cfg.RedisAddr,
-		Password:     cfg.RedisPassword,
-		DialTimeout:  2 * time.Second,
-		ReadTimeout:  time.Second,
-		WriteTimeout: time.Second,
-		PoolSize:     16,
-		MaxRetries:   1,
+	return rediscache.NewWith(RedisClient(cfg), rediscache.Options{
+		ReplicaAcks: cfg.RedisWaitReplicas, ReplicaAckTimeout: cfg.RedisWaitTimeout,
+	}), nil
+}
+
+// RedisClient is the client for cfg: go-redis's cluster client when REDIS_CLUSTER_ADDRS names a
+// cluster's seeds, otherwise the plain client on REDIS_ADDR, which serves a standalone Redis and a
+// cluster's proxy endpoint alike (the proxy routes each command by its keys; rediscache never sends one
+// whose keys span two slots).
+func RedisClient(cfg config.Config) redis.UniversalClient {
+	const (
+		dial    = 2 * time.Second
+		read    = time.Second
+		write   = time.Second
+		pool    = 16
+		retries = 1
+	)
+	if len(cfg.RedisCluster) > 0 {
+		return redis.NewClusterClient(&redis.ClusterOptions{
+			Addrs: cfg.RedisCluster, Password: cfg.RedisPassword,
+			DialTimeout: dial, ReadTimeout: read, WriteTimeout: write, PoolSize: pool, MaxRetries: retries,
+			// A master that dies answers no MOVED, so only a reload of the slot map finds its heir; the
+			// default (60 s) would keep its slots failing for a minute after the replica took over.
+			ClusterStateReloadInterval: time.Second,
+			// Reads stay on masters: a replica's lag would let the version fences and stock checks see
+			// the past.
+			ReadOnly: false,
+		})
+	}
+	return redis.NewClient(&redis.Options{
+		Addr: cfg.RedisAddr, Password: cfg.RedisPassword,
+		DialTimeout: dial, ReadTimeout: read, WriteTimeout: write, PoolSize: pool, MaxRetries: retries,
 	})
-	return rediscache.New(rdb), nil
 }
 
 // Publisher starts the RocketMQ producer.

@@ -2,6 +2,11 @@
 // it, and stops the servers afterwards whatever the command's outcome (also on Ctrl-C):
 //
 //	go run ./local/cmd/services -- go test ./...
+//
+// With --redis-cluster it also starts a private Redis Cluster (three masters with a replica each) and
+// exports its seeds; tests use it when BENEFITS_TEST_REDIS_MODE=cluster:
+//
+//	go run ./local/cmd/services --redis-cluster -- sh -c 'BENEFITS_TEST_REDIS_MODE=cluster go test ./shared/...'
 package main
 
 import (
@@ -11,6 +16,7 @@ import (
 	"os"
 	"os/exec"
 	"os/signal"
+	"strings"
 	"syscall"
 	"time"
 
@@ -19,17 +25,21 @@ import (
 
 func main() {
 	args := os.Args[1:]
+	cluster := false
+	if len(args) > 0 && args[0] == "--redis-cluster" {
+		cluster, args = true, args[1:]
+	}
 	if len(args) > 0 && args[0] == "--" {
 		args = args[1:]
 	}
 	if len(args) == 0 {
-		fmt.Fprintln(os.Stderr, "usage: services -- command [args...]")
+		fmt.Fprintln(os.Stderr, "usage: services [--redis-cluster] -- command [args...]")
 		os.Exit(2)
 	}
-	os.Exit(run(args))
+	os.Exit(run(args, cluster))
 }
 
-func run(args []string) int {
+func run(args []string, cluster bool) int {
 	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Minute)
 	defer cancel()
 	start := time.Now()
@@ -48,10 +58,22 @@ func run(args []string) int {
 	}
 	defer r.Stop()
 	fmt.Fprintf(os.Stderr, "services: private Redis on %s (%.1fs)\n", r.Addr(), time.Since(start).Seconds())
+	env := append(os.Environ(), services.EnvMySQLBase+"="+m.DSN(""), services.EnvRedisAddr+"="+r.Addr())
+	if cluster {
+		start = time.Now()
+		c, err := services.StartRedisCluster(ctx, services.Options{})
+		if err != nil {
+			fmt.Fprintln(os.Stderr, "services:", err)
+			return 1
+		}
+		defer c.Stop()
+		fmt.Fprintf(os.Stderr, "services: private Redis Cluster on %s (%.1fs)\n", strings.Join(c.Addrs(), ","), time.Since(start).Seconds())
+		env = append(env, services.EnvRedisCluster+"="+strings.Join(c.Addrs(), ","))
+	}
 
 	cmd := exec.Command(args[0], args[1:]...)
 	cmd.Stdin, cmd.Stdout, cmd.Stderr = os.Stdin, os.Stdout, os.Stderr
-	cmd.Env = append(os.Environ(), services.EnvMySQLBase+"="+m.DSN(""), services.EnvRedisAddr+"="+r.Addr())
+	cmd.Env = env
 	if err := cmd.Start(); err != nil {
 		fmt.Fprintln(os.Stderr, "services:", err)
 		return 1

@@ -12,6 +12,7 @@ import (
 	"os/signal"
 	"path/filepath"
 	"sort"
+	"strings"
 	"sync"
 	"sync/atomic"
 	"syscall"
@@ -24,6 +25,7 @@ import (
 func main() {
 	demo := flag.Bool("demo", true, "play the demo once the stack is up")
 	timeScale := flag.Float64("time-scale", 1, "multiplies the RocketMQ triggers' retry schedule")
+	cluster := flag.Bool("redis-cluster", false, "run a private Redis Cluster (3 masters, 3 replicas) instead of one Redis")
 	flag.Parse()
 
 	log := slog.New(slog.NewTextHandler(os.Stderr, &slog.HandlerOptions{Level: slog.LevelInfo}))
@@ -45,6 +47,7 @@ func main() {
 	start := time.Now()
 	s, err := stack.Start(ctx, stack.Options{
 		JWTSecret: os.Getenv("JWT_SECRET"), Timers: true, TimeScale: *timeScale, Output: logFile, Logger: log,
+		RedisCluster: *cluster,
 	})
 	if err != nil {
 		fail(err)
@@ -240,11 +243,18 @@ func (d *demoClient) run(ctx context.Context) error {
 
 func (d *demoClient) printHowTo(s *stack.Stack) {
 	user := d.token("alice", auth.RoleUser)
+	proxies := "mysql, redis, rocketmq"
+	cut := fmt.Sprintf(`curl -s -X POST %s/proxies/redis -d '{"enabled":false}'    # cut Redis; claims answer 503`, s.Toxiproxy)
+	if s.Cluster != nil {
+		// A cluster redirects its clients to its nodes' own addresses, so Toxiproxy cannot front it.
+		proxies = "mysql, rocketmq; the Redis Cluster is reached directly"
+		cut = "# the cluster: kill a master (kill -9 <pid of a redis-server>); its slots answer 503 until its replica takes over"
+	}
 	fmt.Printf(`
 ==> the stack is running; Ctrl-C stops everything
     HTTP (rules, claim):  %s
     RocketMQ endpoint:    %s
-    Toxiproxy API:        %s   (proxies: mysql, redis, rocketmq)
+    Toxiproxy API:        %s   (proxies: %s)
     MySQL (direct):       %s
     Redis (direct):       %s
     JWT_SECRET:           %s
@@ -258,8 +268,16 @@ func (d *demoClient) printHowTo(s *stack.Stack) {
     curl -s -X POST %s/v1/claims -H "Authorization: Bearer $ALICE" -H 'Content-Type: application/json' -d '{"campaign_id":"<id>","request_id":"first"}'
     curl -s %s/v1/claims -H "Authorization: Bearer $ALICE"
     curl -s -X POST %s/_local/timers/timer/reconcile
-    curl -s -X POST %s/proxies/redis -d '{"enabled":false}'    # cut Redis; claims answer 503
-`, s.HTTP, s.Broker, s.Toxiproxy, s.MySQLDSN, s.RedisAddr, s.JWTSecret, d.operator, user,
+    %s
+`, s.HTTP, s.Broker, s.Toxiproxy, proxies, s.MySQLDSN, redisWhere(s), s.JWTSecret, d.operator, user,
 		s.HTTP, time.Now().UTC().Add(-time.Minute).Format(time.RFC3339), time.Now().UTC().Add(24*time.Hour).Format(time.RFC3339),
-		s.HTTP, s.HTTP, s.HTTP, s.HTTP, s.Toxiproxy)
+		s.HTTP, s.HTTP, s.HTTP, s.HTTP, cut)
+}
+
+// redisWhere is the standalone address, or the cluster's seeds (which Toxiproxy does not front).
+func redisWhere(s *stack.Stack) string {
+	if len(s.RedisClusterAddrs) > 0 {
+		return "cluster " + strings.Join(s.RedisClusterAddrs, ",")
+	}
+	return s.RedisAddr
 }

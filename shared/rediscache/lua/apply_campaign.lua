@@ -6,12 +6,17 @@
 -- newer change applied meanwhile is never rolled back. Either way issued is never lowered: it is the
 -- larger of the cache's own count and the floor the caller knows was issued, and remaining is computed
 -- here, in the same atomic step, so a concurrent claim is never double counted.
--- KEYS: campaign hash, held hash, claims hash, grants stream, pending zset
+-- A fence write into a slot whose readiness marker is gone (the slot lost its data and the rebuild has
+-- not finished) is refused: MySQL's issued count lags the grants in flight, and an entry created from
+-- it would let the campaign oversell once the slot opens; the rebuild writes it (in 'repair' mode)
+-- after the grant backstop has drained.
+-- KEYS: campaign hash, held hash, claims hash, grants stream, pending zset, the slot's readiness marker
 -- ARGV: version, issued floor, mode ('fence'|'repair'), expected cached version (repair), then
 --       field/value pairs of the campaign
--- Returns: {applied (0|1), cached_version (-1: evicted, left to the reconciler)}
+-- Returns: {applied (0|1), cached_version (-1: evicted, left to the reconciler; -2: slot not ready)}
 local version = tonumber(ARGV[1])
 local repair = ARGV[3] == 'repair'
+if not repair and redis.call('EXISTS', KEYS[6]) == 0 then return {0, -2} end
 local cur = redis.call('HGET', KEYS[1], 'version')
 if repair then
   -- The version asked for is already there (written by this very call before a re-send, or by the
