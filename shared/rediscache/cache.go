@@ -100,11 +100,27 @@ func classify(err error) error {
 	if errors.Is(err, redis.Nil) {
 		return fault.Permanent(err)
 	}
-	msg := err.Error()
-	if strings.HasPrefix(msg, "ERR ") && (strings.Contains(msg, "script") || strings.Contains(msg, "Script")) {
-		return fault.Permanent(err)
+	var reply redis.Error
+	if !errors.As(err, &reply) {
+		// No answer from the server (a connection, a pool or a deadline failed): the command may not
+		// have run, or may have; either way a retry of the same input is safe (every script is).
+		return fault.Retryable(err)
 	}
-	return fault.Retryable(err)
+	// The server answered with an error; its first word is the error's kind (RESP error prefixes).
+	kind, _, _ := strings.Cut(reply.Error(), " ")
+	if transientReply[kind] {
+		return fault.Retryable(err)
+	}
+	return fault.Permanent(err)
+}
+
+// transientReply are the server errors that pass: loading a data set, a script or a replica busy, a
+// failover or a slot moving, memory full under noeviction, too few replicas for a WAIT-guarded
+// write. Everything else the server refuses (a script's own error, wrong type or arguments,
+// permissions) will be refused again.
+var transientReply = map[string]bool{
+	"LOADING": true, "BUSY": true, "READONLY": true, "MASTERDOWN": true, "MOVED": true, "ASK": true,
+	"TRYAGAIN": true, "CLUSTERDOWN": true, "OOM": true, "NOREPLICAS": true, "NOSCRIPT": true,
 }
 
 func shapeError(what string, v any) error {
