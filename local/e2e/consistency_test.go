@@ -181,7 +181,7 @@ func TestPoisonMessageGoesToTheDLQWithoutBlockingLaterChanges(t *testing.T) {
 		t.Fatal("the cachesync trigger has no dead-letter queue")
 	}
 	c, err := rmq.NewSimpleConsumer(&rmq.Config{Endpoint: h.s.Broker, ConsumerGroup: "GID_e2e_dlq_reader", Credentials: &credentials.SessionCredentials{}},
-		rmq.WithAwaitDuration(200*time.Millisecond), rmq.WithSubscriptionExpressions(map[string]*rmq.FilterExpression{dlq: rmq.SUB_ALL}))
+		rmq.WithSimpleAwaitDuration(200*time.Millisecond), rmq.WithSimpleSubscriptionExpressions(map[string]*rmq.FilterExpression{dlq: rmq.SUB_ALL}))
 	if err != nil {
 		t.Fatal(err)
 	}

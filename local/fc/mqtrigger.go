@@ -67,8 +67,8 @@ func (e *Emulator) startMQTrigger(f *function, name string, ec fctemplate.EventB
 		filter = "*"
 	}
 	c, err := rmq.NewSimpleConsumer(&rmq.Config{Endpoint: e.cfg.BrokerEndpoint, ConsumerGroup: src.GroupID, Credentials: &credentials.SessionCredentials{}},
-		rmq.WithAwaitDuration(time.Second),
-		rmq.WithSubscriptionExpressions(map[string]*rmq.FilterExpression{src.Topic: rmq.NewFilterExpression(filter)}))
+		rmq.WithSimpleAwaitDuration(time.Second),
+		rmq.WithSimpleSubscriptionExpressions(map[string]*rmq.FilterExpression{src.Topic: rmq.NewFilterExpression(filter)}))
 	if err != nil {
 		return nil, err
 	}
