@@ -1,0 +1,22 @@
+package conformance
+
+import (
+	"context"
+	"fmt"
+)
+
+// Runner runs the scenarios with one client library.
+type Runner interface {
+	Run(ctx context.Context, t Target, scenarios []string) []Result
+}
+
+// NewRunner returns the runner for a client: go, or node (run from the module at moduleDir).
+func NewRunner(client, moduleDir string) (Runner, error) {
+	switch client {
+	case "go":
+		return GoClient{}, nil
+	case "node":
+		return NewNodeClient(moduleDir)
+	}
+	return nil, fmt.Errorf("unknown client %q (go, node)", client)
+}
