@@ -41,10 +41,14 @@ type Topic struct {
 // FIFO topics in order come from it, not from the client (proxy grpc/v2/common/GrpcClientSettingsManager.java
 // reads retryMaxTimes and consumeMessageOrderly).
 type Group struct {
-	Name        string
-	MaxAttempts int // delivery attempts before %DLQ%<group>; the broker stores retryMaxTimes = MaxAttempts-1
+	Name string
+	// MaxAttempts is the delivery attempts before %DLQ%<group>; the broker stores retryMaxTimes =
+	// MaxAttempts-1. 0: the broker's default, 16 retries (SubscriptionGroupConfig.retryMaxTimes).
+	MaxAttempts int
 	FIFO        bool
 }
+
+const defaultRetryMaxTimes = 16
 
 // Config says where the jars are cached, where the store lives and how the JVMs are sized.
 type Config struct {
@@ -180,14 +184,35 @@ func Start(ctx context.Context, cfg Config) (*Broker, error) {
 		}
 		b.tempDir = true
 	}
-	if b.ports, err = freePorts(); err != nil {
-		return nil, err
+	// The ports are free when picked but not held until the JVMs bind them; on a busy machine
+	// another process can take one first, so a failed start is tried once more on new ports.
+	for attempt := 1; ; attempt++ {
+		if b.ports, err = freePorts(); err != nil {
+			return nil, err
+		}
+		err = b.start(ctx)
+		if err == nil {
+			return b, nil
+		}
+		err = fmt.Errorf("%w\n%s", err, b.outputTail())
+		b.stopJVMs()
+		if attempt == 2 || ctx.Err() != nil {
+			b.Stop()
+			return nil, err
+		}
+		cfg.logf("start failed, trying again on other ports: %v", err)
 	}
-	if err := b.start(ctx); err != nil {
-		b.Stop()
-		return nil, err
+}
+
+// outputTail is the end of the JVMs' console output, for an error that removes the folder.
+func (b *Broker) outputTail() string {
+	var sb strings.Builder
+	for _, name := range []string{"namesrv.out", "proxy.out"} {
+		data, _ := os.ReadFile(filepath.Join(b.dir, name))
+		lines := strings.Split(strings.TrimSpace(string(data)), "\n")
+		fmt.Fprintf(&sb, "--- %s\n%s\n", name, strings.Join(lines[max(0, len(lines)-15):], "\n"))
 	}
-	return b, nil
+	return sb.String()
 }
 
 // Endpoint is the gRPC proxy's address, for the official clients.
@@ -354,7 +379,12 @@ func (b *Broker) EnsureTopics(ctx context.Context, topics []Topic, groups []Grou
 		args = append(args, "topic:"+t.Name+":"+t.Type)
 	}
 	for _, g := range groups {
-		args = append(args, fmt.Sprintf("group:%s:%d:%t", g.Name, max(0, g.MaxAttempts-1), g.FIFO))
+		// retryMaxTimes 0 would mean one delivery and then the DLQ; unset means the broker's 16.
+		retries := defaultRetryMaxTimes
+		if g.MaxAttempts > 0 {
+			retries = g.MaxAttempts - 1
+		}
+		args = append(args, fmt.Sprintf("group:%s:%d:%t", g.Name, retries, g.FIFO))
 	}
 	out, err := exec.CommandContext(ctx, b.java, args...).CombinedOutput()
 	if err != nil {

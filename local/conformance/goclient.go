@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"io"
 	"sort"
 	"strings"
 	"sync"
@@ -15,12 +16,14 @@ import (
 )
 
 // GoClient runs the scenarios with the official Go client (rocketmq-clients/golang/v5).
-type GoClient struct{}
+type GoClient struct {
+	Progress io.Writer // one line per scenario as it ends; nil: quiet
+}
 
 const goPrefix = "go"
 
 // Run runs the named scenarios (all when names is empty) against t, in the order Scenarios lists them.
-func (GoClient) Run(ctx context.Context, t Target, names []string) []Result {
+func (g GoClient) Run(ctx context.Context, t Target, names []string) []Result {
 	want := map[string]bool{}
 	for _, n := range names {
 		want[n] = true
@@ -35,6 +38,9 @@ func (GoClient) Run(ctx context.Context, t Target, names []string) []Result {
 		r := Result{Scenario: s.Name, Client: goPrefix, Broker: t.Name, Status: "PASS", Took: time.Since(start)}
 		if err != nil {
 			r.Status, r.Detail = "FAIL", err.Error()
+		}
+		if g.Progress != nil {
+			fmt.Fprintf(g.Progress, "conformance: %s %s@%s %s in %s %s\n", r.Status, s.Name, goPrefix, t.Name, r.Took.Round(100*time.Millisecond), r.Detail)
 		}
 		out = append(out, r)
 	}
@@ -408,32 +414,45 @@ func goScenario(ctx context.Context, t Target, name string) error {
 				return fmt.Errorf("send: %w", err)
 			}
 		}
+		// A FIFO group gets a message group's messages in order, and nothing of the group while a
+		// delivery is unacknowledged. The real broker hands out a batch of the queue at once (an
+		// orderly pop locks the queue); the emulator one message at a time: both keep the order.
+		first, err := c.Receive(ctx, 3, scenarioInvisble)
+		firstAt := time.Now()
+		if err != nil && !isEmpty(err) {
+			return fmt.Errorf("receive: %w", err)
+		}
+		if len(first) == 0 || string(first[0].GetBody()) != "1" {
+			return fmt.Errorf("first FIFO delivery %v, want 1 first", bodies(first))
+		}
+		// Left unacknowledged: until it comes back, nothing of the group may be delivered.
+		held, err := c.Receive(ctx, 3, scenarioInvisble)
+		if err != nil && !isEmpty(err) {
+			return fmt.Errorf("receive: %w", err)
+		}
+		if len(held) > 0 && time.Since(firstAt) < scenarioInvisble {
+			return fmt.Errorf("received %v (attempt %d) %s after %v, unacknowledged with invisible time %s",
+				bodies(held), held[0].GetDeliveryAttempt(), time.Since(firstAt).Round(time.Millisecond), bodies(first), scenarioInvisble)
+		}
 		var order []string
 		deadline := time.Now().Add(40 * time.Second)
-		for len(order) < 4 && time.Now().Before(deadline) {
-			got, err := c.Receive(ctx, 3, scenarioInvisble)
+		for len(order) < 3 && time.Now().Before(deadline) {
+			got, err := c.Receive(ctx, 3, 10*time.Second)
 			if err != nil && !isEmpty(err) {
 				return fmt.Errorf("receive: %w", err)
 			}
-			if len(got) == 0 {
-				continue
-			}
-			if len(got) > 1 {
-				// A FIFO group receives a message group's next message only once the previous is acked.
-				return fmt.Errorf("received %v of one message group at once", bodies(got))
-			}
-			if len(order) == 0 && string(got[0].GetBody()) == "1" && got[0].GetDeliveryAttempt() == 1 {
-				// Leave the first unacknowledged: nothing behind it may arrive before it comes back.
-				order = append(order, "held")
-				continue
-			}
-			order = append(order, string(got[0].GetBody()))
-			if err := c.Ack(ctx, got[0]); err != nil {
-				return err
+			for _, mv := range got {
+				if len(order) == 0 && mv.GetDeliveryAttempt() != 2 {
+					return fmt.Errorf("message %s came back with attempt %d, want 2", mv.GetBody(), mv.GetDeliveryAttempt())
+				}
+				order = append(order, string(mv.GetBody()))
+				if err := c.Ack(ctx, mv); err != nil {
+					return err
+				}
 			}
 		}
-		if strings.Join(order, ",") != "held,1,2,3" {
-			return fmt.Errorf("FIFO order %v, want held,1,2,3", order)
+		if strings.Join(order, ",") != "1,2,3" {
+			return fmt.Errorf("FIFO order after the redelivery %v, want 1,2,3", order)
 		}
 		return nil
 
@@ -491,9 +510,9 @@ func goScenario(ctx context.Context, t Target, name string) error {
 		}
 		mu.Lock()
 		defer mu.Unlock()
-		if checked["committed"] || checked["rolled-back"] {
-			return fmt.Errorf("a resolved transaction was checked back: %v", checked)
-		}
+		// Only the outcome is the contract: Apache RocketMQ may also check back a transaction that
+		// its producer already ended, when the check runs before it has read the end from its op
+		// queue (seen with a 1 s check interval); the emulator never does.
 		if !checked["unknown-then-commit"] {
 			return errors.New("the broker never checked back the open transaction")
 		}

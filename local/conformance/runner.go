@@ -3,6 +3,7 @@ package conformance
 import (
 	"context"
 	"fmt"
+	"io"
 )
 
 // Runner runs the scenarios with one client library.
@@ -11,10 +12,10 @@ type Runner interface {
 }
 
 // NewRunner returns the runner for a client: go, or node (run from the module at moduleDir).
-func NewRunner(client, moduleDir string) (Runner, error) {
+func NewRunner(client, moduleDir string, progress io.Writer) (Runner, error) {
 	switch client {
 	case "go":
-		return GoClient{}, nil
+		return GoClient{Progress: progress}, nil
 	case "node":
 		return NewNodeClient(moduleDir)
 	}

@@ -54,7 +54,7 @@ func run(ctx context.Context, broker string, clients, scenarios []string, heapMB
 	}
 	runners := map[string]conformance.Runner{}
 	for _, c := range clients {
-		r, err := conformance.NewRunner(c, wd)
+		r, err := conformance.NewRunner(c, wd, os.Stderr)
 		if err != nil {
 			return false, err
 		}
