@@ -7,7 +7,7 @@ FUNCTIONS := $(notdir $(patsubst %/,%,$(dir $(wildcard functions/*/main.go))))
 DIST      := dist
 GOFLAGS_BUILD := -trimpath -ldflags='-s -w'
 
-.PHONY: all build package test test-short lint bench run clean
+.PHONY: all build package test test-short lint bench run clean conformance test-apache
 
 all: build
 
@@ -45,6 +45,16 @@ bench: build
 
 run: build
 	@$(GO) run ./local/cmd/stack
+
+# The broker scenarios with the official clients against the emulator and Apache RocketMQ 5 (fetched
+# with Maven on first use into local/apache/.cache), printed as a matrix.
+conformance:
+	@$(GO) run ./local/cmd/conformance --broker both --clients go,node
+
+# The end-to-end suite on Apache RocketMQ 5 instead of the emulator (one broker per stack).
+test-apache: build
+	@echo "==> end-to-end tests on Apache RocketMQ (BROKER=apache)"
+	@$(GO) run ./local/cmd/services -- env BROKER=apache $(GO) test -count=1 -timeout 40m ./local/e2e/
 
 clean:
 	rm -rf $(DIST)

@@ -430,16 +430,19 @@ func goScenario(ctx context.Context, t Target, name string) error {
 		if err != nil && !isEmpty(err) {
 			return fmt.Errorf("receive: %w", err)
 		}
-		if len(held) > 0 && time.Since(firstAt) < scenarioInvisble {
+		if len(held) > 0 && (held[0].GetDeliveryAttempt() < 2 || time.Since(firstAt) < scenarioInvisble/2) {
 			return fmt.Errorf("received %v (attempt %d) %s after %v, unacknowledged with invisible time %s",
 				bodies(held), held[0].GetDeliveryAttempt(), time.Since(firstAt).Round(time.Millisecond), bodies(first), scenarioInvisble)
 		}
+		// The held receive may have long-polled into the redelivery; those messages come first.
 		var order []string
+		got := held
 		deadline := time.Now().Add(40 * time.Second)
 		for len(order) < 3 && time.Now().Before(deadline) {
-			got, err := c.Receive(ctx, 3, 10*time.Second)
-			if err != nil && !isEmpty(err) {
-				return fmt.Errorf("receive: %w", err)
+			if len(got) == 0 {
+				if got, err = c.Receive(ctx, 3, 10*time.Second); err != nil && !isEmpty(err) {
+					return fmt.Errorf("receive: %w", err)
+				}
 			}
 			for _, mv := range got {
 				if len(order) == 0 && mv.GetDeliveryAttempt() != 2 {
@@ -450,6 +453,7 @@ func goScenario(ctx context.Context, t Target, name string) error {
 					return err
 				}
 			}
+			got = nil
 		}
 		if strings.Join(order, ",") != "1,2,3" {
 			return fmt.Errorf("FIFO order after the redelivery %v, want 1,2,3", order)

@@ -24,6 +24,7 @@ import (
 func main() {
 	demo := flag.Bool("demo", true, "play the demo once the stack is up")
 	timeScale := flag.Float64("time-scale", 1, "multiplies the RocketMQ triggers' retry schedule")
+	broker := flag.String("broker", os.Getenv("BROKER"), "RocketMQ: emulator (default) or apache (Apache RocketMQ 5 itself)")
 	flag.Parse()
 
 	log := slog.New(slog.NewTextHandler(os.Stderr, &slog.HandlerOptions{Level: slog.LevelInfo}))
@@ -44,7 +45,7 @@ func main() {
 	say("starting the stack (function logs go to %s)", logPath)
 	start := time.Now()
 	s, err := stack.Start(ctx, stack.Options{
-		JWTSecret: os.Getenv("JWT_SECRET"), Timers: true, TimeScale: *timeScale, Output: logFile, Logger: log,
+		JWTSecret: os.Getenv("JWT_SECRET"), Timers: true, TimeScale: *timeScale, Output: logFile, Logger: log, Broker: *broker,
 	})
 	if err != nil {
 		fail(err)
