@@ -98,6 +98,60 @@ const run = {
       for (const x of got) await c.ack(x);
     }
   },
+  async 'max-attempts-dlq'(s, open) {
+    // The group allows 2 delivery attempts (local/conformance: dlqMaxAttempts).
+    const p = open(await producer(topicOf(s)));
+    const c = open(await consumer(groupOf(s), topicOf(s), '*'));
+    await p.send({ topic: topicOf(s), body: Buffer.from('poison') });
+    let attempts = 0;
+    const deadline = Date.now() + 40000;
+    let quietUntil = 0;
+    while (Date.now() < deadline && (!quietUntil || Date.now() < quietUntil)) {
+      for (const m of await receive(c, 1, 2000, 1500)) {
+        attempts++;
+        if (m.deliveryAttempt !== attempts) throw new Error(`delivery ${attempts} says attempt ${m.deliveryAttempt}`);
+        if (attempts === 2) quietUntil = Date.now() + 5000;
+      }
+    }
+    if (attempts !== 2) throw new Error(`poison delivered ${attempts} times, want 2`);
+    let r;
+    for (const until = Date.now() + 30000; !r && Date.now() < until; ) {
+      try {
+        r = open(await consumer(groupOf(s, 'reader'), `%DLQ%${groupOf(s)}`, '*'));
+      } catch (e) {
+        await sleep(1000);
+      }
+    }
+    if (!r) throw new Error('no dead-letter queue');
+    const got = await receive(r, 1, 10000, 30000);
+    same(got, 'poison');
+    await r.ack(got[0]);
+  },
+  async delay(s, open) {
+    const p = open(await producer(topicOf(s)));
+    const c = open(await consumer(groupOf(s), topicOf(s), '*'));
+    const due = Date.now() + 3000;
+    await p.send({ topic: topicOf(s), deliveryTimestamp: new Date(due), body: Buffer.from('later') });
+    const got = await receive(c, 1, 10000, 15000);
+    same(got, 'later');
+    if (due - Date.now() > 1100) throw new Error(`delivered ${due - Date.now()} ms before its delivery time`);
+    await c.ack(got[0]);
+  },
+  async 'unknown-topic'() {
+    const p = new Producer({ endpoints: endpoint, topics: ['conf-node-never-created'] });
+    try {
+      await p.startup();
+    } catch (e) {
+      // The client wraps the route error (BaseClient: Error('Failed to fetch topic routes', {cause})).
+      const chain = [];
+      for (let x = e; x; x = x.cause) chain.push(`${x} ${x.code ?? ''}`);
+      if (chain.some((t) => t.includes('TOPIC_NOT_FOUND') || t.includes('40402'))) return;
+      throw new Error(`startup failed with ${chain.join(' <- ')}, want TOPIC_NOT_FOUND`);
+    } finally {
+      await p.shutdown().catch(() => {});
+    }
+    throw new Error('a producer started on a topic that does not exist');
+  },
 };
 
 for (const s of scenarios) {
