@@ -20,7 +20,7 @@ import (
 
 func main() {
 	broker := flag.String("broker", "emulator", "emulator, apache or both")
-	clients := flag.String("clients", "go,node", "comma-separated clients: go, node")
+	clients := flag.String("clients", "go,node,python", "comma-separated clients: go, node, python")
 	scenarios := flag.String("scenarios", "", "comma-separated scenarios (default: all)")
 	heap := flag.Int("heap-mb", 384, "Apache RocketMQ broker+proxy heap in MiB")
 	flag.Parse()
