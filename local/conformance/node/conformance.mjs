@@ -84,9 +84,10 @@ const run = {
     const p = open(await producer(topicOf(s)));
     const c = open(await consumer(groupOf(s), topicOf(s), 'a||b'));
     for (const tag of ['a', 'b', 'c']) await p.send({ topic: topicOf(s), tag, body: Buffer.from(`tag-${tag}`) });
-    const got = await receive(c, 3, 10000, 8000);
-    same(got, 'tag-a', 'tag-b');
+    const got = await receive(c, 2, 20000, 15000);
     for (const x of got) await c.ack(x);
+    const more = await receive(c, 1, 10000, 2000);
+    same([...got, ...more], 'tag-a', 'tag-b');
   },
   async 'two-groups'(s, open) {
     const p = open(await producer(topicOf(s)));

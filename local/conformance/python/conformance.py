@@ -121,10 +121,11 @@ def tag_filter(s, opened):
     c = consumer(group_of(s), topic_of(s), "a||b", opened)
     for tag in ("a", "b", "c"):
         send(p, topic_of(s), f"tag-{tag}", tag)
-    got = receive(c, 3, 10, 8)
-    same(got, "tag-a", "tag-b")
+    got = receive(c, 2, 20, 15)
     for x in got:
         c.ack(x)
+    more = receive(c, 1, 10, 2)
+    same(got + more, "tag-a", "tag-b")
 
 
 def two_groups(s, opened):
