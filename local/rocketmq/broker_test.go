@@ -659,6 +659,12 @@ func TestBadRequestsGetProtocolErrors(t *testing.T) {
 	}{
 		{"illegal topic", &rmq.Message{Topic: "bad topic!", Body: []byte("x")}, v2.Code_ILLEGAL_TOPIC},
 		{"tag with a bar", func() *rmq.Message { m := &rmq.Message{Topic: "t", Body: []byte("x")}; m.SetTag("a|b"); return m }(), v2.Code_ILLEGAL_MESSAGE_TAG},
+		// Found by local/conformance on Apache RocketMQ: the fc emulator's DLQ copy set ORIGIN_MESSAGE_ID.
+		{"reserved property", func() *rmq.Message {
+			m := &rmq.Message{Topic: "normal-only", Body: []byte("x")}
+			m.AddProperty("ORIGIN_MESSAGE_ID", "x")
+			return m
+		}(), v2.Code_ILLEGAL_MESSAGE_PROPERTY_KEY},
 	}
 	for _, tc := range cases {
 		t.Run(tc.name, func(t *testing.T) {

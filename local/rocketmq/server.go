@@ -207,6 +207,23 @@ func (s *service) Heartbeat(ctx context.Context, req *v2.HeartbeatRequest) (*v2.
 	return &v2.HeartbeatResponse{Status: ok()}, nil
 }
 
+// reservedProperties are the property names the broker keeps for itself; the proxy refuses a message
+// that sets one as a user property (proxy grpc/v2/producer/SendMessageActivity.java
+// validateUserProperties, common message/MessageConst.java STRING_HASH_SET).
+var reservedProperties = func() map[string]bool {
+	m := map[string]bool{}
+	for _, k := range strings.Fields(`TRACE_ON MSG_REGION KEYS TAGS WAIT DELAY RETRY_TOPIC REAL_TOPIC REAL_QID
+		TRAN_MSG PGROUP MIN_OFFSET MAX_OFFSET BUYER_ID ORIGIN_MESSAGE_ID TRANSFER_FLAG CORRECTION_FLAG
+		RECONSUME_TIME UNIQ_KEY MAX_RECONSUME_TIMES CONSUME_START_TIME POP_CK POP_CK_OFFSET 1ST_POP_TIME
+		TRAN_PREPARED_QUEUE_OFFSET DUP_INFO EXTEND_UNIQ_INFO INSTANCE_ID CORRELATION_ID REPLY_TO_CLIENT TTL
+		ARRIVE_TIME PUSH_REPLY_TIME CLUSTER MSG_TYPE INNER_MULTI_QUEUE_OFFSET TIMER_DELAY_MS TIMER_DELAY_SEC
+		TIMER_DELIVER_MS TIMER_ENQUEUE_MS TIMER_DEQUEUE_MS TIMER_ROLL_TIMES TIMER_OUT_MS TIMER_DEL_UNIQKEY
+		TIMER_DELAY_LEVEL __BORNHOST BORN_TIMESTAMP DLQ_ORIGIN_TOPIC DLQ_ORIGIN_MESSAGE_ID`) {
+		m[k] = true
+	}
+	return m
+}()
+
 func (s *service) SendMessage(ctx context.Context, req *v2.SendMessageRequest) (*v2.SendMessageResponse, error) {
 	if len(req.GetMessages()) == 0 {
 		return &v2.SendMessageResponse{Status: &v2.Status{Code: v2.Code_BAD_REQUEST, Message: "no messages"}}, nil
@@ -216,6 +233,11 @@ func (s *service) SendMessage(ctx context.Context, req *v2.SendMessageRequest) (
 		sp := m.GetSystemProperties()
 		if sp == nil || m.GetTopic() == nil {
 			return &v2.SendMessageResponse{Status: &v2.Status{Code: v2.Code_BAD_REQUEST, Message: "message without topic or system properties"}}, nil
+		}
+		for k := range m.GetUserProperties() {
+			if reservedProperties[k] {
+				return &v2.SendMessageResponse{Status: &v2.Status{Code: v2.Code_ILLEGAL_MESSAGE_PROPERTY_KEY, Message: "property is used by system: " + k}}, nil
+			}
 		}
 		in := SendInput{
 			ID: sp.GetMessageId(), Topic: m.GetTopic().GetName(), Tag: sp.GetTag(), Keys: sp.GetKeys(),
