@@ -70,6 +70,7 @@ type Broker struct {
 	proxy   *proc
 	// StartTime is how long the last start took until the gRPC endpoint answered a route query.
 	StartTime time.Duration
+	topics    []Topic // created by EnsureTopics, waited for after a restart
 }
 
 type ports struct{ namesrv, broker, ha, remoting, grpc int }
@@ -339,10 +340,15 @@ func (b *Broker) stopJVMs() {
 	b.proxy, b.namesrv = nil, nil
 }
 
-// Restart stops both JVMs and starts them again on the same store and the same ports.
+// Restart stops both JVMs and starts them again on the same store and the same ports. The new name
+// server knows no route until the broker has registered its topics again, so it also waits for the
+// routes of the topics EnsureTopics created.
 func (b *Broker) Restart(ctx context.Context) error {
 	b.stopJVMs()
-	return b.start(ctx)
+	if err := b.start(ctx); err != nil {
+		return err
+	}
+	return b.waitRoutes(ctx, b.topics)
 }
 
 // RSS is the resident memory of the name server and of the broker+proxy JVM, in bytes.
@@ -390,6 +396,7 @@ func (b *Broker) EnsureTopics(ctx context.Context, topics []Topic, groups []Grou
 	if err != nil {
 		return fmt.Errorf("creating topics and groups: %v\n%s", err, out)
 	}
+	b.topics = append(b.topics, topics...)
 	return b.waitRoutes(ctx, topics)
 }
 
