@@ -7,7 +7,7 @@ FUNCTIONS := $(notdir $(patsubst %/,%,$(dir $(wildcard functions/*/main.go))))
 DIST      := dist
 GOFLAGS_BUILD := -trimpath -ldflags='-s -w'
 
-.PHONY: all build package test test-cluster test-short lint bench run run-cluster faults clean
+.PHONY: all build package test test-cluster test-short lint bench run run-cluster faults clean conformance test-apache
 
 all: build
 
@@ -69,6 +69,16 @@ run: build
 # The same on a private Redis Cluster (3 masters, 3 replicas) that the functions reach directly.
 run-cluster: build
 	@$(GO) run ./local/cmd/stack --redis-cluster
+
+# The broker scenarios with the official clients against the emulator and Apache RocketMQ 5 (fetched
+# with Maven on first use into local/apache/.cache), printed as a matrix.
+conformance:
+	@$(GO) run ./local/cmd/conformance --broker both --clients go,node,python
+
+# The end-to-end suite on Apache RocketMQ 5 instead of the emulator (one broker per stack).
+test-apache: build
+	@echo "==> end-to-end tests on Apache RocketMQ (BROKER=apache)"
+	@$(GO) run ./local/cmd/services -- env BROKER=apache $(GO) test -count=1 -timeout 40m ./local/e2e/
 
 clean:
 	rm -rf $(DIST)

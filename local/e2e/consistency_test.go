@@ -181,7 +181,7 @@ func TestPoisonMessageGoesToTheDLQWithoutBlockingLaterChanges(t *testing.T) {
 		t.Fatal("the cachesync trigger has no dead-letter queue")
 	}
 	c, err := rmq.NewSimpleConsumer(&rmq.Config{Endpoint: h.s.Broker, ConsumerGroup: "GID_e2e_dlq_reader", Credentials: &credentials.SessionCredentials{}},
-		rmq.WithAwaitDuration(200*time.Millisecond), rmq.WithSubscriptionExpressions(map[string]*rmq.FilterExpression{dlq: rmq.SUB_ALL}))
+		rmq.WithSimpleAwaitDuration(200*time.Millisecond), rmq.WithSimpleSubscriptionExpressions(map[string]*rmq.FilterExpression{dlq: rmq.SUB_ALL}))
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -217,7 +217,9 @@ func TestScheduledGrantToNewUsers(t *testing.T) {
 	for u, ago := range users {
 		h.must(h.do("PUT", "/v1/users/"+u, h.operator, map[string]any{"registered_at": now.Add(-ago).Format(time.RFC3339), "member": false}), 200)
 	}
-	at := now.Add(2 * time.Second).Truncate(time.Second).Add(time.Second)
+	// starts_at counts from after the writes above: each waits for the cache (up to 2 s), which takes
+	// longer on Apache RocketMQ than on the emulator, and the first timer run must come before it.
+	at := time.Now().UTC().Add(4 * time.Second).Truncate(time.Second).Add(time.Second)
 	id, _ := h.createCampaign(map[string]any{"mode": "grant", "stock": 2, "starts_at": at.Format(time.RFC3339),
 		"audience": map[string]any{"segment": "new_users", "new_user_days": 30}})
 	if r := h.runTimer("scheduled-grants"); r.Body["granted"] != nil {

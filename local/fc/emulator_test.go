@@ -294,7 +294,7 @@ func TestRocketMQTriggerBatchesRetriesAndDeadLetters(t *testing.T) {
 		t.Fatalf("recorded %v", got)
 	}
 	c, err := rmq.NewSimpleConsumer(&rmq.Config{Endpoint: srv.Addr(), ConsumerGroup: "GID_dlq_check", Credentials: &credentials.SessionCredentials{}},
-		rmq.WithAwaitDuration(200*time.Millisecond), rmq.WithSubscriptionExpressions(map[string]*rmq.FilterExpression{dlq: rmq.SUB_ALL}))
+		rmq.WithSimpleAwaitDuration(200*time.Millisecond), rmq.WithSimpleSubscriptionExpressions(map[string]*rmq.FilterExpression{dlq: rmq.SUB_ALL}))
 	if err != nil {
 		t.Fatal(err)
 	}

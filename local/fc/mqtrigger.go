@@ -74,8 +74,8 @@ func (e *Emulator) startMQTrigger(f *function, name string, ec fctemplate.EventB
 		filter = "*"
 	}
 	c, err := rmq.NewSimpleConsumer(&rmq.Config{Endpoint: e.cfg.BrokerEndpoint, ConsumerGroup: src.GroupID, Credentials: &credentials.SessionCredentials{}},
-		rmq.WithAwaitDuration(time.Second),
-		rmq.WithSubscriptionExpressions(map[string]*rmq.FilterExpression{src.Topic: rmq.NewFilterExpression(filter)}))
+		rmq.WithSimpleAwaitDuration(time.Second),
+		rmq.WithSimpleSubscriptionExpressions(map[string]*rmq.FilterExpression{src.Topic: rmq.NewFilterExpression(filter)}))
 	if err != nil {
 		return nil, err
 	}
@@ -269,7 +269,9 @@ func (t *mqTrigger) deadLetter(ctx context.Context, mv *rmq.MessageView, cause e
 		msg.AddProperty(k, v)
 	}
 	msg.AddProperty("ORIGIN_TOPIC", mv.GetTopic())
-	msg.AddProperty("ORIGIN_MESSAGE_ID", mv.GetMessageId())
+	// Not ORIGIN_MESSAGE_ID: the broker reserves that name (MessageConst.STRING_HASH_SET) and the
+	// real proxy refuses the send with ILLEGAL_MESSAGE_PROPERTY_KEY.
+	msg.AddProperty("SOURCE_MESSAGE_ID", mv.GetMessageId())
 	msg.AddProperty("LAST_ERROR", truncate(cause.Error(), 512))
 	if _, err := t.dlq.Send(ctx, msg); err != nil {
 		// Not acknowledged: it comes back and is dead-lettered next time.

@@ -52,7 +52,7 @@ func BenchmarkEndToEnd(b *testing.B) {
 				var cwg sync.WaitGroup
 				for range 4 {
 					c, err := rmq.NewSimpleConsumer(&rmq.Config{Endpoint: srv.Addr(), ConsumerGroup: "GID_bench", Credentials: &credentials.SessionCredentials{}},
-						rmq.WithAwaitDuration(200*time.Millisecond), rmq.WithSubscriptionExpressions(map[string]*rmq.FilterExpression{topic: rmq.SUB_ALL}))
+						rmq.WithSimpleAwaitDuration(200*time.Millisecond), rmq.WithSimpleSubscriptionExpressions(map[string]*rmq.FilterExpression{topic: rmq.SUB_ALL}))
 					if err != nil {
 						b.Fatal(err)
 					}

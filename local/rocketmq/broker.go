@@ -77,6 +77,14 @@ var consumerBackoff = []time.Duration{
 	time.Hour, 2 * time.Hour,
 }
 
+// maxAttempts is a group's delivery attempts before its dead-letter queue.
+func (b *Broker) maxAttempts(group string) int {
+	if n := b.cfg.GroupMaxAttempts[group]; n > 0 {
+		return n
+	}
+	return b.cfg.MaxAttempts
+}
+
 // RetryBackoff is the real broker's wait before delivery attempt+1 of a message that failed attempt
 // (1-based), scaled by the broker's time scale.
 func (b *Broker) RetryBackoff(attempt int) time.Duration {
@@ -96,6 +104,10 @@ type Config struct {
 	// MinLongPolling is the shortest long poll (default 5s): a receive whose deadline leaves less is
 	// refused with BAD_REQUEST, as the proxy refuses it; tests with short-lived consumers lower it.
 	MinLongPolling time.Duration
+	// MaxLongPolling is the longest long poll (default 20s), and what the broker tells subscribers to
+	// ask for (proxy GrpcClientSettingsManager.mergeSubscriptionData): a push consumer's stop waits
+	// for its receives in flight, so tests that stop consumers lower it.
+	MaxLongPolling time.Duration
 	TimeScale      float64     // multiplies retry backoff and transaction check timings (default 1)
 	DataDir        string      // empty: in memory
 	NoFsync        bool        // skip fsync on send acknowledgement
@@ -107,8 +119,11 @@ type Config struct {
 	// NoAutoCreate refuses unknown topics as a broker with autoCreateTopicEnable=false does
 	// (BrokerConfig.autoCreateTopicEnable defaults to true).
 	NoAutoCreate bool
-	Logger       *slog.Logger
-	Now          func() time.Time
+	// GroupMaxAttempts overrides MaxAttempts for some groups, as a group's own subscription config does
+	// on the real broker (SubscriptionGroupConfig.retryMaxTimes + 1).
+	GroupMaxAttempts map[string]int
+	Logger           *slog.Logger
+	Now              func() time.Time
 }
 
 // TopicDecl declares a topic. Type MESSAGE_TYPE_UNSPECIFIED accepts every type, as a MIXED topic does
@@ -129,25 +144,23 @@ const (
 )
 
 type storedMessage struct {
-	Offset     int64             `json:"o"`
-	Topic      string            `json:"t"`
-	ID         string            `json:"id"`
-	Tag        string            `json:"tag,omitempty"`
-	Keys       []string          `json:"keys,omitempty"`
-	Group      string            `json:"g,omitempty"`
-	Props      map[string]string `json:"p,omitempty"`
-	Body       []byte            `json:"b"`
-	Type       v2.MessageType    `json:"ty"`
-	BornAt     time.Time         `json:"born"`
-	BornHost   string            `json:"host,omitempty"`
-	StoredAt   time.Time         `json:"stored"`
-	DeliverAt  time.Time         `json:"at,omitempty"`
-	TxID       string            `json:"tx,omitempty"`
-	Tx         txState           `json:"txs,omitempty"`
-	DigestType v2.DigestType     `json:"dt,omitempty"`
-	DigestSum  string            `json:"ds,omitempty"`
-	checks     int
-	nextCheck  time.Time
+	Offset    int64             `json:"o"`
+	Topic     string            `json:"t"`
+	ID        string            `json:"id"`
+	Tag       string            `json:"tag,omitempty"`
+	Keys      []string          `json:"keys,omitempty"`
+	Group     string            `json:"g,omitempty"`
+	Props     map[string]string `json:"p,omitempty"`
+	Body      []byte            `json:"b"`
+	Type      v2.MessageType    `json:"ty"`
+	BornAt    time.Time         `json:"born"`
+	BornHost  string            `json:"host,omitempty"`
+	StoredAt  time.Time         `json:"stored"`
+	DeliverAt time.Time         `json:"at,omitempty"`
+	TxID      string            `json:"tx,omitempty"`
+	Tx        txState           `json:"txs,omitempty"`
+	checks    int
+	nextCheck time.Time
 }
 
 type topicState struct {
@@ -202,6 +215,9 @@ func New(cfg Config) (*Broker, error) {
 	}
 	if cfg.TimeScale <= 0 {
 		cfg.TimeScale = 1
+	}
+	if cfg.MaxLongPolling <= 0 {
+		cfg.MaxLongPolling = DefaultMaxLongPolling
 	}
 	if cfg.MinLongPolling <= 0 {
 		cfg.MinLongPolling = DefaultMinLongPolling
@@ -345,7 +361,6 @@ type SendInput struct {
 	BornAt    time.Time
 	BornHost  string
 	DeliverAt time.Time
-	Digest    *v2.Digest
 }
 
 // SendResult is the broker's answer for one stored message.
@@ -442,9 +457,6 @@ func (b *Broker) Send(msgs []SendInput) ([]SendResult, error) {
 			Offset: int64(len(t.msgs)) + int64(len(stored)), Topic: t.name, ID: in.ID, Tag: in.Tag, Keys: in.Keys,
 			Group: in.Group, Props: in.Props, Body: in.Body, Type: in.Type, BornAt: in.BornAt, BornHost: in.BornHost,
 			StoredAt: now, DeliverAt: in.DeliverAt,
-		}
-		if in.Digest != nil {
-			sm.DigestType, sm.DigestSum = in.Digest.GetType(), in.Digest.GetChecksum()
 		}
 		if in.Type == v2.MessageType_TRANSACTION {
 			sm.Tx = txHalf
@@ -689,7 +701,7 @@ func (b *Broker) popLocked(t *topicState, in ReceiveInput, filter tagFilter) ([]
 			d = &delivery{}
 			c.st[off] = d
 		}
-		if int(d.attempt) >= b.cfg.MaxAttempts {
+		if int(d.attempt) >= b.maxAttempts(in.Group) {
 			// proxy/.../grpc/v2/consumer/ReceiveMessageActivity.java filters a popped message whose
 			// reconsume times reached the group's max into the DLQ instead of delivering it.
 			recs = append(recs, b.deadLetterLocked(in.Group, m, d)...)
@@ -763,7 +775,6 @@ func (b *Broker) deadLetterLocked(group string, m *storedMessage, d *delivery) [
 	cp := &storedMessage{
 		Topic: dlq.name, ID: m.ID, Tag: m.Tag, Keys: m.Keys, Props: props, Body: m.Body,
 		Type: v2.MessageType_NORMAL, BornAt: m.BornAt, BornHost: m.BornHost, StoredAt: b.now(),
-		DigestType: m.DigestType, DigestSum: m.DigestSum,
 	}
 	b.appendLocked(dlq, cp, b.now())
 	c := b.cursorLocked(group, m.Topic)

@@ -90,7 +90,7 @@ func newConsumer(t *testing.T, addr, group string, subs map[string]string) rmq.S
 		exprs[topic] = rmq.NewFilterExpression(expr)
 	}
 	c, err := rmq.NewSimpleConsumer(&rmq.Config{Endpoint: addr, ConsumerGroup: group, Credentials: &credentials.SessionCredentials{}},
-		rmq.WithAwaitDuration(100*time.Millisecond), rmq.WithSubscriptionExpressions(exprs))
+		rmq.WithSimpleAwaitDuration(100*time.Millisecond), rmq.WithSimpleSubscriptionExpressions(exprs))
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -408,8 +408,8 @@ func TestSQLFilterIsRefusedNotMisread(t *testing.T) {
 	p := newProducer(t, addr, rmq.WithTopics("t"))
 	send(t, p, &rmq.Message{Topic: "t", Body: []byte("x")})
 	c, err := rmq.NewSimpleConsumer(&rmq.Config{Endpoint: addr, ConsumerGroup: "GID_sql", Credentials: &credentials.SessionCredentials{}},
-		rmq.WithAwaitDuration(100*time.Millisecond),
-		rmq.WithSubscriptionExpressions(map[string]*rmq.FilterExpression{"t": rmq.NewFilterExpressionWithType("a > 1", rmq.SQL92)}))
+		rmq.WithSimpleAwaitDuration(100*time.Millisecond),
+		rmq.WithSimpleSubscriptionExpressions(map[string]*rmq.FilterExpression{"t": rmq.NewFilterExpressionWithType("a > 1", rmq.SQL92)}))
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -608,7 +608,7 @@ func TestRestartFromDataLosesNoAcknowledgedSend(t *testing.T) {
 	}
 	_ = p.GracefulStop()
 	c, err := rmq.NewSimpleConsumer(&rmq.Config{Endpoint: srv.Addr(), ConsumerGroup: "GID_durable", Credentials: &credentials.SessionCredentials{}},
-		rmq.WithAwaitDuration(500*time.Millisecond), rmq.WithSubscriptionExpressions(map[string]*rmq.FilterExpression{"durable": rmq.SUB_ALL}))
+		rmq.WithSimpleAwaitDuration(500*time.Millisecond), rmq.WithSimpleSubscriptionExpressions(map[string]*rmq.FilterExpression{"durable": rmq.SUB_ALL}))
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -649,7 +649,9 @@ func TestRestartFromDataLosesNoAcknowledgedSend(t *testing.T) {
 
 func TestBadRequestsGetProtocolErrors(t *testing.T) {
 	_, addr := startBroker(t, rocketmq.Config{MinInvisible: time.Second, Topics: []rocketmq.TopicDecl{{Name: "normal-only", Type: v2.MessageType_NORMAL}}})
-	p := newProducer(t, addr)
+	// Client v5.1.4's Start waits for the broker's settings, which it asks only of the endpoints its
+	// topics' routes name (client.go startUp, trySyncSettings): a producer without topics never starts.
+	p := newProducer(t, addr, rmq.WithTopics("normal-only"))
 	cases := []struct {
 		name string
 		msg  *rmq.Message
@@ -657,6 +659,12 @@ func TestBadRequestsGetProtocolErrors(t *testing.T) {
 	}{
 		{"illegal topic", &rmq.Message{Topic: "bad topic!", Body: []byte("x")}, v2.Code_ILLEGAL_TOPIC},
 		{"tag with a bar", func() *rmq.Message { m := &rmq.Message{Topic: "t", Body: []byte("x")}; m.SetTag("a|b"); return m }(), v2.Code_ILLEGAL_MESSAGE_TAG},
+		// Found by local/conformance on Apache RocketMQ: the fc emulator's DLQ copy set ORIGIN_MESSAGE_ID.
+		{"reserved property", func() *rmq.Message {
+			m := &rmq.Message{Topic: "normal-only", Body: []byte("x")}
+			m.AddProperty("ORIGIN_MESSAGE_ID", "x")
+			return m
+		}(), v2.Code_ILLEGAL_MESSAGE_PROPERTY_KEY},
 	}
 	for _, tc := range cases {
 		t.Run(tc.name, func(t *testing.T) {
@@ -737,5 +745,57 @@ func TestLogWithoutItsLastNewlineStaysReadable(t *testing.T) {
 	defer b.Close()
 	if n := b.Stats("t").Messages; n != 2 {
 		t.Fatalf("log holds %d messages, want 2", n)
+	}
+}
+
+// The push consumer (client v5.1.4) drives QueryAssignment, long-polled receives, acks and, on a failed
+// consumption, ChangeInvisibleDuration with the group's backoff from the settings the broker sends it.
+func TestPushConsumerConsumesAndRetriesAFailure(t *testing.T) {
+	_, addr := startBroker(t, rocketmq.Config{TimeScale: 0.01, MaxLongPolling: 500 * time.Millisecond})
+	p := newProducer(t, addr, rmq.WithTopics("push"))
+	var mu sync.Mutex
+	attempts := map[string][]int32{}
+	done := make(chan struct{})
+	pc, err := rmq.NewPushConsumer(&rmq.Config{Endpoint: addr, ConsumerGroup: "GID_push", Credentials: &credentials.SessionCredentials{}},
+		rmq.WithPushAwaitDuration(100*time.Millisecond),
+		rmq.WithPushSubscriptionExpressions(map[string]*rmq.FilterExpression{"push": rmq.SUB_ALL}),
+		rmq.WithPushMessageListener(&rmq.FuncMessageListener{Consume: func(mv *rmq.MessageView) rmq.ConsumerResult {
+			mu.Lock()
+			defer mu.Unlock()
+			body := string(mv.GetBody())
+			attempts[body] = append(attempts[body], mv.GetDeliveryAttempt())
+			if body == "fails-once" && len(attempts[body]) == 1 {
+				return rmq.FAILURE
+			}
+			if len(attempts["ok"]) > 0 && len(attempts["fails-once"]) == 2 {
+				select {
+				case <-done:
+				default:
+					close(done)
+				}
+			}
+			return rmq.SUCCESS
+		}}))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := pc.Start(); err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { _ = pc.GracefulStop() })
+	send(t, p, &rmq.Message{Topic: "push", Body: []byte("ok")})
+	send(t, p, &rmq.Message{Topic: "push", Body: []byte("fails-once")})
+	select {
+	case <-done:
+	case <-time.After(20 * time.Second):
+	}
+	time.Sleep(500 * time.Millisecond) // a wrongly repeated delivery would show up here
+	mu.Lock()
+	defer mu.Unlock()
+	if got := fmt.Sprint(attempts["ok"]); got != "[1]" {
+		t.Errorf("ok delivered with attempts %s, want [1]", got)
+	}
+	if got := fmt.Sprint(attempts["fails-once"]); got != "[1 2]" {
+		t.Errorf("fails-once delivered with attempts %s, want [1 2]", got)
 	}
 }

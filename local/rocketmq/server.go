@@ -5,10 +5,12 @@ import (
 	"context"
 	"crypto/ecdsa"
 	"crypto/elliptic"
+	"crypto/md5"
 	"crypto/rand"
 	"crypto/tls"
 	"crypto/x509"
 	"crypto/x509/pkix"
+	"encoding/hex"
 	"errors"
 	"io"
 	"math/big"
@@ -205,6 +207,23 @@ func (s *service) Heartbeat(ctx context.Context, req *v2.HeartbeatRequest) (*v2.
 	return &v2.HeartbeatResponse{Status: ok()}, nil
 }
 
+// reservedProperties are the property names the broker keeps for itself; the proxy refuses a message
+// that sets one as a user property (proxy grpc/v2/producer/SendMessageActivity.java
+// validateUserProperties, common message/MessageConst.java STRING_HASH_SET).
+var reservedProperties = func() map[string]bool {
+	m := map[string]bool{}
+	for _, k := range strings.Fields(`TRACE_ON MSG_REGION KEYS TAGS WAIT DELAY RETRY_TOPIC REAL_TOPIC REAL_QID
+		TRAN_MSG PGROUP MIN_OFFSET MAX_OFFSET BUYER_ID ORIGIN_MESSAGE_ID TRANSFER_FLAG CORRECTION_FLAG
+		RECONSUME_TIME UNIQ_KEY MAX_RECONSUME_TIMES CONSUME_START_TIME POP_CK POP_CK_OFFSET 1ST_POP_TIME
+		TRAN_PREPARED_QUEUE_OFFSET DUP_INFO EXTEND_UNIQ_INFO INSTANCE_ID CORRELATION_ID REPLY_TO_CLIENT TTL
+		ARRIVE_TIME PUSH_REPLY_TIME CLUSTER MSG_TYPE INNER_MULTI_QUEUE_OFFSET TIMER_DELAY_MS TIMER_DELAY_SEC
+		TIMER_DELIVER_MS TIMER_ENQUEUE_MS TIMER_DEQUEUE_MS TIMER_ROLL_TIMES TIMER_OUT_MS TIMER_DEL_UNIQKEY
+		TIMER_DELAY_LEVEL __BORNHOST BORN_TIMESTAMP DLQ_ORIGIN_TOPIC DLQ_ORIGIN_MESSAGE_ID`) {
+		m[k] = true
+	}
+	return m
+}()
+
 func (s *service) SendMessage(ctx context.Context, req *v2.SendMessageRequest) (*v2.SendMessageResponse, error) {
 	if len(req.GetMessages()) == 0 {
 		return &v2.SendMessageResponse{Status: &v2.Status{Code: v2.Code_BAD_REQUEST, Message: "no messages"}}, nil
@@ -215,10 +234,15 @@ func (s *service) SendMessage(ctx context.Context, req *v2.SendMessageRequest) (
 		if sp == nil || m.GetTopic() == nil {
 			return &v2.SendMessageResponse{Status: &v2.Status{Code: v2.Code_BAD_REQUEST, Message: "message without topic or system properties"}}, nil
 		}
+		for k := range m.GetUserProperties() {
+			if reservedProperties[k] {
+				return &v2.SendMessageResponse{Status: &v2.Status{Code: v2.Code_ILLEGAL_MESSAGE_PROPERTY_KEY, Message: "property is used by system: " + k}}, nil
+			}
+		}
 		in := SendInput{
 			ID: sp.GetMessageId(), Topic: m.GetTopic().GetName(), Tag: sp.GetTag(), Keys: sp.GetKeys(),
 			Group: sp.GetMessageGroup(), Props: m.GetUserProperties(), Body: m.GetBody(), Type: sp.GetMessageType(),
-			BornHost: sp.GetBornHost(), Digest: sp.GetBodyDigest(),
+			BornHost: sp.GetBornHost(),
 		}
 		if sp.GetBornTimestamp() != nil {
 			in.BornAt = sp.GetBornTimestamp().AsTime()
@@ -268,7 +292,7 @@ func (s *service) ReceiveMessage(req *v2.ReceiveMessageRequest, stream v2.Messag
 		return send(&v2.Status{Code: v2.Code_BAD_REQUEST, Message: "group and message queue are required"})
 	}
 	group := req.GetGroup().GetName()
-	wait, err := s.b.pollingTime(ctx, clientID(ctx))
+	wait, err := s.b.pollingTime(ctx, clientID(ctx), req.GetLongPollingTimeout())
 	if err != nil {
 		return send(statusOf(err))
 	}
@@ -317,9 +341,11 @@ func toProto(m *storedMessage, d *Delivered) *v2.Message {
 	if m.Tag != "" {
 		sp.Tag = &tag
 	}
-	if m.DigestSum != "" {
-		sp.BodyDigest = &v2.Digest{Type: m.DigestType, Checksum: m.DigestSum}
-	}
+	// The proxy always sends the body's MD5 in upper-case hex, whatever digest the producer sent
+	// (proxy grpc/v2/common/GrpcConverter.java buildSystemProperties, common utils/BinaryUtil.java
+	// generateMd5); the Node.js client reads it unconditionally (MessageView: getBodyDigest().toObject()).
+	sum := md5.Sum(m.Body)
+	sp.BodyDigest = &v2.Digest{Type: v2.DigestType_MD5, Checksum: strings.ToUpper(hex.EncodeToString(sum[:]))}
 	if m.Group != "" {
 		g := m.Group
 		sp.MessageGroup = &g
@@ -480,13 +506,13 @@ func (b *Broker) applySettings(tc *telemetryClient, in *v2.Settings) (*v2.Settin
 		batch := int32(maxReceiveBatch)
 		out.PubSub = &v2.Settings_Subscription{Subscription: &v2.Subscription{
 			Group: sub.Group, Subscriptions: sub.Subscriptions, Fifo: &fifo, ReceiveBatchSize: &batch,
-			LongPollingTimeout: sub.LongPollingTimeout,
+			LongPollingTimeout: durationpb.New(b.cfg.MaxLongPolling),
 		}}
 		next := make([]*durationpb.Duration, len(consumerBackoff))
 		for i := range consumerBackoff {
 			next[i] = durationpb.New(b.RetryBackoff(i + 1))
 		}
-		out.BackoffPolicy = &v2.RetryPolicy{MaxAttempts: int32(b.cfg.MaxAttempts), Strategy: &v2.RetryPolicy_CustomizedBackoff{CustomizedBackoff: &v2.CustomizedBackoff{Next: next}}}
+		out.BackoffPolicy = &v2.RetryPolicy{MaxAttempts: int32(b.maxAttempts(tc.group)), Strategy: &v2.RetryPolicy_CustomizedBackoff{CustomizedBackoff: &v2.CustomizedBackoff{Next: next}}}
 	default:
 		return nil, fail(v2.Code_UNRECOGNIZED_CLIENT_TYPE, "settings carry neither publishing nor subscription")
 	}
@@ -505,20 +531,26 @@ func (b *Broker) dropClient(id string, only *telemetryClient) {
 // pollingTime derives a receive's long poll from the time its caller left it, as
 // ReceiveMessageActivity.receiveMessage does: what remains less half the client's request timeout,
 // clamped to [min, max] long polling; a deadline that leaves less than the minimum is refused.
-func (b *Broker) pollingTime(ctx context.Context, client string) (time.Duration, error) {
+func (b *Broker) pollingTime(ctx context.Context, client string, asked *durationpb.Duration) (time.Duration, error) {
 	b.mu.Lock()
 	reqTimeout := 3 * time.Second // the Go client's default request timeout
 	if c, ok := b.clients[client]; ok && c.requestTimeout > 0 {
 		reqTimeout = c.requestTimeout
 	}
-	minLP := b.cfg.MinLongPolling
+	minLP, maxLP := b.cfg.MinLongPolling, b.cfg.MaxLongPolling
 	b.mu.Unlock()
 	dl, ok := ctx.Deadline()
 	if !ok {
 		return minLP, nil
 	}
 	remaining := time.Until(dl)
-	polling := min(max(remaining-reqTimeout/2, minLP), DefaultMaxLongPolling)
+	polling := remaining - reqTimeout/2
+	if asked != nil {
+		// A push consumer names its long poll (client process_queue.go receiveMessage), and the proxy
+		// takes it as asked (ReceiveMessageActivity.java: request.hasLongPollingTimeout()).
+		polling = asked.AsDuration()
+	}
+	polling = min(max(polling, minLP), maxLP)
 	if polling > remaining {
 		if remaining < minLP {
 			return 0, fail(v2.Code_BAD_REQUEST, "The deadline time remaining is not enough for polling, please check network condition")

@@ -19,6 +19,7 @@ import (
 
 	"github.com/go-sql-driver/mysql"
 
+	"github.com/benefit-issuance/benefits/local/apache"
 	"github.com/benefit-issuance/benefits/local/faults"
 	"github.com/benefit-issuance/benefits/local/fc"
 	"github.com/benefit-issuance/benefits/local/fctemplate"
@@ -58,9 +59,12 @@ type Options struct {
 	TimerTimeScale float64
 	// TriggerMaxRetries caps the RocketMQ triggers' retries (tests of the dead-letter queue).
 	TriggerMaxRetries int
-	Env               map[string]string // extra function environment
-	Output            io.Writer         // function logs
-	Logger            *slog.Logger      // the stack's own progress
+	// Broker is "emulator" (default) or "apache": Apache RocketMQ 5 itself (local/apache), started
+	// for this stack with the template's topics created. BROKER in the environment sets the default.
+	Broker string
+	Env    map[string]string // extra function environment
+	Output io.Writer         // function logs
+	Logger *slog.Logger      // the stack's own progress
 }
 
 // Stack is a running set.
@@ -75,7 +79,8 @@ type Stack struct {
 	Cluster           *services.RedisCluster
 	JWTSecret         string
 	Emulator          *fc.Emulator
-	BrokerEngine      *rocketmq.Broker
+	BrokerEngine      *rocketmq.Broker // nil on Apache RocketMQ
+	Apache            *apache.Broker   // nil on the emulator
 	Template          *fctemplate.Template
 
 	closers []func()
@@ -206,19 +211,21 @@ func Start(ctx context.Context, o Options) (_ *Stack, err error) {
 	// The RocketMQ client logs to a file; ours (the triggers) and the functions' go to one folder.
 	clientLogs := filepath.Join(os.TempDir(), "benefits-rocketmq-client-logs")
 	mq.ConfigureClientLogging(clientLogs)
-	s.broker.cfg = rocketmq.Config{
-		// The triggers' retry policy decides when an event is dead-lettered, as EventBridge does;
-		// the broker's own limit only has to stay out of its way.
-		MaxAttempts: 1000, TimeScale: o.TimeScale, Logger: log, DataDir: o.BrokerDataDir,
-		// The FC triggers poll in short windows, as EventBridge's own consumers do; a stock proxy's
-		// 5 s minimum long poll would refuse them (the only default the stack changes).
-		MinLongPolling: 100 * time.Millisecond,
+	if o.Broker == "" {
+		o.Broker = os.Getenv("BROKER")
 	}
-	if err := s.startBroker(o.BrokerAddr); err != nil {
-		return nil, err
+	switch o.Broker {
+	case "", "emulator":
+		if err := s.startEmulator(o); err != nil {
+			return nil, err
+		}
+	case "apache":
+		if err := s.startApache(ctx, o, tpl); err != nil {
+			return nil, err
+		}
+	default:
+		return nil, fmt.Errorf("unknown broker %q (emulator or apache)", o.Broker)
 	}
-	s.closers = append(s.closers, s.stopBroker)
-	log.Info("RocketMQ broker emulator ready", "endpoint", s.Broker)
 
 	tox, err := faults.Start(o.ToxiproxyAddr)
 	if err != nil {
@@ -290,6 +297,81 @@ func Start(ctx context.Context, o Options) (_ *Stack, err error) {
 	return s, nil
 }
 
+func (s *Stack) startEmulator(o Options) error {
+	s.broker.cfg = rocketmq.Config{
+		// The triggers' retry policy decides when an event is dead-lettered, as EventBridge does;
+		// the broker's own limit only has to stay out of its way.
+		MaxAttempts: 1000, TimeScale: o.TimeScale, Logger: o.Logger, DataDir: o.BrokerDataDir,
+		// The FC triggers poll in short windows, as EventBridge's own consumers do; a stock proxy's
+		// 5 s minimum long poll would refuse them (the only default the stack changes).
+		MinLongPolling: 100 * time.Millisecond,
+	}
+	if err := s.startBroker(o.BrokerAddr); err != nil {
+		return err
+	}
+	s.closers = append(s.closers, s.stopBroker)
+	o.Logger.Info("RocketMQ broker emulator ready", "endpoint", s.Broker)
+	return nil
+}
+
+// startApache runs Apache RocketMQ for this stack on free ports (BrokerAddr is not used) and creates
+// the topics and groups the functions and their triggers use: the real broker creates none for gRPC
+// clients.
+func (s *Stack) startApache(ctx context.Context, o Options, tpl *fctemplate.Template) error {
+	cache, err := apache.ModuleCacheDir(o.Root)
+	if err != nil {
+		return err
+	}
+	o.Logger.Info("starting Apache RocketMQ (fetching its jars with Maven first if they are missing)")
+	b, err := apache.Start(ctx, apache.Config{CacheDir: cache, Log: apacheLog{o.Logger}})
+	if err != nil {
+		return err
+	}
+	s.closers = append(s.closers, b.Stop)
+	// The template's two topics, and the dead-letter topics that fc's triggers derive from the
+	// DLQ ARNs this stack sets (fc dlqTopicOf: the ARN's last segment).
+	var topics []apache.Topic
+	for _, v := range []string{"topicRuleChanges", "topicGrants"} {
+		name, _ := tpl.Vars[v].(string)
+		if name == "" {
+			return fmt.Errorf("template.yml has no vars.%s", v)
+		}
+		topics = append(topics, apache.Topic{Name: name, Type: "NORMAL"}, apache.Topic{Name: name + "-dlq", Type: "NORMAL"})
+	}
+	// Consumer groups too: the proxy refuses a gRPC consumer whose group does not exist ("group not
+	// found"), whatever autoCreateSubscriptionGroup says. The template's trigger groups, the timer's
+	// backstop group on the grants topic, and the end-to-end tests' DLQ reader.
+	groups := []apache.Group{{Name: "benefit-grants-backstop"}, {Name: "GID_e2e_dlq_reader"}}
+	for _, f := range tpl.Functions() {
+		for _, tr := range f.Triggers {
+			if tr.TriggerType != fctemplate.TriggerEventBridge {
+				continue
+			}
+			ec, err := tr.EventBridge()
+			if err != nil {
+				return err
+			}
+			if src, ok := ec.RocketMQ(); ok {
+				groups = append(groups, apache.Group{Name: src.GroupID})
+			}
+		}
+	}
+	if err := b.EnsureTopics(ctx, topics, groups); err != nil {
+		return err
+	}
+	s.Broker, s.Apache = b.Endpoint(), b
+	o.Logger.Info("Apache RocketMQ ready", "endpoint", s.Broker, "start", b.StartTime.Round(100*time.Millisecond))
+	return nil
+}
+
+// apacheLog turns local/apache's progress lines into the stack's log.
+type apacheLog struct{ log *slog.Logger }
+
+func (l apacheLog) Write(p []byte) (int, error) {
+	l.log.Info(strings.TrimSpace(string(p)))
+	return len(p), nil
+}
+
 func waitHealthy(ctx context.Context, url string) error {
 	deadline := time.Now().Add(30 * time.Second)
 	for time.Now().Before(deadline) {
@@ -341,10 +423,13 @@ func (s *Stack) stopBroker() {
 	}
 }
 
-// RestartBroker stops the broker as a crash would (connections cut, nothing flushed beyond what each
-// acknowledged send already fsynced) and starts it again on the same address and data. Without
-// BrokerDataDir it comes back empty.
-func (s *Stack) RestartBroker() error {
+// RestartBroker stops the broker and starts it again on the same address and data. The emulator
+// stops as a crash would (connections cut, nothing flushed beyond what each acknowledged send already
+// fsynced; without BrokerDataDir it comes back empty); Apache RocketMQ restarts its JVMs on its store.
+func (s *Stack) RestartBroker(ctx context.Context) error {
+	if s.Apache != nil {
+		return s.Apache.Restart(ctx)
+	}
 	s.stopBroker()
 	return s.startBroker(s.Broker)
 }

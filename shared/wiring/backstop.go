@@ -75,8 +75,8 @@ func NewGrantConsumer(bc BackstopConfig) (*GrantConsumer, error) {
 	mq.ConfigureClientLogging("")
 	c, err := rmq.NewSimpleConsumer(&rmq.Config{Endpoint: bc.Endpoint, NameSpace: bc.Namespace, ConsumerGroup: bc.Group,
 		Credentials: &credentials.SessionCredentials{AccessKey: bc.AccessKey, AccessSecret: bc.SecretKey}},
-		rmq.WithAwaitDuration(bc.Await),
-		rmq.WithSubscriptionExpressions(map[string]*rmq.FilterExpression{bc.Topic: rmq.NewFilterExpression(mq.TagGrant)}))
+		rmq.WithSimpleAwaitDuration(bc.Await),
+		rmq.WithSimpleSubscriptionExpressions(map[string]*rmq.FilterExpression{bc.Topic: rmq.NewFilterExpression(mq.TagGrant)}))
 	if err != nil {
 		return nil, fault.Permanent(err)
 	}

@@ -38,6 +38,7 @@ func main() {
 	data := flag.String("data", "", "folder for the message log; empty keeps everything in memory")
 	maxAttempts := flag.Int("max-attempts", rocketmq.DefaultMaxAttempts, "a consumer group's max delivery attempts before the dead-letter queue")
 	minInvisible := flag.Duration("min-invisible", rocketmq.DefaultMinInvisible, "shortest invisible duration a receive may ask for")
+	maxLongPolling := flag.Duration("max-long-polling", rocketmq.DefaultMaxLongPolling, "longest long poll, and the one push consumers are told to ask for")
 	minLongPolling := flag.Duration("min-long-polling", rocketmq.DefaultMinLongPolling, "shortest long poll; a receive whose deadline leaves less is refused")
 	timeScale := flag.Float64("time-scale", 1, "multiplies retry backoff and transaction check intervals (0.01 makes a day's schedule fast)")
 	noFsync := flag.Bool("no-fsync", false, "do not fsync the log before acknowledging a send")
@@ -57,7 +58,7 @@ func main() {
 	}
 	log := slog.New(slog.NewTextHandler(os.Stderr, &slog.HandlerOptions{Level: level}))
 	b, err := rocketmq.New(rocketmq.Config{
-		MaxAttempts: *maxAttempts, MinInvisible: *minInvisible, MinLongPolling: *minLongPolling, TimeScale: *timeScale, DataDir: *data,
+		MaxAttempts: *maxAttempts, MinInvisible: *minInvisible, MinLongPolling: *minLongPolling, MaxLongPolling: *maxLongPolling, TimeScale: *timeScale, DataDir: *data,
 		NoFsync: *noFsync, Topics: topics, NoAutoCreate: *noAutoCreate, Logger: log, FIFOGroups: fifoGroups,
 	})
 	if err != nil {

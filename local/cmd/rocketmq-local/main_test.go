@@ -86,7 +86,7 @@ func TestCommandServesStopsAndRestartsFromData(t *testing.T) {
 	_, stop = run()
 	defer stop()
 	c, err := rmq.NewSimpleConsumer(&rmq.Config{Endpoint: addr, ConsumerGroup: "GID_cmd", Credentials: &credentials.SessionCredentials{}},
-		rmq.WithAwaitDuration(200*time.Millisecond), rmq.WithSubscriptionExpressions(map[string]*rmq.FilterExpression{"kept": rmq.SUB_ALL}))
+		rmq.WithSimpleAwaitDuration(200*time.Millisecond), rmq.WithSimpleSubscriptionExpressions(map[string]*rmq.FilterExpression{"kept": rmq.SUB_ALL}))
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -26,6 +26,7 @@ func main() {
 	demo := flag.Bool("demo", true, "play the demo once the stack is up")
 	timeScale := flag.Float64("time-scale", 1, "multiplies the RocketMQ triggers' retry schedule")
 	cluster := flag.Bool("redis-cluster", false, "run a private Redis Cluster (3 masters, 3 replicas) instead of one Redis")
+	broker := flag.String("broker", os.Getenv("BROKER"), "RocketMQ: emulator (default) or apache (Apache RocketMQ 5 itself)")
 	flag.Parse()
 
 	log := slog.New(slog.NewTextHandler(os.Stderr, &slog.HandlerOptions{Level: slog.LevelInfo}))
@@ -46,7 +47,7 @@ func main() {
 	say("starting the stack (function logs go to %s)", logPath)
 	start := time.Now()
 	s, err := stack.Start(ctx, stack.Options{
-		JWTSecret: os.Getenv("JWT_SECRET"), Timers: true, TimeScale: *timeScale, Output: logFile, Logger: log,
+		JWTSecret: os.Getenv("JWT_SECRET"), Timers: true, TimeScale: *timeScale, Output: logFile, Logger: log, Broker: *broker,
 		RedisCluster: *cluster,
 	})
 	if err != nil {

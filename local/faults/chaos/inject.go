@@ -19,7 +19,7 @@ import (
 type Target interface {
 	RestartRedis(ctx context.Context, keepData bool) error
 	RestartMySQL(ctx context.Context) error
-	RestartBroker() error
+	RestartBroker(ctx context.Context) error
 	KillInstances(function string) int
 	InFlight(function string) int
 }
@@ -30,10 +30,10 @@ type stackTarget struct{ s *stack.Stack }
 func (t stackTarget) RestartRedis(ctx context.Context, keep bool) error {
 	return t.s.RestartRedis(ctx, keep)
 }
-func (t stackTarget) RestartMySQL(ctx context.Context) error { return t.s.RestartMySQL(ctx) }
-func (t stackTarget) RestartBroker() error                   { return t.s.RestartBroker() }
-func (t stackTarget) KillInstances(fn string) int            { return t.s.Emulator.KillInstances(fn) }
-func (t stackTarget) InFlight(fn string) int                 { return t.s.Emulator.InFlight(fn) }
+func (t stackTarget) RestartMySQL(ctx context.Context) error  { return t.s.RestartMySQL(ctx) }
+func (t stackTarget) RestartBroker(ctx context.Context) error { return t.s.RestartBroker(ctx) }
+func (t stackTarget) KillInstances(fn string) int             { return t.s.Emulator.KillInstances(fn) }
+func (t stackTarget) InFlight(fn string) int                  { return t.s.Emulator.InFlight(fn) }
 
 // Deliveries is what the injector may send again: recent change events and granted claims.
 type Deliveries interface {
@@ -135,7 +135,7 @@ func (in *injector) apply(ctx context.Context, i int, f Fault) error {
 	case MySQLRestart:
 		return in.target.RestartMySQL(ctx)
 	case BrokerRestart:
-		return in.target.RestartBroker()
+		return in.target.RestartBroker(ctx)
 	case Kill:
 		// Mid-invocation: wait (a bounded time) until the function is running something, so the kill
 		// lands between a claim's Redis calls, inside cachesync's apply, a ledger batch or a timer job.

@@ -1,0 +1,173 @@
+// The broker conformance scenarios with the official Node.js client (rocketmq-client-nodejs).
+// Usage: node conformance.mjs <endpoint> <scenario>...
+// Prints one line per scenario: RESULT <scenario> PASS|FAIL|SKIP [detail]. Topics and groups are named
+// as local/conformance names them for the client "node" (TopicName, GroupName).
+import rmq from 'rocketmq-client-nodejs';
+
+const { Producer, SimpleConsumer } = rmq;
+const [endpoint, ...scenarios] = process.argv.slice(2);
+const topicOf = (s) => `conf-node-${s}`;
+const groupOf = (s, suffix) => `GID_conf_node_${s.replaceAll('-', '_')}${suffix ? '_' + suffix : ''}`;
+const sleep = (ms) => new Promise((r) => setTimeout(r, ms));
+
+async function producer(topic) {
+  const p = new Producer({ endpoints: endpoint, topics: [topic] });
+  await p.startup();
+  return p;
+}
+
+async function consumer(group, topic, expr) {
+  const c = new SimpleConsumer({ endpoints: endpoint, consumerGroup: group, subscriptions: new Map().set(topic, expr), awaitDuration: 1000 });
+  await c.startup();
+  return c;
+}
+
+// receive polls until n messages arrived or waitMs is over.
+async function receive(c, n, invisibleMs, waitMs) {
+  const got = [];
+  const deadline = Date.now() + waitMs;
+  while (got.length < n && Date.now() < deadline) {
+    try {
+      got.push(...(await c.receive(n - got.length, invisibleMs)));
+    } catch (e) {
+      if (!String(e).includes('MESSAGE_NOT_FOUND') && e.code !== 40401) throw e;
+    }
+  }
+  return got;
+}
+
+const bodies = (ms) => ms.map((m) => m.body.toString()).sort();
+function same(got, ...want) {
+  if (JSON.stringify(bodies(got)) !== JSON.stringify([...want].sort())) {
+    throw new Error(`got ${JSON.stringify(bodies(got))}, want ${JSON.stringify(want)}`);
+  }
+}
+
+const run = {
+  async 'send-receive-ack'(s, open) {
+    const p = open(await producer(topicOf(s)));
+    const c = open(await consumer(groupOf(s), topicOf(s), '*'));
+    const receipt = await p.send({ topic: topicOf(s), tag: 't1', keys: ['k1'], properties: new Map([['color', 'red']]), body: Buffer.from('hello') });
+    await p.send({ topic: topicOf(s), body: Buffer.from('b') });
+    const got = await receive(c, 2, 10000, 15000);
+    same(got, 'hello', 'b');
+    const m = got.find((x) => x.body.toString() === 'hello');
+    if (m.messageId !== receipt.messageId || m.tag !== 't1' || m.properties.get('color') !== 'red' || m.deliveryAttempt !== 1) {
+      throw new Error(`message came back changed: ${m.messageId} ${m.tag} ${[...m.properties]} ${m.deliveryAttempt}`);
+    }
+    for (const x of got) await c.ack(x);
+    const more = await receive(c, 1, 2000, 6000);
+    if (more.length) throw new Error(`acknowledged messages delivered again: ${bodies(more)}`);
+  },
+  async 'redelivery-after-invisible'(s, open) {
+    const p = open(await producer(topicOf(s)));
+    const c = open(await consumer(groupOf(s), topicOf(s), '*'));
+    await p.send({ topic: topicOf(s), body: Buffer.from('again') });
+    const first = await receive(c, 1, 2000, 15000);
+    if (first.length !== 1) throw new Error('no first delivery');
+    const second = await receive(c, 1, 10000, 30000);
+    if (second.length !== 1 || second[0].deliveryAttempt !== 2) throw new Error(`redelivery: ${bodies(second)} attempt ${second[0]?.deliveryAttempt}`);
+    await c.ack(second[0]);
+  },
+  async 'change-invisible-duration'(s, open) {
+    const p = open(await producer(topicOf(s)));
+    const c = open(await consumer(groupOf(s), topicOf(s), '*'));
+    await p.send({ topic: topicOf(s), body: Buffer.from('x') });
+    const got = await receive(c, 1, 60000, 15000);
+    if (got.length !== 1) throw new Error('no first delivery');
+    await c.changeInvisibleDuration(got[0], 2000);
+    const again = await receive(c, 1, 10000, 30000);
+    if (again.length !== 1) throw new Error('not redelivered after the shortened invisible time');
+    await c.ack(again[0]);
+  },
+  async 'tag-filter'(s, open) {
+    const p = open(await producer(topicOf(s)));
+    const c = open(await consumer(groupOf(s), topicOf(s), 'a||b'));
+    for (const tag of ['a', 'b', 'c']) await p.send({ topic: topicOf(s), tag, body: Buffer.from(`tag-${tag}`) });
+    const got = await receive(c, 2, 20000, 15000);
+    for (const x of got) await c.ack(x);
+    const more = await receive(c, 1, 10000, 2000);
+    same([...got, ...more], 'tag-a', 'tag-b');
+  },
+  async 'two-groups'(s, open) {
+    const p = open(await producer(topicOf(s)));
+    const cs = [open(await consumer(groupOf(s, 'a'), topicOf(s), '*')), open(await consumer(groupOf(s, 'b'), topicOf(s), '*'))];
+    for (const b of ['1', '2', '3']) await p.send({ topic: topicOf(s), body: Buffer.from(b) });
+    for (const c of cs) {
+      const got = await receive(c, 3, 10000, 15000);
+      same(got, '1', '2', '3');
+      for (const x of got) await c.ack(x);
+    }
+  },
+  async 'max-attempts-dlq'(s, open) {
+    // The group allows 2 delivery attempts (local/conformance: dlqMaxAttempts).
+    const p = open(await producer(topicOf(s)));
+    const c = open(await consumer(groupOf(s), topicOf(s), '*'));
+    await p.send({ topic: topicOf(s), body: Buffer.from('poison') });
+    let attempts = 0;
+    const deadline = Date.now() + 40000;
+    let quietUntil = 0;
+    while (Date.now() < deadline && (!quietUntil || Date.now() < quietUntil)) {
+      for (const m of await receive(c, 1, 2000, 1500)) {
+        attempts++;
+        if (m.deliveryAttempt !== attempts) throw new Error(`delivery ${attempts} says attempt ${m.deliveryAttempt}`);
+        if (attempts === 2) quietUntil = Date.now() + 5000;
+      }
+    }
+    if (attempts !== 2) throw new Error(`poison delivered ${attempts} times, want 2`);
+    let r;
+    for (const until = Date.now() + 30000; !r && Date.now() < until; ) {
+      try {
+        r = open(await consumer(groupOf(s, 'reader'), `%DLQ%${groupOf(s)}`, '*'));
+      } catch (e) {
+        await sleep(1000);
+      }
+    }
+    if (!r) throw new Error('no dead-letter queue');
+    const got = await receive(r, 1, 10000, 30000);
+    same(got, 'poison');
+    await r.ack(got[0]);
+  },
+  async delay(s, open) {
+    const p = open(await producer(topicOf(s)));
+    const c = open(await consumer(groupOf(s), topicOf(s), '*'));
+    const due = Date.now() + 3000;
+    await p.send({ topic: topicOf(s), deliveryTimestamp: new Date(due), body: Buffer.from('later') });
+    const got = await receive(c, 1, 10000, 15000);
+    same(got, 'later');
+    if (due - Date.now() > 1100) throw new Error(`delivered ${due - Date.now()} ms before its delivery time`);
+    await c.ack(got[0]);
+  },
+  async 'unknown-topic'() {
+    const p = new Producer({ endpoints: endpoint, topics: ['conf-node-never-created'] });
+    try {
+      await p.startup();
+    } catch (e) {
+      // The client wraps the route error (BaseClient: Error('Failed to fetch topic routes', {cause})).
+      const chain = [];
+      for (let x = e; x; x = x.cause) chain.push(`${x} ${x.code ?? ''}`);
+      if (chain.some((t) => t.includes('TOPIC_NOT_FOUND') || t.includes('40402'))) return;
+      throw new Error(`startup failed with ${chain.join(' <- ')}, want TOPIC_NOT_FOUND`);
+    } finally {
+      await p.shutdown().catch(() => {});
+    }
+    throw new Error('a producer started on a topic that does not exist');
+  },
+};
+
+for (const s of scenarios) {
+  if (!run[s]) {
+    console.log(`RESULT ${s} SKIP not written for the Node.js client`);
+    continue;
+  }
+  const opened = [];
+  try {
+    await run[s](s, (x) => (opened.push(x), x));
+    console.log(`RESULT ${s} PASS`);
+  } catch (e) {
+    console.log(`RESULT ${s} FAIL ${String(e?.stack ?? e).split('\n').slice(0, 3).join(' | ')}`);
+  } finally {
+    for (const x of opened.reverse()) await x.shutdown().catch(() => {});
+  }
+}
+process.exit(0);
