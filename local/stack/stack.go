@@ -27,6 +27,7 @@ import (
 	"github.com/benefit-issuance/benefits/local/services"
 	"github.com/benefit-issuance/benefits/shared/mq"
 	"github.com/benefit-issuance/benefits/shared/mysqlstore"
+	"github.com/benefit-issuance/benefits/shared/wiring"
 )
 
 // Options for Start. Zero values pick what `make run` uses.
@@ -328,20 +329,21 @@ func (s *Stack) startApache(ctx context.Context, o Options, tpl *fctemplate.Temp
 		return err
 	}
 	s.closers = append(s.closers, b.Stop)
-	// The template's two topics, and the dead-letter topics that fc's triggers derive from the
-	// DLQ ARNs this stack sets (fc dlqTopicOf: the ARN's last segment).
+	// The template's topics (grant starts are delay messages, which the real broker takes only on a
+	// DELAY topic), and the dead-letter topics that fc's triggers derive from the DLQ ARNs this stack
+	// sets (fc dlqTopicOf: the ARN's last segment).
 	var topics []apache.Topic
-	for _, v := range []string{"topicRuleChanges", "topicGrants"} {
-		name, _ := tpl.Vars[v].(string)
+	for _, v := range []struct{ name, kind string }{{"topicRuleChanges", "NORMAL"}, {"topicGrants", "NORMAL"}, {"topicGrantStarts", "DELAY"}} {
+		name, _ := tpl.Vars[v.name].(string)
 		if name == "" {
-			return fmt.Errorf("template.yml has no vars.%s", v)
+			return fmt.Errorf("template.yml has no vars.%s", v.name)
 		}
-		topics = append(topics, apache.Topic{Name: name, Type: "NORMAL"}, apache.Topic{Name: name + "-dlq", Type: "NORMAL"})
+		topics = append(topics, apache.Topic{Name: name, Type: v.kind}, apache.Topic{Name: name + "-dlq", Type: "NORMAL"})
 	}
 	// Consumer groups too: the proxy refuses a gRPC consumer whose group does not exist ("group not
 	// found"), whatever autoCreateSubscriptionGroup says. The template's trigger groups, the timer's
 	// backstop group on the grants topic, and the end-to-end tests' DLQ reader.
-	groups := []apache.Group{{Name: "benefit-grants-backstop"}, {Name: "GID_e2e_dlq_reader"}}
+	groups := []apache.Group{{Name: wiring.DefaultBackstopGroup}, {Name: "GID_e2e_dlq_reader"}}
 	for _, f := range tpl.Functions() {
 		for _, tr := range f.Triggers {
 			if tr.TriggerType != fctemplate.TriggerEventBridge {
