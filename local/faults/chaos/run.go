@@ -237,7 +237,11 @@ func (r *runner) start(ctx context.Context) error {
 		return err
 	}
 	r.closers = append(r.closers, func() { logFile.Close() })
-	r.say("==> fault suite: starting a private stack (MariaDB, Redis fsync-always, broker emulator on disk, Toxiproxy, FC emulator); function logs in %s", logFile.Name())
+	broker := "the broker emulator with its log on disk"
+	if r.cfg.Broker == "apache" {
+		broker = "Apache RocketMQ 5 (fetched with Maven on first use)"
+	}
+	r.say("==> fault suite: starting a private stack (MariaDB, Redis fsync-always, %s, Toxiproxy, FC emulator); function logs in %s", broker, logFile.Name())
 	r.s, err = stack.Start(ctx, stack.Options{
 		Root: r.cfg.Root, HTTPAddr: "127.0.0.1:0", BrokerAddr: "127.0.0.1:0", ToxiproxyAddr: "127.0.0.1:0",
 		TimeScale: 0.01, TimerTimeScale: r.cfg.TimerTimeScale, Timers: true, BrokerDataDir: brokerData, RedisDurable: true, Broker: r.cfg.Broker,
