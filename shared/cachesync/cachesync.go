@@ -13,24 +13,22 @@ import (
 	"github.com/benefit-issuance/benefits/shared/fault"
 	"github.com/benefit-issuance/benefits/shared/mq"
 	"github.com/benefit-issuance/benefits/shared/mqhandler"
-	"github.com/benefit-issuance/benefits/shared/mysqlstore"
 	"github.com/benefit-issuance/benefits/shared/obs"
-	"github.com/benefit-issuance/benefits/shared/rediscache"
 )
 
 // Store reads the rows changes name and records what could not be applied.
 type Store interface {
-	Campaign(ctx context.Context, id string) (mysqlstore.CampaignRecord, error)
-	User(ctx context.Context, id string) (mysqlstore.UserRecord, error)
+	Campaign(ctx context.Context, id string) (domain.CampaignRecord, error)
+	User(ctx context.Context, id string) (domain.UserRecord, error)
 	ExistingClaims(ctx context.Context, ids []string) (map[string]bool, error)
-	RecordSyncFailure(ctx context.Context, f mysqlstore.SyncFailure) error
+	RecordSyncFailure(ctx context.Context, f domain.SyncFailure) error
 }
 
 // Cache applies rows behind the version fence.
 type Cache interface {
-	ApplyCampaign(ctx context.Context, c domain.Campaign, dbIssued int64) (rediscache.ApplyResult, error)
-	ApplyUser(ctx context.Context, u rediscache.UserState) (rediscache.ApplyResult, error)
-	User(ctx context.Context, id string) (rediscache.CachedUser, error)
+	ApplyCampaign(ctx context.Context, c domain.Campaign, dbIssued int64) (domain.ApplyResult, error)
+	ApplyUser(ctx context.Context, u domain.UserState) (domain.ApplyResult, error)
+	User(ctx context.Context, id string) (domain.CachedUser, error)
 	DebitEntries(ctx context.Context, userID string) (map[string]int64, error)
 }
 
@@ -105,7 +103,7 @@ func (s *Syncer) user(ctx context.Context, ev mq.ChangeEvent) error {
 	if err != nil {
 		return err
 	}
-	res, err := s.cache.ApplyUser(ctx, rediscache.UserState{
+	res, err := s.cache.ApplyUser(ctx, domain.UserState{
 		ID: rec.User.ID, RegisteredAt: rec.User.RegisteredAt, Member: rec.User.Member,
 		Credits: rec.Credited, Debits: rec.Debited + inFlight, Version: rec.User.Version,
 	})
@@ -124,7 +122,7 @@ func (s *Syncer) user(ctx context.Context, ev mq.ChangeEvent) error {
 // made (the entry was evicted): MySQL's debited total lags the ledger, so the debits it lacks are
 // added, or the same points could be spent twice. The row is read again after the check, so a debit
 // the ledger records meanwhile is counted twice (a lower balance for a moment), never not at all.
-func (s *Syncer) debitsInFlight(ctx context.Context, rec mysqlstore.UserRecord) (mysqlstore.UserRecord, int64, error) {
+func (s *Syncer) debitsInFlight(ctx context.Context, rec domain.UserRecord) (domain.UserRecord, int64, error) {
 	cu, err := s.cache.User(ctx, rec.User.ID)
 	if err != nil || cu.Present {
 		return rec, 0, err
@@ -157,7 +155,7 @@ func (s *Syncer) debitsInFlight(ctx context.Context, rec mysqlstore.UserRecord) 
 
 // RecordPoison stores a change that can never apply.
 func (s *Syncer) RecordPoison(ctx context.Context, msg mqhandler.Message, cause error) error {
-	f := mysqlstore.SyncFailure{Entity: "change", EntityID: msg.ID, Reason: cause.Error(), Payload: string(msg.Body)}
+	f := domain.SyncFailure{Entity: "change", EntityID: msg.ID, Reason: cause.Error(), Payload: string(msg.Body)}
 	if ev, err := mq.DecodeChange(msg.Body); err == nil {
 		f.Entity, f.EntityID, f.Version = ev.Entity, ev.ID, ev.Version
 	}

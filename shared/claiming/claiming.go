@@ -22,14 +22,12 @@ import (
 	"github.com/benefit-issuance/benefits/shared/domain"
 	"github.com/benefit-issuance/benefits/shared/fault"
 	"github.com/benefit-issuance/benefits/shared/httpapi"
-	"github.com/benefit-issuance/benefits/shared/mysqlstore"
 	"github.com/benefit-issuance/benefits/shared/obs"
-	"github.com/benefit-issuance/benefits/shared/rediscache"
 )
 
 // Decider decides claims in Redis.
 type Decider interface {
-	Claim(ctx context.Context, in rediscache.ClaimInput) (rediscache.ClaimOutcome, error)
+	Claim(ctx context.Context, in domain.ClaimInput) (domain.ClaimOutcome, error)
 }
 
 // GrantPublisher sends a grant to the ledger.
@@ -41,7 +39,7 @@ type GrantPublisher interface {
 // grant the broker would not take.
 type Store interface {
 	ClaimsOfUser(ctx context.Context, userID, cursor string, limit int) ([]domain.Claim, string, error)
-	RecordClaims(ctx context.Context, claims []domain.Claim) (mysqlstore.RecordResult, error)
+	RecordClaims(ctx context.Context, claims []domain.Claim) (domain.RecordResult, error)
 	ExistingClaims(ctx context.Context, ids []string) (map[string]bool, error)
 }
 
@@ -145,7 +143,7 @@ func (a *API) claim(w http.ResponseWriter, r *http.Request) error {
 		return err
 	}
 	ctx := r.Context()
-	out, err := a.decider.Claim(ctx, rediscache.ClaimInput{
+	out, err := a.decider.Claim(ctx, domain.ClaimInput{
 		UserID: p.Subject, CampaignID: req.CampaignID, RequestID: req.RequestID,
 		Now: a.now(), By: domain.ByClaim, RateLimit: a.cfg.RateLimit,
 	})

@@ -14,14 +14,13 @@ import (
 	"github.com/benefit-issuance/benefits/shared/fault"
 	"github.com/benefit-issuance/benefits/shared/mq"
 	"github.com/benefit-issuance/benefits/shared/mqhandler"
-	"github.com/benefit-issuance/benefits/shared/mysqlstore"
 	"github.com/benefit-issuance/benefits/shared/obs"
 )
 
 // Store records claims.
 type Store interface {
-	RecordClaims(ctx context.Context, claims []domain.Claim) (mysqlstore.RecordResult, error)
-	RecordSyncFailure(ctx context.Context, f mysqlstore.SyncFailure) error
+	RecordClaims(ctx context.Context, claims []domain.Claim) (domain.RecordResult, error)
+	RecordSyncFailure(ctx context.Context, f domain.SyncFailure) error
 }
 
 // Ledger handles grant batches.
@@ -85,7 +84,7 @@ func (l *Ledger) recordPoison(ctx context.Context, m mqhandler.Message, cause er
 	if c, err := mq.DecodeGrant(m.Body); err == nil {
 		id = c.ID
 	}
-	return l.store.RecordSyncFailure(ctx, mysqlstore.SyncFailure{
+	return l.store.RecordSyncFailure(ctx, domain.SyncFailure{
 		Entity: "grant", EntityID: id, Reason: cause.Error(), Payload: string(m.Body),
 	})
 }

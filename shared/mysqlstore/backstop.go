@@ -4,6 +4,7 @@ import (
 	"context"
 	"database/sql"
 	"errors"
+	"github.com/benefit-issuance/benefits/shared/domain"
 	"time"
 
 	"github.com/benefit-issuance/benefits/shared/fault"
@@ -22,7 +23,7 @@ const backstopLockName = "CONCAT('benefits_backstop:', SHA1(DATABASE()))"
 type BackstopLock struct{ conn *sql.Conn }
 
 // LockBackstop takes the lock, waiting at most wait; nil without error when another session holds it.
-func (s *Store) LockBackstop(ctx context.Context, wait time.Duration) (*BackstopLock, error) {
+func (s *Store) LockBackstop(ctx context.Context, wait time.Duration) (domain.Lock, error) {
 	conn, err := s.db.Conn(ctx)
 	if err != nil {
 		return nil, classify(err)
@@ -56,8 +57,8 @@ func (l *BackstopLock) Release() {
 
 // Kinds of backstop sessions.
 const (
-	BackstopSession = "session" // the periodic backstop job
-	BackstopDrain   = "drain"   // the cache rebuild's drain
+	BackstopSession = domain.BackstopSession
+	BackstopDrain   = domain.BackstopDrain
 )
 
 // StartBackstopRun records a session that may hold messages invisible until hold from now (by

@@ -37,7 +37,7 @@ func TestBackstopBookkeeping(t *testing.T) {
 		t.Fatalf("lock after release: %v %v", l2, err)
 	}
 	// The holder's connection dying frees it too.
-	if _, err := s.db.ExecContext(ctx, "KILL ?", connID(t, l2)); err != nil {
+	if _, err := s.db.ExecContext(ctx, "KILL ?", connID(t, l2.(*BackstopLock))); err != nil {
 		t.Fatal(err)
 	}
 	if l3, err := s.LockBackstop(ctx, 2*time.Second); err != nil || l3 == nil {

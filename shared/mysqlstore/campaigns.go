@@ -9,19 +9,11 @@ import (
 	"github.com/benefit-issuance/benefits/shared/domain"
 )
 
-// OutboxEntry is a committed change waiting to be published.
-type OutboxEntry struct {
-	ID       int64
-	Entity   string
-	EntityID string
-	Version  int64
-}
+// OutboxEntry is domain.OutboxEntry, the services' port type.
+type OutboxEntry = domain.OutboxEntry
 
-// CampaignRecord is a campaign with the units the ledger recorded.
-type CampaignRecord struct {
-	Campaign domain.Campaign
-	Issued   int64
-}
+// CampaignRecord is domain.CampaignRecord, the services' port type.
+type CampaignRecord = domain.CampaignRecord
 
 const campaignColumns = `id, name, benefit_type, benefit_amount, segment, new_user_days, cost_points, mode,
 	starts_at, ends_at, stock, per_user_limit, status, version, issued`

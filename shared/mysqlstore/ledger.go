@@ -15,11 +15,8 @@ import (
 	"github.com/benefit-issuance/benefits/shared/fault"
 )
 
-// RecordResult counts what a batch changed.
-type RecordResult struct {
-	Inserted   int
-	Duplicates int
-}
+// RecordResult is domain.RecordResult, the services' port type.
+type RecordResult = domain.RecordResult
 
 // RecordClaims writes a batch of grants in one transaction. A claim already recorded (a redelivery, an
 // overlapping batch, the timer's replay) changes nothing; for each new one the campaign's issued count
@@ -246,11 +243,8 @@ func (s *Store) CampaignClaims(ctx context.Context, campaignID, afterID string, 
 	return s.queryClaims(ctx, "SELECT "+claimColumns+" FROM claims WHERE campaign_id = ? AND id > ? ORDER BY id LIMIT ?", campaignID, afterID, limit)
 }
 
-// Cursor is a position in the oldest-registration-first order of users.
-type Cursor struct {
-	RegisteredAt time.Time
-	ID           string
-}
+// Cursor is domain.GrantCursor, the services' port type.
+type Cursor = domain.GrantCursor
 
 // GrantCandidates pages through users oldest registration first (ties by id), saying for each whether
 // the campaign already granted them.

@@ -4,17 +4,12 @@ import (
 	"context"
 	"database/sql"
 	"errors"
-	"time"
 
 	"github.com/benefit-issuance/benefits/shared/domain"
 )
 
-// UserRecord is a user with the totals behind the balance.
-type UserRecord struct {
-	User     domain.User
-	Credited int64
-	Debited  int64
-}
+// UserRecord is domain.UserRecord, the services' port type.
+type UserRecord = domain.UserRecord
 
 const userColumns = "id, registered_at, member, points_credited, points_debited, version"
 
@@ -120,16 +115,8 @@ func (s *Store) CreditPoints(ctx context.Context, id string, c domain.PointsCred
 	return out, entry, err
 }
 
-// SyncFailure is a change or grant that could never be applied, kept for operators.
-type SyncFailure struct {
-	ID        int64
-	Entity    string
-	EntityID  string
-	Version   int64
-	Reason    string
-	Payload   string
-	CreatedAt time.Time
-}
+// SyncFailure is domain.SyncFailure, the services' port type.
+type SyncFailure = domain.SyncFailure
 
 // RecordSyncFailure stores f, truncating oversized text rather than failing to record it.
 func (s *Store) RecordSyncFailure(ctx context.Context, f SyncFailure) error {

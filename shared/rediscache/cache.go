@@ -127,15 +127,8 @@ func shapeError(what string, v any) error {
 	return fault.Permanent(fmt.Errorf("rediscache: unexpected reply to %s: %#v", what, v))
 }
 
-// ApplyResult says whether a write passed the version fence.
-type ApplyResult struct {
-	Applied       bool
-	CachedVersion int64
-}
-
-// NotReady reports a write refused because its slot lost its data and has not been rebuilt yet: the
-// change must be retried after the rebuild (which loads the row as MySQL has it by then).
-func (r ApplyResult) NotReady() bool { return !r.Applied && r.CachedVersion == -2 }
+// ApplyResult is domain.ApplyResult, the services' port type.
+type ApplyResult = domain.ApplyResult
 
 func parseApply(v any) (ApplyResult, error) {
 	arr, ok := v.([]any)
@@ -184,18 +177,8 @@ func (c *Cache) applyCampaign(ctx context.Context, camp domain.Campaign, issued 
 	return parseApply(v)
 }
 
-// UserState is a user row as the cache needs it.
-type UserState struct {
-	ID           string
-	RegisteredAt time.Time
-	Member       bool
-	Credits      int64 // total points credited (MySQL is the authority)
-	Debits       int64 // total points debited per MySQL; used only when the cache has no entry
-	Version      int64
-	// Restore is set by the cache rebuild only: it writes into a slot not yet marked ready, which every
-	// other writer must leave alone (see ApplyResult.NotReady).
-	Restore bool
-}
+// UserState is domain.UserState, the services' port type.
+type UserState = domain.UserState
 
 // ApplyUser writes u if it is newer than the cached version, keeping the cache's debits.
 func (c *Cache) ApplyUser(ctx context.Context, u UserState) (ApplyResult, error) {
@@ -215,15 +198,8 @@ func (c *Cache) ApplyUser(ctx context.Context, u UserState) (ApplyResult, error)
 	return parseApply(v)
 }
 
-// CachedCampaign is what Redis holds for a campaign.
-type CachedCampaign struct {
-	Present   bool
-	Version   int64
-	Stock     int64
-	Issued    int64 // granted plus reserved
-	Remaining int64
-	Pending   int64 // reserved by points claims awaiting their debit
-}
+// CachedCampaign is domain.CachedCampaign, the services' port type.
+type CachedCampaign = domain.CachedCampaign
 
 func toInt(v any) int64 {
 	s, _ := v.(string)
@@ -264,12 +240,8 @@ func (c *Cache) DebitEntries(ctx context.Context, userID string) (map[string]int
 	return out, nil
 }
 
-// CachedUser is what Redis holds for a user.
-type CachedUser struct {
-	Present bool
-	Version int64
-	Balance int64
-}
+// CachedUser is domain.CachedUser, the services' port type.
+type CachedUser = domain.CachedUser
 
 // User reads the cached version and balance of a user.
 func (c *Cache) User(ctx context.Context, id string) (CachedUser, error) {

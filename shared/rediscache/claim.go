@@ -16,19 +16,8 @@ import (
 	"github.com/benefit-issuance/benefits/shared/fault"
 )
 
-// ClaimInput is one request for a unit: a user's claim or the timer's scheduled grant.
-type ClaimInput struct {
-	UserID     string
-	CampaignID string
-	RequestID  string
-	Now        time.Time
-	By         domain.Issuance
-	RateLimit  int // claims per user per second; 0 disables (grants never limit)
-	// Attempt identifies this call. It is stored with the claim, so a script the Redis client re-sends
-	// after a read timeout recognises the claim its own first run recorded and answers "granted", not
-	// "replayed". Empty: Claim draws a random one; every call is a new attempt.
-	Attempt string
-}
+// ClaimInput is domain.ClaimInput, the services' port type.
+type ClaimInput = domain.ClaimInput
 
 func newAttempt() string {
 	var b [12]byte
@@ -36,13 +25,8 @@ func newAttempt() string {
 	return hex.EncodeToString(b[:])
 }
 
-// ClaimOutcome is the decision. Code is empty when the unit was issued (or had been: Replayed).
-type ClaimOutcome struct {
-	Claim      domain.Claim
-	Code       domain.Code
-	Replayed   bool
-	RetryAfter time.Duration
-}
+// ClaimOutcome is domain.ClaimOutcome, the services' port type.
+type ClaimOutcome = domain.ClaimOutcome
 
 // beginResult is what the user slot tells the campaign step.
 type beginResult struct {
@@ -281,11 +265,8 @@ func (c *Cache) unbind(ctx context.Context, userID, requestID, match string) {
 	_ = c.scripts.unbind.Run(ctx, c.rdb, []string{keysOfUser(userID).req}, requestID, match).Err()
 }
 
-// SweepResult counts how pending reservations were resolved.
-type SweepResult struct {
-	Confirmed int
-	Released  int
-}
+// SweepResult is domain.SweepResult, the services' port type.
+type SweepResult = domain.SweepResult
 
 // SweepPending resolves points claims reserved longer than olderThan ago and never finished (the
 // claim function died between the reservation and the debit, or between the debit and confirmation).
@@ -334,11 +315,8 @@ func (c *Cache) SweepPending(ctx context.Context, campaignID string, olderThan t
 	return res, nil
 }
 
-// StreamGrant is one entry of a campaign's grant stream.
-type StreamGrant struct {
-	StreamID string
-	Claim    domain.Claim
-}
+// StreamGrant is domain.StreamGrant, the services' port type.
+type StreamGrant = domain.StreamGrant
 
 // ReadGrants returns up to count stream entries after afterStreamID ("0" or "" for the start).
 func (c *Cache) ReadGrants(ctx context.Context, campaignID, afterStreamID string, count int64) ([]StreamGrant, error) {

@@ -16,27 +16,25 @@ import (
 	"github.com/benefit-issuance/benefits/shared/domain"
 	"github.com/benefit-issuance/benefits/shared/httpapi"
 	"github.com/benefit-issuance/benefits/shared/mq"
-	"github.com/benefit-issuance/benefits/shared/mysqlstore"
 	"github.com/benefit-issuance/benefits/shared/obs"
-	"github.com/benefit-issuance/benefits/shared/rediscache"
 )
 
 // Store is the MySQL side the admin API needs.
 type Store interface {
-	CreateCampaign(ctx context.Context, c domain.Campaign) (domain.Campaign, mysqlstore.OutboxEntry, error)
-	UpdateCampaign(ctx context.Context, id string, expectedVersion int64, p domain.CampaignPatch) (domain.Campaign, mysqlstore.OutboxEntry, error)
-	Campaign(ctx context.Context, id string) (mysqlstore.CampaignRecord, error)
-	Campaigns(ctx context.Context) ([]mysqlstore.CampaignRecord, error)
-	PutUser(ctx context.Context, id string, u domain.UserPut) (domain.User, mysqlstore.OutboxEntry, error)
-	User(ctx context.Context, id string) (mysqlstore.UserRecord, error)
-	CreditPoints(ctx context.Context, id string, c domain.PointsCredit) (domain.User, *mysqlstore.OutboxEntry, error)
+	CreateCampaign(ctx context.Context, c domain.Campaign) (domain.Campaign, domain.OutboxEntry, error)
+	UpdateCampaign(ctx context.Context, id string, expectedVersion int64, p domain.CampaignPatch) (domain.Campaign, domain.OutboxEntry, error)
+	Campaign(ctx context.Context, id string) (domain.CampaignRecord, error)
+	Campaigns(ctx context.Context) ([]domain.CampaignRecord, error)
+	PutUser(ctx context.Context, id string, u domain.UserPut) (domain.User, domain.OutboxEntry, error)
+	User(ctx context.Context, id string) (domain.UserRecord, error)
+	CreditPoints(ctx context.Context, id string, c domain.PointsCredit) (domain.User, *domain.OutboxEntry, error)
 	MarkOutboxSent(ctx context.Context, ids ...int64) error
 }
 
 // Cache is the Redis side the admin API reads to report sync state.
 type Cache interface {
-	Campaign(ctx context.Context, id string) (rediscache.CachedCampaign, error)
-	User(ctx context.Context, id string) (rediscache.CachedUser, error)
+	Campaign(ctx context.Context, id string) (domain.CachedCampaign, error)
+	User(ctx context.Context, id string) (domain.CachedUser, error)
 }
 
 // Publisher sends change events, and the delay messages that start grant campaigns on time.
@@ -138,7 +136,7 @@ func (a *API) campaignView(ctx context.Context, c domain.Campaign) campaignView 
 	if err != nil {
 		// The database answered; a cache we cannot read is reported as not in sync, not as a failure.
 		obs.Logger(ctx).Warn("reading campaign cache", "campaign_id", c.ID, "error", err.Error())
-		cc = rediscache.CachedCampaign{}
+		cc = domain.CachedCampaign{}
 	}
 	return campaignView{Campaign: utc(c), Cache: campaignCache{
 		Version: cc.Version, Remaining: cc.Remaining, Issued: cc.Issued,
@@ -150,7 +148,7 @@ func (a *API) userView(ctx context.Context, u domain.User) userView {
 	cu, err := a.cache.User(ctx, u.ID)
 	if err != nil {
 		obs.Logger(ctx).Warn("reading user cache", "user_id", u.ID, "error", err.Error())
-		cu = rediscache.CachedUser{}
+		cu = domain.CachedUser{}
 	}
 	u.RegisteredAt = u.RegisteredAt.UTC()
 	return userView{User: u, Cache: userCache{Version: cu.Version, InSync: cu.Present && cu.Version >= u.Version, Points: cu.Balance}}
@@ -158,7 +156,7 @@ func (a *API) userView(ctx context.Context, u domain.User) userView {
 
 // publish sends the change and marks the outbox row sent. Failures are logged, not returned: the row
 // stays unsent and the relay delivers it.
-func (a *API) publish(ctx context.Context, e mysqlstore.OutboxEntry) {
+func (a *API) publish(ctx context.Context, e domain.OutboxEntry) {
 	ev := mq.ChangeEvent{Entity: e.Entity, ID: e.EntityID, Version: e.Version}
 	if err := a.pub.PublishChange(ctx, ev); err != nil {
 		obs.Logger(ctx).Warn("publishing change failed; the outbox relay will retry", "entity", e.Entity, "id", e.EntityID, "version", e.Version, "error", err.Error())

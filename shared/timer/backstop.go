@@ -4,12 +4,12 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"github.com/benefit-issuance/benefits/shared/domain"
 	"time"
 
 	"github.com/benefit-issuance/benefits/shared/fault"
 	"github.com/benefit-issuance/benefits/shared/ledger"
 	"github.com/benefit-issuance/benefits/shared/mqhandler"
-	"github.com/benefit-issuance/benefits/shared/mysqlstore"
 )
 
 // The grant backstop. The timer owns a consumer group of its own on the grants topic, apart from the
@@ -40,7 +40,7 @@ type GrantSource interface {
 // BackstopStore is the MySQL side of the backstop: the ledger's writes and the session bookkeeping.
 type BackstopStore interface {
 	ledger.Store
-	LockBackstop(ctx context.Context, wait time.Duration) (*mysqlstore.BackstopLock, error)
+	LockBackstop(ctx context.Context, wait time.Duration) (domain.Lock, error)
 	StartBackstopRun(ctx context.Context, kind string, hold time.Duration) (int64, error)
 	HoldBackstopRun(ctx context.Context, id int64, hold time.Duration) error
 	FinishBackstopRun(ctx context.Context, id int64) error
@@ -88,7 +88,7 @@ func (j *Jobs) backstop(ctx context.Context, s session) (sessionResult, error) {
 	}
 	defer lock.Release()
 	start := time.Now()
-	if s.kind == mysqlstore.BackstopDrain {
+	if s.kind == domain.BackstopDrain {
 		held, err := j.store.BackstopHeld(ctx)
 		if err != nil {
 			return res, err
@@ -160,7 +160,7 @@ func (j *Jobs) backstop(ctx context.Context, s session) (sessionResult, error) {
 // ledger already wrote are no-ops) until the group is empty or its budget is spent.
 func (j *Jobs) GrantBackstop(ctx context.Context) (Report, error) {
 	var r Report
-	s, err := j.backstop(ctx, session{kind: mysqlstore.BackstopSession, budget: j.cfg.BackstopBudget, emptyReceives: 1})
+	s, err := j.backstop(ctx, session{kind: domain.BackstopSession, budget: j.cfg.BackstopBudget, emptyReceives: 1})
 	r.Received, r.Inserted, r.Note = s.received, s.inserted, s.note
 	return r, err
 }

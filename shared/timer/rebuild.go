@@ -9,14 +9,12 @@ import (
 	"time"
 
 	"github.com/benefit-issuance/benefits/shared/domain"
-	"github.com/benefit-issuance/benefits/shared/mysqlstore"
-	"github.com/benefit-issuance/benefits/shared/rediscache"
 )
 
 // rebuildCampaign restores one absent campaign entry from MySQL plus what is known to be on its way
 // there: grants in the Redis stream that the ledger has not written (inFlight) and reservations
 // awaiting a debit. It writes only while the entry is still absent.
-func (j *Jobs) rebuildCampaign(ctx context.Context, rec mysqlstore.CampaignRecord, inFlight []domain.Claim, pending int64) (bool, error) {
+func (j *Jobs) rebuildCampaign(ctx context.Context, rec domain.CampaignRecord, inFlight []domain.Claim, pending int64) (bool, error) {
 	after := ""
 	seen := map[string]bool{}
 	var all []domain.Claim
@@ -74,7 +72,7 @@ func (j *Jobs) CacheRebuild(ctx context.Context) (Report, error) {
 	if may {
 		window = j.cfg.ClaimWindow
 	}
-	s, err := j.backstop(ctx, session{kind: mysqlstore.BackstopDrain, lockWait: j.cfg.DrainLockWait, budget: j.cfg.DrainBudget,
+	s, err := j.backstop(ctx, session{kind: domain.BackstopDrain, lockWait: j.cfg.DrainLockWait, budget: j.cfg.DrainBudget,
 		emptyAfter: window, emptyReceives: j.cfg.DrainEmptyReceives})
 	r.Received, r.Inserted = s.received, s.inserted
 	if err != nil {
@@ -107,7 +105,7 @@ func (j *Jobs) CacheRebuild(ctx context.Context) (Report, error) {
 			break
 		}
 		for _, u := range users {
-			if _, err := j.cache.ApplyUser(ctx, rediscache.UserState{
+			if _, err := j.cache.ApplyUser(ctx, domain.UserState{
 				ID: u.User.ID, RegisteredAt: u.User.RegisteredAt, Member: u.User.Member,
 				Credits: u.Credited, Debits: u.Debited, Version: u.User.Version, Restore: true,
 			}); err != nil {

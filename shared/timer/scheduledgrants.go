@@ -7,8 +7,6 @@ import (
 	"errors"
 
 	"github.com/benefit-issuance/benefits/shared/domain"
-	"github.com/benefit-issuance/benefits/shared/mysqlstore"
-	"github.com/benefit-issuance/benefits/shared/rediscache"
 )
 
 // ScheduledGrants hands out `mode: grant` campaigns that are due: one unit to each eligible user,
@@ -40,7 +38,7 @@ func (j *Jobs) ScheduledGrants(ctx context.Context) (Report, error) {
 			continue
 		}
 		remaining := cc.Remaining
-		var cursor mysqlstore.Cursor
+		var cursor domain.GrantCursor
 	pages:
 		for remaining > 0 && budget > 0 {
 			cands, next, err := j.store.GrantCandidates(ctx, c.ID, cursor, 500)
@@ -55,7 +53,7 @@ func (j *Jobs) ScheduledGrants(ctx context.Context) (Report, error) {
 				if budget <= 0 {
 					break pages
 				}
-				out, err := j.cache.Claim(ctx, rediscache.ClaimInput{
+				out, err := j.cache.Claim(ctx, domain.ClaimInput{
 					UserID: userID, CampaignID: c.ID, RequestID: domain.GrantRequestID(c.ID), Now: now, By: domain.ByGrant,
 				})
 				if err != nil {

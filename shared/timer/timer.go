@@ -15,9 +15,7 @@ import (
 	"github.com/benefit-issuance/benefits/shared/domain"
 	"github.com/benefit-issuance/benefits/shared/fault"
 	"github.com/benefit-issuance/benefits/shared/mq"
-	"github.com/benefit-issuance/benefits/shared/mysqlstore"
 	"github.com/benefit-issuance/benefits/shared/obs"
-	"github.com/benefit-issuance/benefits/shared/rediscache"
 )
 
 // Job names, equal to the trigger names in template.yml.
@@ -32,29 +30,29 @@ const (
 
 // Store is the MySQL side of the jobs.
 type Store interface {
-	PendingOutbox(ctx context.Context, olderThan time.Duration, limit int) ([]mysqlstore.OutboxEntry, error)
+	PendingOutbox(ctx context.Context, olderThan time.Duration, limit int) ([]domain.OutboxEntry, error)
 	MarkOutboxSent(ctx context.Context, ids ...int64) error
-	LiveCampaigns(ctx context.Context, now time.Time, grace time.Duration) ([]mysqlstore.CampaignRecord, error)
-	Campaign(ctx context.Context, id string) (mysqlstore.CampaignRecord, error)
+	LiveCampaigns(ctx context.Context, now time.Time, grace time.Duration) ([]domain.CampaignRecord, error)
+	Campaign(ctx context.Context, id string) (domain.CampaignRecord, error)
 	ExistingClaims(ctx context.Context, ids []string) (map[string]bool, error)
 	IssuedAndRecorded(ctx context.Context, campaignID string, ids []string) (int64, map[string]bool, error)
-	GrantCandidates(ctx context.Context, campaignID string, after mysqlstore.Cursor, limit int) ([]domain.GrantCandidate, mysqlstore.Cursor, error)
-	Users(ctx context.Context, afterID string, limit int) ([]mysqlstore.UserRecord, error)
+	GrantCandidates(ctx context.Context, campaignID string, after domain.GrantCursor, limit int) ([]domain.GrantCandidate, domain.GrantCursor, error)
+	Users(ctx context.Context, afterID string, limit int) ([]domain.UserRecord, error)
 	CampaignClaims(ctx context.Context, campaignID string, afterID string, limit int) ([]domain.Claim, error)
 	BackstopStore
 }
 
 // Cache is the Redis side of the jobs.
 type Cache interface {
-	Campaign(ctx context.Context, id string) (rediscache.CachedCampaign, error)
-	ApplyCampaign(ctx context.Context, c domain.Campaign, dbIssued int64) (rediscache.ApplyResult, error)
-	RepairCampaign(ctx context.Context, c domain.Campaign, issuedFloor, expectVersion int64) (rediscache.ApplyResult, error)
-	ApplyUser(ctx context.Context, u rediscache.UserState) (rediscache.ApplyResult, error)
-	User(ctx context.Context, id string) (rediscache.CachedUser, error)
+	Campaign(ctx context.Context, id string) (domain.CachedCampaign, error)
+	ApplyCampaign(ctx context.Context, c domain.Campaign, dbIssued int64) (domain.ApplyResult, error)
+	RepairCampaign(ctx context.Context, c domain.Campaign, issuedFloor, expectVersion int64) (domain.ApplyResult, error)
+	ApplyUser(ctx context.Context, u domain.UserState) (domain.ApplyResult, error)
+	User(ctx context.Context, id string) (domain.CachedUser, error)
 	RestoreClaims(ctx context.Context, campaignID string, claims []domain.Claim) error
-	Claim(ctx context.Context, in rediscache.ClaimInput) (rediscache.ClaimOutcome, error)
-	SweepPending(ctx context.Context, campaignID string, olderThan time.Duration, now time.Time) (rediscache.SweepResult, error)
-	ReadGrants(ctx context.Context, campaignID, afterStreamID string, count int64) ([]rediscache.StreamGrant, error)
+	Claim(ctx context.Context, in domain.ClaimInput) (domain.ClaimOutcome, error)
+	SweepPending(ctx context.Context, campaignID string, olderThan time.Duration, now time.Time) (domain.SweepResult, error)
+	ReadGrants(ctx context.Context, campaignID, afterStreamID string, count int64) ([]domain.StreamGrant, error)
 	TrimGrants(ctx context.Context, campaignID, upToStreamID string) error
 	Ready(ctx context.Context) (bool, error)
 	MarkReady(ctx context.Context) error
