@@ -66,19 +66,28 @@ type Publisher interface {
 
 // Config tunes the jobs.
 type Config struct {
-	OutboxAge      time.Duration // leave fresh outbox rows to the rules function's own publish
+	// The outbox relay (outbox.go).
+	OutboxAge time.Duration // leave fresh outbox rows to the rules function's own publish
+
+	// The grant replay and the sweep of half-done points claims (grantreplay.go).
 	ReplayAge      time.Duration // leave fresh grants to the claim function's own publish
 	PendingTimeout time.Duration // a points claim half-done for longer than this is resolved
+
+	// Reconciliation (reconcile.go); ReconcileGrace also bounds the grant replay's campaigns.
 	ReconcileGrace time.Duration // campaigns ended longer ago are left alone
-	GrantBudget    int           // most grants one run issues; the next run continues
 	UserBudget     int           // users one reconcile run compares; the next run continues after them
+
+	// Scheduled grants (scheduledgrants.go).
+	GrantBudget int // most grants one run issues; the next run continues
 
 	// The grant backstop (backstop.go).
 	BackstopBudget    time.Duration // a periodic session starts no receive after this (default 15s)
 	BackstopInvisible time.Duration // how long a received grant stays invisible to the group (15s)
 	BackstopBatch     int           // grants per receive (32)
-	DrainBudget       time.Duration // a rebuild's drain, and its wait for a dead session's hold (25s)
-	DrainLockWait     time.Duration // how long a drain waits for a periodic session to finish (20s)
+
+	// The cache rebuild's drain of the backstop (rebuild.go).
+	DrainBudget   time.Duration // a rebuild's drain, and its wait for a dead session's hold (25s)
+	DrainLockWait time.Duration // how long a drain waits for a periodic session to finish (20s)
 	// DrainEmptyReceives is how many receives in a row must come back empty before a drain believes
 	// the group is empty (1). A RocketMQ 5 proxy serves each receive from one broker of the topic, so
 	// on a cluster of several brokers set it to their number.
