@@ -23,6 +23,7 @@ import (
 	"github.com/benefit-issuance/benefits/shared/mq/mqtest"
 	"github.com/benefit-issuance/benefits/shared/mysqlstore"
 	"github.com/benefit-issuance/benefits/shared/rediscache"
+	"github.com/benefit-issuance/benefits/shared/storetest"
 )
 
 func TestMain(m *testing.M) { services.Main(m) }
@@ -46,18 +47,8 @@ type fixture struct {
 
 func newFixture(t *testing.T) *fixture {
 	t.Helper()
-	env := services.Env(t)
-	ctx := context.Background()
-	store, err := mysqlstore.Open(ctx, env.MySQLDSN(t))
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { store.Close() })
-	rdb := env.Redis(t)
-	cache := rediscache.New(rdb)
-	if err := cache.MarkReady(ctx); err != nil {
-		t.Fatal(err)
-	}
+	store := storetest.MySQL(t)
+	cache, rdb := storetest.ReadyRedis(t)
 	v, err := auth.NewVerifier(secret, time.Now)
 	if err != nil {
 		t.Fatal(err)

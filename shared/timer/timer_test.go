@@ -16,6 +16,7 @@ import (
 	"github.com/benefit-issuance/benefits/shared/mq/mqtest"
 	"github.com/benefit-issuance/benefits/shared/mysqlstore"
 	"github.com/benefit-issuance/benefits/shared/rediscache"
+	"github.com/benefit-issuance/benefits/shared/storetest"
 	"github.com/benefit-issuance/benefits/shared/timer"
 )
 
@@ -42,18 +43,8 @@ type fixture struct {
 
 func newFixture(t *testing.T) *fixture {
 	t.Helper()
-	env := services.Env(t)
-	ctx := context.Background()
-	store, err := mysqlstore.Open(ctx, env.MySQLDSN(t))
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { store.Close() })
-	rdb := env.Redis(t)
-	cache := rediscache.New(rdb)
-	if err := cache.MarkReady(ctx); err != nil {
-		t.Fatal(err)
-	}
+	store := storetest.MySQL(t)
+	cache, rdb := storetest.ReadyRedis(t)
 	return &fixture{t: t, store: store, rdb: rdb, cache: cache, mq: &mqtest.Publisher{}}
 }
 
