@@ -108,20 +108,7 @@ func (c *RedisCluster) startNode(ctx context.Context, n *clusterNode) error {
 	if err != nil {
 		return err
 	}
-	client := redis.NewClient(&redis.Options{Addr: n.addr()})
-	defer client.Close()
-	deadline := time.Now().Add(20 * time.Second)
-	for {
-		err := client.Ping(ctx).Err()
-		if err == nil {
-			return nil
-		}
-		if n.proc.exited() || time.Now().After(deadline) || ctx.Err() != nil {
-			n.proc.stop(time.Second)
-			return fmt.Errorf("redis cluster node did not start: %v; log: %s", err, tail(logFile, 2000))
-		}
-		time.Sleep(20 * time.Millisecond)
-	}
+	return waitRedis(ctx, n.addr(), n.proc, logFile, "redis cluster node")
 }
 
 // Addrs are the seed addresses of every node, for go-redis's ClusterClient.

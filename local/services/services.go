@@ -340,20 +340,7 @@ func (r *Redis) start(ctx context.Context) error {
 	if err != nil {
 		return err
 	}
-	client := redis.NewClient(&redis.Options{Addr: r.Addr()})
-	defer client.Close()
-	deadline := time.Now().Add(20 * time.Second)
-	for {
-		err := client.Ping(ctx).Err()
-		if err == nil {
-			return nil
-		}
-		if r.proc.exited() || time.Now().After(deadline) || ctx.Err() != nil {
-			r.proc.stop(time.Second)
-			return fmt.Errorf("redis did not start: %v; log: %s", err, tail(logFile, 2000))
-		}
-		time.Sleep(20 * time.Millisecond)
-	}
+	return waitRedis(ctx, r.Addr(), r.proc, logFile, "redis")
 }
 
 // Addr is host:port.
@@ -412,4 +399,23 @@ func execSQL(dsn, stmt string) error {
 	defer conn.Close()
 	_, err = conn.Exec(stmt)
 	return err
+}
+
+// waitRedis pings addr until it answers, or fails with the server's log when the process exits or
+// 20 s pass.
+func waitRedis(ctx context.Context, addr string, proc *process, logFile, what string) error {
+	client := redis.NewClient(&redis.Options{Addr: addr})
+	defer client.Close()
+	deadline := time.Now().Add(20 * time.Second)
+	for {
+		err := client.Ping(ctx).Err()
+		if err == nil {
+			return nil
+		}
+		if proc.exited() || time.Now().After(deadline) || ctx.Err() != nil {
+			proc.stop(time.Second)
+			return fmt.Errorf("%s did not start: %v; log: %s", what, err, tail(logFile, 2000))
+		}
+		time.Sleep(20 * time.Millisecond)
+	}
 }
