@@ -3,8 +3,10 @@ package e2e
 import (
 	"context"
 	"fmt"
+	"log/slog"
 	"net/http"
 	"os"
+	"sync"
 	"sync/atomic"
 	"testing"
 	"time"
@@ -20,6 +22,29 @@ import (
 func TestMain(m *testing.M) { services.Main(m) }
 
 var dbSeq atomic.Int64
+
+// logTail keeps the last max bytes written to it.
+type logTail struct {
+	mu  sync.Mutex
+	max int
+	buf []byte
+}
+
+func (l *logTail) Write(p []byte) (int, error) {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	l.buf = append(l.buf, p...)
+	if over := len(l.buf) - l.max; over > 0 {
+		l.buf = append(l.buf[:0], l.buf[over:]...)
+	}
+	return len(p), nil
+}
+
+func (l *logTail) String() string {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	return string(l.buf)
+}
 
 // harness is one running stack with clients for it.
 type harness struct {
@@ -51,6 +76,19 @@ func startStack(t testing.TB, opts stack.Options) *harness {
 	}
 	if testing.Verbose() {
 		opts.Output = os.Stderr
+	} else if opts.Output == nil {
+		// The functions' own logs are the only account of why an instance exited or a claim failed:
+		// kept quietly, and shown when the test fails.
+		tail := &logTail{max: 256 << 10}
+		opts.Output = tail
+		if opts.Logger == nil {
+			opts.Logger = slog.New(slog.NewTextHandler(tail, nil))
+		}
+		t.Cleanup(func() {
+			if t.Failed() {
+				t.Logf("the stack's last output:\n%s", tail.String())
+			}
+		})
 	}
 	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
 	defer cancel()

@@ -62,8 +62,10 @@ func GrantBackstop(cfg config.Config) (*GrantConsumer, error) {
 	if group == "" {
 		group = DefaultBackstopGroup
 	}
-	return NewGrantConsumer(BackstopConfig{Endpoint: cfg.RocketMQ, AccessKey: cfg.RocketMQAccess, SecretKey: cfg.RocketMQSecret,
-		Namespace: cfg.RocketMQNS, Group: group, Topic: cfg.TopicGrants, Await: 2 * time.Second})
+	return retry(startUp, "rocketmq backstop consumer", func() (*GrantConsumer, error) {
+		return NewGrantConsumer(BackstopConfig{Endpoint: cfg.RocketMQ, AccessKey: cfg.RocketMQAccess, SecretKey: cfg.RocketMQSecret,
+			Namespace: cfg.RocketMQNS, Group: group, Topic: cfg.TopicGrants, Await: 2 * time.Second})
+	})
 }
 
 // NewGrantConsumer starts a consumer of bc.Group on bc.Topic, grant-tagged messages only (as the

@@ -13,6 +13,7 @@ import (
 
 	"github.com/benefit-issuance/benefits/shared/auth"
 	"github.com/benefit-issuance/benefits/shared/config"
+	"github.com/benefit-issuance/benefits/shared/fault"
 	"github.com/benefit-issuance/benefits/shared/mq"
 	"github.com/benefit-issuance/benefits/shared/mysqlstore"
 	"github.com/benefit-issuance/benefits/shared/obs"
@@ -43,15 +44,46 @@ func Must[T any](v T, err error) T {
 	return v
 }
 
+// startUp is how a starting instance retries a dependency that refuses or times out: a broker or
+// database blinking during a cold start costs the first request a few seconds instead of an instance
+// that exits and a 502. The budget stays under the shortest function timeout (10 s).
+var startUp = retryPolicy{budget: 6 * time.Second, first: 100 * time.Millisecond, max: time.Second}
+
+type retryPolicy struct{ budget, first, max time.Duration }
+
+// retry calls open until it succeeds, fails for good (fault.IsRetryable says no), or the next wait
+// would pass the budget; it returns the last error, with the number of attempts made.
+func retry[T any](p retryPolicy, what string, open func() (T, error)) (T, error) {
+	deadline := time.Now().Add(p.budget)
+	wait := p.first
+	for attempt := 1; ; attempt++ {
+		v, err := open()
+		if err == nil {
+			return v, nil
+		}
+		if !fault.IsRetryable(err) || time.Now().Add(wait).After(deadline) {
+			if attempt > 1 {
+				err = fmt.Errorf("%s (after %d attempts): %w", what, attempt, err)
+			}
+			return v, err
+		}
+		slog.New(slog.NewJSONHandler(os.Stderr, nil)).Warn("start-up retrying", "dependency", what, "attempt", attempt, "error", err.Error())
+		time.Sleep(wait)
+		wait = min(2*wait, p.max)
+	}
+}
+
 // MySQL opens the store and applies migrations.
 func MySQL(cfg config.Config) (*mysqlstore.Store, error) {
-	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
-	defer cancel()
-	s, err := mysqlstore.Open(ctx, cfg.MySQLDSN)
-	if err != nil {
-		return nil, fmt.Errorf("mysql: %w", err)
-	}
-	return s, nil
+	return retry(startUp, "mysql", func() (*mysqlstore.Store, error) {
+		ctx, cancel := context.WithTimeout(context.Background(), startUp.budget)
+		defer cancel()
+		s, err := mysqlstore.Open(ctx, cfg.MySQLDSN)
+		if err != nil {
+			return nil, fmt.Errorf("mysql: %w", err)
+		}
+		return s, nil
+	})
 }
 
 // Redis connects the cache. Timeouts are short: a claim must fail closed (503) quickly rather than
@@ -94,9 +126,11 @@ func RedisClient(cfg config.Config) redis.UniversalClient {
 
 // Publisher starts the RocketMQ producer.
 func Publisher(cfg config.Config) (*mq.Publisher, error) {
-	return mq.NewPublisher(mq.Config{
-		Endpoint: cfg.RocketMQ, AccessKey: cfg.RocketMQAccess, SecretKey: cfg.RocketMQSecret, Namespace: cfg.RocketMQNS,
-		ChangesTopic: cfg.TopicChanges, GrantsTopic: cfg.TopicGrants, GrantStartsTopic: cfg.TopicStarts,
+	return retry(startUp, "rocketmq producer", func() (*mq.Publisher, error) {
+		return mq.NewPublisher(mq.Config{
+			Endpoint: cfg.RocketMQ, AccessKey: cfg.RocketMQAccess, SecretKey: cfg.RocketMQSecret, Namespace: cfg.RocketMQNS,
+			ChangesTopic: cfg.TopicChanges, GrantsTopic: cfg.TopicGrants, GrantStartsTopic: cfg.TopicStarts,
+		})
 	})
 }
 
