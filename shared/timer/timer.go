@@ -82,7 +82,11 @@ type Config struct {
 
 	// The grant backstop (backstop.go).
 	BackstopBudget    time.Duration // a periodic session starts no receive after this (default 15s)
-	BackstopInvisible time.Duration // how long a received grant stays invisible to the group (15s)
+	// BackstopInvisible is how long a received grant stays invisible to the group (10s): a dead
+	// session's grants come back after it, and a cache rebuild waits that long plus backstopSlack after
+	// one. A batch takes milliseconds to write and acknowledge; 10 s is the least a RocketMQ 5 proxy
+	// accepts (ProxyConfig.minInvisibleTimeMillsForRecv).
+	BackstopInvisible time.Duration
 	BackstopBatch     int           // grants per receive (32)
 
 	// The cache rebuild's drain of the backstop (rebuild.go).
@@ -122,7 +126,7 @@ func (c *Config) defaults() {
 		c.BackstopBudget = 15 * time.Second
 	}
 	if c.BackstopInvisible <= 0 {
-		c.BackstopInvisible = 15 * time.Second
+		c.BackstopInvisible = 10 * time.Second
 	}
 	if c.BackstopBatch <= 0 {
 		c.BackstopBatch = 32

@@ -41,6 +41,7 @@ func main() {
 	flag.DurationVar(&cfg.Workload, "workload", 4*time.Second, "how long each schedule's workload runs")
 	flag.BoolVar(&cfg.Shrink, "shrink", os.Getenv("SHRINK") != "0", "reduce each failing schedule to a minimal reproduction (env SHRINK=0 turns it off)")
 	flag.StringVar(&cfg.ResultsDir, "results", cfg.ResultsDir, "folder for latest.json")
+	flag.IntVar(&cfg.Workers, "workers", envInt("WORKERS", 2), "private stacks running schedules at once (env WORKERS)")
 	flag.StringVar(&cfg.Broker, "broker", os.Getenv("BROKER"), "RocketMQ: emulator (default) or apache (env BROKER)")
 	recheck := flag.String("recheck", "", "check saved runs (a glob of local/faults/results/history-*.json) again instead of running schedules")
 	flag.Parse()

@@ -87,7 +87,7 @@ func TestFaultSuiteSubset(t *testing.T) {
 	}
 	ctx, cancel := context.WithTimeout(context.Background(), 8*time.Minute)
 	defer cancel()
-	rep, err := Run(ctx, Config{Schedules: 6, Seed: 9000, Replay: regressions, Root: root, Out: testWriter{t}})
+	rep, err := Run(ctx, Config{Schedules: 6, Seed: 9000, Replay: regressions, Workers: 2, Root: root, Out: testWriter{t}})
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -14,6 +14,7 @@ import (
 	"path/filepath"
 	"sort"
 	"strings"
+	"sync"
 	"time"
 
 	toxiclient "github.com/Shopify/toxiproxy/v2/client"
@@ -37,6 +38,10 @@ type Config struct {
 	Converge  time.Duration // how long the system may take to converge after the faults are healed
 	Shrink    bool          // reduce each failing schedule to a minimal one
 	PerStack  int           // schedules per private stack before a fresh one (default 25)
+	// Workers runs the schedules on this many private stacks at once (default 1). A schedule spends
+	// most of its time waiting for the timers to converge the stores, so two stacks on two cores
+	// take little more than one's time for twice the schedules.
+	Workers int
 	// Broker is "emulator" (default, or BROKER from the environment) or "apache": Apache RocketMQ 5
 	// itself (local/apache), restarted on its store by broker faults.
 	Broker string
@@ -98,12 +103,14 @@ type runner struct {
 	out     io.Writer
 	secret  string
 	seq     int
+	worker  int // which of the run's workers, in the names of saved histories
+	ran     int // schedules run on this worker
 	closers []func()
 }
 
 func (r *runner) say(format string, args ...any) { fmt.Fprintf(r.out, format+"\n", args...) }
 
-// Run starts a private stack and runs every schedule on it.
+// Run starts Workers private stacks and runs every schedule on one of them.
 func Run(ctx context.Context, cfg Config) (Report, error) {
 	if cfg.Schedules < 0 || (cfg.Schedules == 0 && len(cfg.Replay) == 0) {
 		cfg.Schedules = 200
@@ -119,18 +126,24 @@ func Run(ctx context.Context, cfg Config) (Report, error) {
 	if cfg.PerStack <= 0 {
 		cfg.PerStack = 25
 	}
+	if cfg.Workers <= 0 {
+		cfg.Workers = 1
+	}
 	if cfg.TimerTimeScale <= 0 {
 		cfg.TimerTimeScale = 20
 	}
 	if cfg.Out == nil {
 		cfg.Out = io.Discard
 	}
+	if cfg.Broker == "" {
+		cfg.Broker = os.Getenv("BROKER")
+	}
+	if cfg.Broker == "" {
+		cfg.Broker = "emulator"
+	}
 	began := time.Now()
-	r := &runner{cfg: cfg, out: cfg.Out}
 	// The driver logs every connection a restart or a cut closes; the suite reports what matters.
 	_ = mysql.SetLogger(log.New(io.Discard, "", 0))
-	injected := map[FaultKind]int{}
-	defer r.stop()
 	var scheds []Schedule
 	for i := range cfg.Schedules {
 		scheds = append(scheds, Generate(cfg.Seed+uint64(i), cfg.Workload))
@@ -142,87 +155,166 @@ func Run(ctx context.Context, cfg Config) (Report, error) {
 		}
 		scheds = append(scheds, s)
 	}
-	if cfg.Broker == "" {
-		cfg.Broker = os.Getenv("BROKER")
-	}
-	if cfg.Broker == "" {
-		cfg.Broker = "emulator"
-	}
-	r.cfg.Broker = cfg.Broker
-	rep := Report{Broker: cfg.Broker, Seed: cfg.Seed, FaultsByKind: map[FaultKind]int{}, byInvariant: map[string]int{}}
-	var converge []int64
-	for i, sched := range scheds {
-		if ctx.Err() != nil {
-			break
+	t := &tally{out: cfg.Out, total: len(scheds), cfg: cfg, results: make([]*ScheduleResult, len(scheds)),
+		rep: Report{Broker: cfg.Broker, Seed: cfg.Seed, FaultsByKind: map[FaultKind]int{}, DeadLettered: map[string]int{},
+			DeadLetterWhy: map[string]int{}, byInvariant: map[string]int{}}}
+	ctx, cancel := context.WithCancelCause(ctx)
+	defer cancel(nil)
+	next := make(chan int)
+	go func() {
+		defer close(next)
+		for i := range scheds {
+			select {
+			case next <- i:
+			case <-ctx.Done():
+				return
+			}
 		}
-		// A fresh stack every PerStack schedules: a cache rebuild reloads every live campaign and user,
-		// and a database that grew by every earlier schedule's would make later rebuilds ever slower.
-		if i%cfg.PerStack == 0 {
-			if r.inj != nil {
-				for k, n := range r.inj.injected {
-					injected[k] += n
+	}()
+	var wg sync.WaitGroup
+	for w := range min(cfg.Workers, len(scheds)) {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			r := &runner{cfg: cfg, worker: w, out: &lockedWriter{mu: &t.mu, w: cfg.Out}}
+			defer r.retire(ctx, t)
+			for i := range next {
+				// A fresh stack every PerStack schedules: a cache rebuild reloads every live campaign
+				// and user, and a database that grew by every earlier schedule's would make later
+				// rebuilds ever slower.
+				if r.ran%cfg.PerStack == 0 {
+					r.retire(ctx, t)
+					if err := r.start(ctx); err != nil {
+						cancel(err)
+						return
+					}
 				}
+				r.ran++
+				res, err := r.runOne(ctx, scheds[i])
+				if err != nil {
+					cancel(fmt.Errorf("schedule %s: %w", scheds[i], err))
+					return
+				}
+				if len(res.Violations) > 0 && cfg.Shrink {
+					res.Minimal = r.shrink(ctx, scheds[i], res.Violations[0].Invariant).String()
+				}
+				t.add(i, res)
 			}
-			r.stop()
-			if err := r.start(ctx); err != nil {
-				return rep, err
-			}
-		}
-		res, err := r.runOne(ctx, sched)
-		if err != nil {
-			return rep, fmt.Errorf("schedule %s: %w", sched, err)
-		}
-		rep.Schedules++
-		rep.Operations += res.Operations
-		rep.ClaimsGranted += res.Granted
-		rep.Inconclusive += res.Inconclusive
-		if res.ConvergedMS >= 0 {
-			converge = append(converge, res.ConvergedMS)
-			rep.WorstConvergeMS = max(rep.WorstConvergeMS, res.ConvergedMS)
-		} else {
-			rep.NotConverged++
-		}
-		status := "ok"
-		if len(res.Violations) > 0 {
-			status = fmt.Sprintf("%d VIOLATIONS", len(res.Violations))
-			if cfg.Shrink {
-				res.Minimal = r.shrink(ctx, sched, res.Violations[0].Invariant).String()
-			}
-			rep.Violations += len(res.Violations)
-			for _, v := range res.Violations {
-				rep.byInvariant[v.Invariant]++
-			}
-			rep.Failing = append(rep.Failing, res)
-		}
-		r.say("[%d/%d] %s  ops=%d granted=%d converged=%dms (setup %dms, faults %dms, check %dms)  %s", i+1, len(scheds), res.Schedule,
-			res.Operations, res.Granted, res.ConvergedMS, res.Phases["setup_ms"], res.Phases["faults_ms"], res.Phases["check_ms"], status)
-		for _, v := range res.Violations {
-			r.say("    violation %s", v)
-		}
-		if res.Minimal != "" {
-			r.say("    minimal reproduction: make faults SCHEDULE='%s'", res.Minimal)
-		}
-		rep.Results = append(rep.Results, res)
+		}()
 	}
-	if r.inj != nil {
-		for k, n := range r.inj.injected {
-			injected[k] += n
-		}
-	}
-	rep.FaultsByKind = injected
-	sort.Slice(converge, func(i, j int) bool { return converge[i] < converge[j] })
-	if len(converge) > 0 {
-		rep.MedianConverge = converge[len(converge)/2]
-	}
-	rep.DeadLettered, rep.DeadLetterWhy = r.deadLetters(ctx)
+	wg.Wait()
+	rep := t.finish()
 	rep.Elapsed = time.Since(began).Round(time.Second).String()
-	r.print(rep)
+	printReport(cfg, rep)
 	if cfg.ResultsDir != "" {
 		if err := writeReport(cfg.ResultsDir, rep); err != nil {
 			return rep, err
 		}
 	}
+	if err := context.Cause(ctx); err != nil && !errors.Is(err, context.Canceled) {
+		return rep, err
+	}
 	return rep, nil
+}
+
+// tally gathers the workers' results in schedule order and prints each as it ends.
+type tally struct {
+	mu       sync.Mutex
+	out      io.Writer
+	cfg      Config
+	total    int
+	done     int
+	results  []*ScheduleResult
+	converge []int64
+	rep      Report
+}
+
+func (t *tally) add(i int, res ScheduleResult) {
+	t.mu.Lock()
+	defer t.mu.Unlock()
+	t.done++
+	t.results[i] = &res
+	rep := &t.rep
+	rep.Schedules++
+	rep.Operations += res.Operations
+	rep.ClaimsGranted += res.Granted
+	rep.Inconclusive += res.Inconclusive
+	if res.ConvergedMS >= 0 {
+		t.converge = append(t.converge, res.ConvergedMS)
+		rep.WorstConvergeMS = max(rep.WorstConvergeMS, res.ConvergedMS)
+	} else {
+		rep.NotConverged++
+	}
+	status := "ok"
+	if len(res.Violations) > 0 {
+		status = fmt.Sprintf("%d VIOLATIONS", len(res.Violations))
+		rep.Violations += len(res.Violations)
+		for _, v := range res.Violations {
+			rep.byInvariant[v.Invariant]++
+		}
+		rep.Failing = append(rep.Failing, res)
+	}
+	fmt.Fprintf(t.out, "[%d/%d] %s  ops=%d granted=%d converged=%dms (setup %dms, faults %dms, check %dms)  %s\n", t.done, t.total, res.Schedule,
+		res.Operations, res.Granted, res.ConvergedMS, res.Phases["setup_ms"], res.Phases["faults_ms"], res.Phases["check_ms"], status)
+	for _, v := range res.Violations {
+		fmt.Fprintf(t.out, "    violation %s\n", v)
+	}
+	if res.Minimal != "" {
+		fmt.Fprintf(t.out, "    minimal reproduction: make faults SCHEDULE='%s'\n", res.Minimal)
+	}
+}
+
+// retired adds what a stack saw (faults injected, dead letters) before it is closed.
+func (t *tally) retired(injected map[FaultKind]int, dead, why map[string]int) {
+	t.mu.Lock()
+	defer t.mu.Unlock()
+	for k, n := range injected {
+		t.rep.FaultsByKind[k] += n
+	}
+	for k, n := range dead {
+		t.rep.DeadLettered[k] += n
+	}
+	for k, n := range why {
+		t.rep.DeadLetterWhy[k] += n
+	}
+}
+
+func (t *tally) finish() Report {
+	t.mu.Lock()
+	defer t.mu.Unlock()
+	rep := t.rep
+	for _, res := range t.results {
+		if res != nil {
+			rep.Results = append(rep.Results, *res)
+		}
+	}
+	sort.Slice(t.converge, func(i, j int) bool { return t.converge[i] < t.converge[j] })
+	if len(t.converge) > 0 {
+		rep.MedianConverge = t.converge[len(t.converge)/2]
+	}
+	return rep
+}
+
+// lockedWriter lets the workers print whole lines without interleaving them.
+type lockedWriter struct {
+	mu *sync.Mutex
+	w  io.Writer
+}
+
+func (l *lockedWriter) Write(p []byte) (int, error) {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	return l.w.Write(p)
+}
+
+// retire counts what the runner's stack saw into the tally and closes the stack.
+func (r *runner) retire(ctx context.Context, t *tally) {
+	if r.s != nil && r.inj != nil {
+		dead, why := r.deadLetters(context.WithoutCancel(ctx))
+		t.retired(r.inj.injected, dead, why)
+	}
+	r.stop()
+	r.s = nil
 }
 
 // start brings up a private stack and the runner's clients of it.
@@ -370,7 +462,7 @@ func (r *runner) runOne(ctx context.Context, sched Schedule) (ScheduleResult, er
 		// The history and the stores, so that a checker change can be tried on exactly this run.
 		if b, err := json.Marshal(savedRun{h, snap}); err == nil {
 			_ = os.MkdirAll(r.cfg.ResultsDir, 0o755)
-			_ = os.WriteFile(filepath.Join(r.cfg.ResultsDir, fmt.Sprintf("history-%d-%d.json", sched.Seed, r.seq)), b, 0o644)
+			_ = os.WriteFile(filepath.Join(r.cfg.ResultsDir, fmt.Sprintf("history-%d-w%d-%d.json", sched.Seed, r.worker, r.seq)), b, 0o644)
 		}
 	}
 	if res.ConvergedMS < 0 && len(res.Violations) == 0 {
@@ -510,25 +602,26 @@ func (r *runner) deadLetters(ctx context.Context) (map[string]int, map[string]in
 	return counts, why
 }
 
-func (r *runner) print(rep Report) {
-	r.say("")
-	r.say("==> fault suite report (%s, broker: %s, first seed %d)", rep.Elapsed, rep.Broker, rep.Seed)
-	r.say("operations: %d, claims granted: %d", rep.Operations, rep.ClaimsGranted)
+func printReport(cfg Config, rep Report) {
+	say := func(format string, args ...any) { fmt.Fprintf(cfg.Out, format+"\n", args...) }
+	say("")
+	say("==> fault suite report (%s, broker: %s, first seed %d)", rep.Elapsed, rep.Broker, rep.Seed)
+	say("operations: %d, claims granted: %d", rep.Operations, rep.ClaimsGranted)
 	kinds := make([]string, 0, len(rep.FaultsByKind))
 	for k, n := range rep.FaultsByKind {
 		kinds = append(kinds, fmt.Sprintf("%s=%d", k, n))
 	}
 	sort.Strings(kinds)
-	r.say("faults injected: %s", strings.Join(kinds, " "))
-	r.say("convergence after healing: median %d ms, worst %d ms, not converged within %s: %d", rep.MedianConverge, rep.WorstConvergeMS, r.cfg.Converge, rep.NotConverged)
-	r.say("dead-lettered: %v; reasons: %v", rep.DeadLettered, rep.DeadLetterWhy)
+	say("faults injected: %s", strings.Join(kinds, " "))
+	say("convergence after healing: median %d ms, worst %d ms, not converged within %s: %d", rep.MedianConverge, rep.WorstConvergeMS, cfg.Converge, rep.NotConverged)
+	say("dead-lettered: %v; reasons: %v", rep.DeadLettered, rep.DeadLetterWhy)
 	if rep.Inconclusive > 0 {
-		r.say("linearizability checks that ran out of budget (not counted as violations): %d", rep.Inconclusive)
+		say("linearizability checks that ran out of budget (not counted as violations): %d", rep.Inconclusive)
 	}
 	for inv, n := range rep.byInvariant {
-		r.say("violations of %s: %d", inv, n)
+		say("violations of %s: %d", inv, n)
 	}
-	r.say("schedules: %d, violations: %d", rep.Schedules, rep.Violations)
+	say("schedules: %d, violations: %d", rep.Schedules, rep.Violations)
 }
 
 func writeReport(dir string, rep Report) error {
