@@ -157,6 +157,7 @@ type storedMessage struct {
 	Tx        txState           `json:"txs,omitempty"`
 	checks    int
 	nextCheck time.Time
+	pending   bool // written to the log, not yet synced: not delivered, not checked back
 }
 
 type topicState struct {

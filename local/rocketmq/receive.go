@@ -123,6 +123,14 @@ func (b *Broker) popLocked(t *topicState, in ReceiveInput, filter tagFilter) ([]
 		if d != nil && d.done {
 			continue
 		}
+		if m.pending {
+			// Not on disk yet: its send has not been acknowledged. Later messages of its FIFO group
+			// wait behind it.
+			if m.Type == v2.MessageType_FIFO {
+				blocked[m.Group] = true
+			}
+			continue
+		}
 		switch m.Tx {
 		case txHalf:
 			continue

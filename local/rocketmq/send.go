@@ -82,7 +82,10 @@ func validateSend(in SendInput, now time.Time) error {
 	return nil
 }
 
-// Send stores messages of one topic; with a data folder they are on disk before it returns.
+// Send stores messages of one topic; with a data folder they are on disk before it returns. The fsync
+// runs outside the broker's lock, so receives, acknowledgements and other sends go on meanwhile, and
+// sends that arrive during one fsync share the next (store.syncTo). Until theirs is done the messages
+// hold their offsets but are not delivered.
 func (b *Broker) Send(msgs []SendInput) ([]SendResult, error) {
 	if len(msgs) == 0 {
 		return nil, fail(v2.Code_BAD_REQUEST, "no messages to send")
@@ -96,19 +99,46 @@ func (b *Broker) Send(msgs []SendInput) ([]SendResult, error) {
 			return nil, err
 		}
 	}
+	out, stored, seq, err := b.sendLocked(msgs, now)
+	if err != nil || seq == 0 {
+		return out, err
+	}
+	if err := b.commit(stored, seq); err != nil {
+		return nil, fail(v2.Code_INTERNAL_SERVER_ERROR, "sync the log: %v", err)
+	}
+	return out, nil
+}
+
+// commit waits until the log append seq is on disk, then makes its messages deliverable.
+func (b *Broker) commit(stored []*storedMessage, seq int64) error {
+	err := b.store.syncTo(seq)
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	for _, sm := range stored {
+		// Even when the fsync failed: the records were written and a restart may find them, so the
+		// producer's retry is a duplicate either way, which at-least-once allows.
+		sm.pending = false
+	}
+	b.notifyLocked()
+	return err
+}
+
+// sendLocked writes and appends the messages under the broker's lock; seq is the log append to sync
+// (0 without a durable log).
+func (b *Broker) sendLocked(msgs []SendInput, now time.Time) ([]SendResult, []*storedMessage, int64, error) {
 	b.mu.Lock()
 	defer b.mu.Unlock()
 	if b.closed {
-		return nil, fail(v2.Code_INTERNAL_SERVER_ERROR, "broker is shutting down")
+		return nil, nil, 0, fail(v2.Code_INTERNAL_SERVER_ERROR, "broker is shutting down")
 	}
 	t, err := b.topicLocked(msgs[0].Topic, true)
 	if err != nil {
-		return nil, err
+		return nil, nil, 0, err
 	}
 	if t.typ != v2.MessageType_MESSAGE_TYPE_UNSPECIFIED {
 		for _, m := range msgs {
 			if m.Type != t.typ {
-				return nil, fail(v2.Code_MESSAGE_PROPERTY_CONFLICT_WITH_TYPE, "topic %s takes %v messages, not %v", t.name, t.typ, m.Type)
+				return nil, nil, 0, fail(v2.Code_MESSAGE_PROPERTY_CONFLICT_WITH_TYPE, "topic %s takes %v messages, not %v", t.name, t.typ, m.Type)
 			}
 		}
 	}
@@ -126,21 +156,26 @@ func (b *Broker) Send(msgs []SendInput) ([]SendResult, error) {
 		}
 		stored = append(stored, sm)
 	}
+	var seq int64
 	if b.store != nil {
 		recs := make([]record, 0, len(stored))
 		for _, sm := range stored {
 			recs = append(recs, record{Op: opSend, Msg: sm})
 		}
-		if err := b.store.append(true, recs...); err != nil {
-			return nil, fail(v2.Code_INTERNAL_SERVER_ERROR, "append to the log: %v", err)
+		if seq, err = b.store.write(recs...); err != nil {
+			return nil, nil, 0, fail(v2.Code_INTERNAL_SERVER_ERROR, "append to the log: %v", err)
 		}
 	}
 	for _, sm := range stored {
+		sm.pending = seq != 0 && b.store.fsync
 		b.appendLocked(t, sm, now)
 		out = append(out, SendResult{ID: sm.ID, TxID: sm.TxID, Offset: sm.Offset})
 	}
-	b.notifyLocked()
-	return out, nil
+	if seq == 0 || !b.store.fsync {
+		b.notifyLocked()
+		seq = 0
+	}
+	return out, stored, seq, nil
 }
 
 func (b *Broker) appendLocked(t *topicState, sm *storedMessage, now time.Time) {

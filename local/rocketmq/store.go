@@ -7,10 +7,12 @@ import (
 	"os"
 	"path/filepath"
 	"sync"
+	"sync/atomic"
 )
 
 // The log is one JSON record per line, appended. A send is synced to disk before the producer hears
-// OK (unless fsync is turned off); acknowledgements and delivery attempts are written without a sync:
+// OK and before any consumer can receive it (unless fsync is turned off), with the sends that arrive
+// during one fsync sharing the next; acknowledgements and delivery attempts are written without a sync:
 // losing one after a crash only means a message is delivered once more, which at-least-once allows.
 type opKind string
 
@@ -32,10 +34,17 @@ type record struct {
 }
 
 type store struct {
-	mu    sync.Mutex
-	f     *os.File
-	w     *bufio.Writer
-	fsync bool
+	mu      sync.Mutex
+	f       *os.File
+	w       *bufio.Writer
+	fsync   bool
+	written int64 // appends handed to the OS, guarded by mu
+
+	// Group commit, as Apache RocketMQ's GroupCommitService: one fsync at a time makes every append
+	// written before it durable, so the sends that queued behind it share the next one.
+	syncMu sync.Mutex
+	synced atomic.Int64
+	syncs  atomic.Int64 // fsyncs run, for tests and benchmarks
 }
 
 func openStore(dir string, fsync bool, replay func(record) error) (*store, error) {
@@ -130,20 +139,30 @@ func truncateTail(path string, keepLines int) error {
 	return os.Truncate(path, int64(n))
 }
 
+// append writes records; with sync they are on disk before it returns.
 func (s *store) append(sync bool, recs ...record) error {
+	seq, err := s.write(recs...)
+	if err != nil || !sync {
+		return err
+	}
+	return s.syncTo(seq)
+}
+
+// write hands records to the OS (not to the disk) and returns the sequence number that syncTo takes.
+func (s *store) write(recs ...record) (int64, error) {
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	var buf []byte
 	for _, r := range recs {
 		data, err := json.Marshal(r)
 		if err != nil {
-			return err
+			return 0, err
 		}
 		buf = append(append(buf, data...), '\n')
 	}
 	st, err := s.f.Stat()
 	if err != nil {
-		return err
+		return 0, err
 	}
 	if _, err := s.w.Write(buf); err == nil {
 		err = s.w.Flush()
@@ -153,11 +172,31 @@ func (s *store) append(sync bool, recs ...record) error {
 		// failing after its first error.
 		_ = s.f.Truncate(st.Size())
 		s.w = bufio.NewWriterSize(s.f, 64<<10)
+		return 0, err
+	}
+	s.written++
+	return s.written, nil
+}
+
+// syncTo returns once the append numbered seq is on disk. A caller that finds an fsync running waits
+// for it, then runs one more for itself and everyone who queued meanwhile.
+func (s *store) syncTo(seq int64) error {
+	if !s.fsync || s.synced.Load() >= seq {
+		return nil
+	}
+	s.syncMu.Lock()
+	defer s.syncMu.Unlock()
+	if s.synced.Load() >= seq {
+		return nil
+	}
+	s.mu.Lock()
+	upTo := s.written
+	s.mu.Unlock()
+	s.syncs.Add(1)
+	if err := s.f.Sync(); err != nil {
 		return err
 	}
-	if sync && s.fsync {
-		return s.f.Sync()
-	}
+	s.synced.Store(upTo)
 	return nil
 }
 

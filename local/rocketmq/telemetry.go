@@ -186,7 +186,7 @@ func (b *Broker) transactionChecker() {
 		for _, t := range b.topics {
 			for off := range t.halfs {
 				m := t.msgs[off]
-				if now.Before(m.nextCheck) {
+				if m.pending || now.Before(m.nextCheck) {
 					continue
 				}
 				if m.checks >= DefaultTransactionCheckMax {
