@@ -1,11 +1,10 @@
 // Command claim is the claim API (HTTP trigger): one Lua call per Redis slot decides each claim, and
-// its grant is in RocketMQ or MySQL before the user is told.
+// its grant is in RocketMQ or MySQL before the user is told. template.yml runs it as a custom runtime
+// ("main serve", many claims per instance); without the argument it is a go1 function.
 package main
 
 import (
 	"time"
-
-	"github.com/aliyun/fc-runtime-go-sdk/fc"
 
 	"github.com/benefit-issuance/benefits/shared/claiming"
 	"github.com/benefit-issuance/benefits/shared/config"
@@ -20,5 +19,5 @@ func main() {
 	pub := wiring.Must(wiring.Publisher(cfg))
 	verifier := wiring.Must(wiring.Verifier(cfg))
 	api := claiming.New(cache, pub, store, verifier, time.Now, claiming.Config{RateLimit: cfg.ClaimRateLimit})
-	fc.Start(httpfc.Handler(api, log))
+	httpfc.Run(api, log)
 }

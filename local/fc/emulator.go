@@ -191,6 +191,7 @@ func (e *Emulator) KillInstances(name string) int {
 func (e *Emulator) InFlight(name string) int {
 	n := 0
 	for _, in := range e.instancesOf(name) {
+		n += int(in.forwarded.Load())
 		in.mu.Lock()
 		n += len(in.inflight)
 		in.mu.Unlock()
@@ -332,6 +333,10 @@ func (e *Emulator) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		writeError(w, http.StatusMethodNotAllowed, "method_not_allowed", r.Method+" is not allowed by the HTTP trigger")
 		return
 	}
+	if f.custom {
+		f.serveCustomHTTP(w, r)
+		return
+	}
 	payload, err := httpEvent(r, e.cfg.AccountID)
 	if err != nil {
 		writeError(w, http.StatusRequestEntityTooLarge, "payload_too_large", err.Error())
@@ -339,12 +344,7 @@ func (e *Emulator) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	}
 	out, err := f.invoke(r.Context(), payload, 0)
 	if err != nil {
-		var ie *InvokeError
-		if errors.As(err, &ie) && ie.Type == "FunctionTimeout" {
-			writeError(w, http.StatusGatewayTimeout, "function_timeout", ie.Message)
-			return
-		}
-		writeError(w, http.StatusBadGateway, "function_error", err.Error())
+		writeInvokeError(w, err)
 		return
 	}
 	var resp events.HTTPTriggerResponse

@@ -415,3 +415,118 @@ func waitFor(t *testing.T, d time.Duration, cond func() bool) {
 	}
 	t.Fatalf("condition not met within %s", d)
 }
+
+const customTemplate = `edition: 3.0.0
+name: custom-test
+access: default
+resources:
+  fn:
+    component: fc3
+    props:
+      region: local
+      functionName: fn
+      runtime: custom.debian10
+      handler: main
+      code: ./fn
+      customRuntimeConfig:
+        command: [/code/main]
+        args: [serve]
+        port: 9000
+      memorySize: 128
+      timeout: 1
+      instanceConcurrency: 4
+      environmentVariables:
+        FN_GREETING: hello
+      triggers:
+        - triggerName: web
+          triggerType: http
+          triggerConfig:
+            authType: anonymous
+            methods: [GET, POST]
+  domain:
+    component: fc3-domain
+    props:
+      region: local
+      domainName: auto
+      protocol: HTTP
+      routeConfig:
+        routes:
+          - path: /hello/*
+            functionName: fn
+`
+
+// A custom runtime is an HTTP server per instance that takes up to instanceConcurrency requests at
+// once; HTTP requests reach it as sent, events as POST /invoke.
+func TestCustomRuntimeServesManyRequestsPerInstance(t *testing.T) {
+	e := startTemplate(t, customTemplate, fc.Config{MaxInstances: 3})
+	base := "http://" + e.Addr()
+	post := func(path, body string) (int, answer, http.Header) {
+		resp, err := http.Post(base+path, "application/json", strings.NewReader(body))
+		if err != nil {
+			t.Error(err)
+			return 0, answer{}, nil
+		}
+		defer resp.Body.Close()
+		var a answer
+		raw, _ := io.ReadAll(resp.Body)
+		_ = json.Unmarshal(raw, &a)
+		if a.Raw == "" {
+			a.Raw = string(raw)
+		}
+		return resp.StatusCode, a, resp.Header
+	}
+
+	status, a, h := post("/hello/there?x=1", `{"sleep_ms": 1}`)
+	if status != 200 || a.Raw != `POST /hello/there?x=1 {"sleep_ms": 1}` || h.Get("X-Fn") != "custom" {
+		t.Fatalf("HTTP request: %d %+v %v; want the request forwarded as sent and the answer as given", status, a, h)
+	}
+	if a.Function != "fn" || a.RequestID == "" || a.Env != "hello" {
+		t.Fatalf("the server saw %+v; want its name, a request id and its environment", a)
+	}
+
+	var mu sync.Mutex
+	pids, ids, most := map[int]bool{}, map[string]bool{}, int32(0)
+	var wg sync.WaitGroup
+	for range 8 {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			status, a, _ := post("/hello/slow", `{"sleep_ms": 300}`)
+			mu.Lock()
+			defer mu.Unlock()
+			if status != 200 {
+				t.Errorf("parallel request: %d %s", status, a.Raw)
+			}
+			pids[a.PID], ids[a.RequestID] = true, true
+			most = max(most, a.Concurrent)
+		}()
+	}
+	wg.Wait()
+	if len(pids) > 2 || most < 2 || most > 4 || len(ids) != 8 {
+		t.Fatalf("8 parallel requests ran on %d instances, at most %d at once on one, with %d request ids; want ≤ 2 instances of 4 requests each and 8 ids", len(pids), most, len(ids))
+	}
+
+	out, err := e.Invoke(context.Background(), "fn", []byte(`{"sleep_ms": 1}`))
+	if err != nil || !strings.Contains(string(out), `POST /invoke {\"sleep_ms\": 1}`) {
+		t.Fatalf("event invocation: %s %v; want POST /invoke with the event", out, err)
+	}
+
+	// An overrun fails that request alone; the instance keeps serving the others.
+	done := make(chan int, 1)
+	go func() { s, _, _ := post("/hello/quick", `{"sleep_ms": 200}`); done <- s }()
+	if status, a, _ := post("/hello/slow", `{"sleep_ms": 3000}`); status != http.StatusGatewayTimeout {
+		t.Fatalf("overrun: %d %s, want 504", status, a.Raw)
+	}
+	if s := <-done; s != 200 {
+		t.Fatalf("a request beside the overrun got %d", s)
+	}
+	if status, a, _ := post("/hello/fail", `{"fail": "boom"}`); status != 500 || !strings.Contains(a.Raw, "boom") {
+		t.Fatalf("the server's own error: %d %s, want its 500 as it answered", status, a.Raw)
+	}
+	if status, a, _ := post("/hello/exit", `{"exit": true}`); status != http.StatusBadGateway || !strings.Contains(a.Raw, "InstanceExited") {
+		t.Fatalf("crash: %d %s, want 502 InstanceExited", status, a.Raw)
+	}
+	if status, _, _ := post("/hello/again", `{}`); status != 200 {
+		t.Fatalf("after a crash: %d, want a fresh instance to answer", status)
+	}
+}

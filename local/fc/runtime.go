@@ -68,8 +68,10 @@ type function struct {
 	e      *Emulator
 	def    fctemplate.Function
 	binary string
+	args   []string // a custom runtime's command arguments
 	env    []string
 	http   map[string]bool // methods of its HTTP trigger; nil without one
+	custom bool            // a custom runtime: an HTTP server per instance, not the runtime API
 
 	mu        sync.Mutex
 	cond      *sync.Cond
@@ -87,6 +89,12 @@ type instance struct {
 	queue  chan *invocation
 	active int // guarded by fn.mu
 
+	// A custom runtime's server: where it listens, closed once it accepts connections, and how many
+	// requests are being forwarded to it.
+	addr      string
+	listening chan struct{}
+	forwarded atomic.Int32
+
 	mu       sync.Mutex
 	inflight map[string]*invocation
 	dead     chan struct{}
@@ -99,6 +107,13 @@ func (e *Emulator) newFunction(def fctemplate.Function) (*function, error) {
 		code = filepath.Join(e.cfg.Root, code)
 	}
 	binary := filepath.Join(code, def.Handler)
+	var args []string
+	if def.IsCustomRuntime() && def.CustomRuntimeConfig != nil && len(def.CustomRuntimeConfig.Command) > 0 {
+		// FC unpacks the code in /code; here it stays where template.yml's code path points.
+		cmd := def.CustomRuntimeConfig.Command
+		binary = filepath.Join(code, strings.TrimPrefix(cmd[0], "/code/"))
+		args = append(append([]string{}, cmd[1:]...), def.CustomRuntimeConfig.Args...)
+	}
 	if st, err := os.Stat(binary); err != nil || st.IsDir() {
 		return nil, fmt.Errorf("function %s: no binary at %s (run make build)", def.FunctionName, binary)
 	}
@@ -122,13 +137,13 @@ func (e *Emulator) newFunction(def fctemplate.Function) (*function, error) {
 	env = append(env,
 		"FC_FUNCTION_NAME="+def.FunctionName, "FC_FUNCTION_HANDLER="+def.Handler,
 		"FC_FUNCTION_MEMORY_SIZE="+strconv.Itoa(def.MemorySize), "FC_REGION="+e.cfg.Region,
-		"FC_ACCOUNT_ID="+e.cfg.AccountID, "FC_RUNTIME=go1", "FC_FUNC_CODE_PATH="+code,
+		"FC_ACCOUNT_ID="+e.cfg.AccountID, "FC_RUNTIME="+def.Runtime, "FC_FUNC_CODE_PATH="+code,
 	)
 	methods, err := httpMethods(def)
 	if err != nil {
 		return nil, fmt.Errorf("function %s: %w", def.FunctionName, err)
 	}
-	f := &function{e: e, def: def, binary: binary, env: env, http: methods}
+	f := &function{e: e, def: def, binary: binary, args: args, env: env, http: methods, custom: def.IsCustomRuntime()}
 	f.cond = sync.NewCond(&f.mu)
 	return f, nil
 }
@@ -182,7 +197,8 @@ func (f *function) release(in *instance) {
 	f.mu.Unlock()
 }
 
-// startInstance runs a new process with its own runtime API endpoint; called with f.mu held.
+// startInstance runs a new process with its own runtime API endpoint (go1) or its own HTTP port (a
+// custom runtime); called with f.mu held.
 func (f *function) startInstance() (*instance, error) {
 	ln, err := net.Listen("tcp", "127.0.0.1:0")
 	if err != nil {
@@ -191,25 +207,60 @@ func (f *function) startInstance() (*instance, error) {
 	f.seq++
 	f.started++
 	in := &instance{
-		fn: f, id: fmt.Sprintf("%s-%d", f.def.FunctionName, f.seq), ln: ln,
+		fn: f, id: fmt.Sprintf("%s-%d", f.def.FunctionName, f.seq),
 		queue: make(chan *invocation, f.concurrency()), inflight: map[string]*invocation{}, dead: make(chan struct{}),
 	}
-	in.srv = &http.Server{Handler: http.HandlerFunc(in.serveRuntimeAPI), ReadHeaderTimeout: 10 * time.Second}
-	go in.srv.Serve(ln)
-	cmd := exec.Command(f.binary)
-	cmd.Env = append(append([]string{}, f.env...), "FC_RUNTIME_API="+ln.Addr().String(), "FC_INSTANCE_ID="+in.id)
+	cmd := exec.Command(f.binary, f.args...)
+	cmd.Env = append(append([]string{}, f.env...), "FC_INSTANCE_ID="+in.id)
+	if f.custom {
+		// The server must listen on the port itself: hand it a free one (FC gives every instance its
+		// own network, so customRuntimeConfig.port never collides there).
+		in.addr = ln.Addr().String()
+		ln.Close()
+		_, port, _ := net.SplitHostPort(in.addr)
+		cmd.Env = append(cmd.Env, "FC_SERVER_PORT="+port)
+		in.listening = make(chan struct{})
+	} else {
+		in.ln = ln
+		in.srv = &http.Server{Handler: http.HandlerFunc(in.serveRuntimeAPI), ReadHeaderTimeout: 10 * time.Second}
+		go in.srv.Serve(ln)
+		cmd.Env = append(cmd.Env, "FC_RUNTIME_API="+ln.Addr().String())
+	}
 	out := f.e.functionOutput(f.def.FunctionName)
 	cmd.Stdout, cmd.Stderr = out, out
 	cmd.SysProcAttr = &syscall.SysProcAttr{Setpgid: true}
 	if err := cmd.Start(); err != nil {
-		in.srv.Close()
+		if in.srv != nil {
+			in.srv.Close()
+		}
 		return nil, fmt.Errorf("start %s: %w", f.binary, err)
 	}
 	in.cmd = cmd
 	f.instances = append(f.instances, in)
 	f.e.log.Debug("instance started", "function", f.def.FunctionName, "instance", in.id, "pid", cmd.Process.Pid)
 	go in.wait()
+	if f.custom {
+		go in.awaitListening()
+	}
 	return in, nil
+}
+
+// awaitListening closes in.listening once the custom runtime's server accepts connections: FC sends
+// nothing to an instance before its port is open.
+func (in *instance) awaitListening() {
+	for {
+		c, err := net.DialTimeout("tcp", in.addr, time.Second)
+		if err == nil {
+			c.Close()
+			close(in.listening)
+			return
+		}
+		select {
+		case <-in.dead:
+			return
+		case <-time.After(10 * time.Millisecond):
+		}
+	}
 }
 
 func (in *instance) isDead() bool {
@@ -225,7 +276,9 @@ func (in *instance) isDead() bool {
 func (in *instance) wait() {
 	err := in.cmd.Wait()
 	close(in.dead)
-	in.srv.Close()
+	if in.srv != nil {
+		in.srv.Close()
+	}
 	in.mu.Lock()
 	for id, inv := range in.inflight {
 		inv.done <- outcome{err: &InvokeError{Type: "InstanceExited", Message: fmt.Sprintf("instance %s exited: %v", in.id, err)}}
@@ -328,15 +381,15 @@ func (in *instance) serveRuntimeAPI(w http.ResponseWriter, r *http.Request) {
 // invoke runs one invocation on some instance and waits for its result, at most the function's
 // timeout; an instance that overruns is killed, as FC recycles it.
 func (f *function) invoke(ctx context.Context, payload []byte, retry int) ([]byte, error) {
+	if f.custom {
+		return f.invokeCustom(ctx, payload, retry)
+	}
 	in, err := f.acquire(ctx)
 	if err != nil {
 		return nil, &InvokeError{Type: "ResourceExhausted", Message: err.Error()}
 	}
 	defer f.release(in)
-	timeout := f.def.Timeout
-	if timeout <= 0 {
-		timeout = 3
-	}
+	timeout := f.timeout()
 	inv := &invocation{
 		id: newRequestID(), payload: payload, timeout: timeout, retry: retry,
 		deadline: time.Now().Add(time.Duration(timeout) * time.Second), done: make(chan outcome, 1),
@@ -366,6 +419,13 @@ func (f *function) invoke(ctx context.Context, payload []byte, retry int) ([]byt
 			return nil, &InvokeError{Type: "InstanceExited", Message: "instance exited during the invocation"}
 		}
 	}
+}
+
+func (f *function) timeout() int {
+	if f.def.Timeout <= 0 {
+		return 3
+	}
+	return f.def.Timeout
 }
 
 func newRequestID() string {

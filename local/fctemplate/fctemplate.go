@@ -96,6 +96,8 @@ type Function struct {
 	Role                 string            `yaml:"role,omitempty"`
 	Layers               []string          `yaml:"layers,omitempty"`
 	Triggers             []Trigger         `yaml:"triggers,omitempty"`
+	// CustomRuntimeConfig starts a custom runtime's HTTP server (runtime custom.debian10 and later).
+	CustomRuntimeConfig *CustomRuntimeConfig `yaml:"customRuntimeConfig,omitempty"`
 
 	// Accepted by the schema, not interpreted here.
 	Annotations             yaml.Node `yaml:"annotations,omitempty"`
@@ -103,7 +105,6 @@ type Function struct {
 	ConcurrencyConfig       yaml.Node `yaml:"concurrencyConfig,omitempty"`
 	CustomContainerConfig   yaml.Node `yaml:"customContainerConfig,omitempty"`
 	CustomDNS               yaml.Node `yaml:"customDNS,omitempty"`
-	CustomRuntimeConfig     yaml.Node `yaml:"customRuntimeConfig,omitempty"`
 	EnableLongLiving        yaml.Node `yaml:"enableLongLiving,omitempty"`
 	Endpoint                yaml.Node `yaml:"endpoint,omitempty"`
 	GPUConfig               yaml.Node `yaml:"gpuConfig,omitempty"`
@@ -123,6 +124,20 @@ type Function struct {
 	VPCBinding              yaml.Node `yaml:"vpcBinding,omitempty"`
 	VPCConfig               yaml.Node `yaml:"vpcConfig,omitempty"`
 }
+
+// CustomRuntimeConfig is FC 3.0's model of it (fc-20230330 CustomRuntimeConfig): the command and
+// arguments that start the function's HTTP server in /code, and the port it listens on.
+type CustomRuntimeConfig struct {
+	Command []string `yaml:"command"`
+	Args    []string `yaml:"args,omitempty"`
+	Port    int      `yaml:"port,omitempty"`
+	// Accepted by the model, not interpreted here.
+	HealthCheckConfig yaml.Node `yaml:"healthCheckConfig,omitempty"`
+}
+
+// IsCustomRuntime says whether the function runs as an HTTP server (a custom runtime) rather than
+// under go1's runtime API.
+func (f Function) IsCustomRuntime() bool { return strings.HasPrefix(f.Runtime, "custom") }
 
 // Trigger is one element of an fc3 function's triggers. TriggerConfig stays raw because its shape
 // depends on TriggerType; HTTP, Timer and EventBridge decode it strictly.

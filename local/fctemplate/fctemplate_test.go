@@ -23,7 +23,13 @@ func TestRepositoryTemplate(t *testing.T) {
 	var names []string
 	for _, f := range tpl.Functions() {
 		names = append(names, f.FunctionName)
-		if f.Runtime != "go1" || f.Handler != "main" || f.Code != "./dist/"+f.FunctionName || f.InstanceConcurrency != 1 {
+		// The claim function serves the 10:00 rush as a custom runtime taking many requests per
+		// instance; the others are go1, one invocation per instance.
+		wantRuntime, concurrent := "go1", f.InstanceConcurrency == 1
+		if f.FunctionName == "claim" {
+			wantRuntime, concurrent = "custom.debian10", f.InstanceConcurrency > 1 && f.CustomRuntimeConfig != nil && f.CustomRuntimeConfig.Command[0] == "/code/main"
+		}
+		if f.Runtime != wantRuntime || f.Handler != "main" || f.Code != "./dist/"+f.FunctionName || !concurrent {
 			t.Errorf("%s: runtime=%q handler=%q code=%q instanceConcurrency=%d", f.FunctionName, f.Runtime, f.Handler, f.Code, f.InstanceConcurrency)
 		}
 		for _, k := range []string{"MYSQL_DSN", "REDIS_ADDR", "ROCKETMQ_ENDPOINT", "JWT_SECRET"} {
@@ -302,6 +308,13 @@ func TestMutationsFail(t *testing.T) {
 		{"zero timeout", "timeout: 10", "timeout: 0", []string{"timeout"}},
 		{"no memory", "      memorySize: 256\n", "", []string{"memorySize"}},
 		{"instance concurrency above 1", "instanceConcurrency: 1", "instanceConcurrency: 4", []string{"instanceConcurrency"}},
+		{"custom runtime without its config", "runtime: go1", "runtime: custom.debian10", []string{"customRuntimeConfig.command"}},
+		{"custom runtime config on go1", "      instanceConcurrency: 1\n", "      instanceConcurrency: 1\n      customRuntimeConfig:\n        command: [/code/main]\n", []string{"customRuntimeConfig", "go1"}},
+		{"custom runtime binary outside /code", "runtime: go1\n      handler: main\n",
+			"runtime: custom.debian10\n      handler: main\n      customRuntimeConfig:\n        command: [./main]\n", []string{"/code", "./main"}},
+		{"custom runtime concurrency above 200", "runtime: go1\n      handler: main\n      code: ./dist/api\n      memorySize: 256\n      timeout: 10\n      instanceConcurrency: 1\n",
+			"runtime: custom.debian10\n      handler: main\n      code: ./dist/api\n      memorySize: 256\n      timeout: 10\n      instanceConcurrency: 201\n      customRuntimeConfig:\n        command: [/code/main]\n", []string{"instanceConcurrency", "201"}},
+		{"misspelled custom runtime field", "      instanceConcurrency: 1\n", "      instanceConcurrency: 1\n      customRuntimeConfig:\n        comand: [/code/main]\n", []string{"comand"}},
 		{"duplicate trigger name", "triggerName: tick", "triggerName: http", []string{"triggerName", `"http"`, "duplicated"}},
 		{"unknown trigger type", "triggerType: http", "triggerType: websocket", []string{"triggerType", "websocket"}},
 		{"bad cron", "0 0 10 * * *", "0 10 * * *", []string{`"tick"`, "cronExpression"}},

@@ -96,11 +96,28 @@ func validateFunction(f Function) []error {
 	if f.FunctionName == "" {
 		add("props.functionName is required")
 	}
-	if f.Runtime != "go1" {
-		add("props.runtime must be go1, got %q", f.Runtime)
-	}
-	if f.Handler != "main" {
-		add("props.handler must be main (the binary go1 runs), got %q", f.Handler)
+	custom := false
+	switch f.Runtime {
+	case "go1":
+		if f.Handler != "main" {
+			add("props.handler must be main (the binary go1 runs), got %q", f.Handler)
+		}
+		if f.CustomRuntimeConfig != nil {
+			add("props.customRuntimeConfig is for custom runtimes, not go1")
+		}
+	case "custom.debian10", "custom.debian11", "custom.debian12":
+		custom = true
+		switch c := f.CustomRuntimeConfig; {
+		case c == nil || len(c.Command) == 0:
+			add("props.customRuntimeConfig.command is required for runtime %s", f.Runtime)
+		case !strings.HasPrefix(c.Command[0], "/code/"):
+			add("props.customRuntimeConfig.command must start the binary from /code (where FC unpacks the code), got %q", c.Command[0])
+		}
+		if c := f.CustomRuntimeConfig; c != nil && c.Port != 0 && (c.Port < 1 || c.Port > 65535) {
+			add("props.customRuntimeConfig.port must be a TCP port, got %d", c.Port)
+		}
+	default:
+		add("props.runtime must be go1 or custom.debian10/11/12 (a Go binary serving HTTP), got %q", f.Runtime)
 	}
 	if f.Code == "" {
 		add("props.code is required")
@@ -113,9 +130,13 @@ func validateFunction(f Function) []error {
 	} else if f.MemorySize < 128 || f.MemorySize > 32768 || f.MemorySize%64 != 0 {
 		add("props.memorySize must be a multiple of 64 in 128..32768 MB, got %d", f.MemorySize)
 	}
-	// go1 runs one invocation per instance; any other value is refused by FC or silently ignored.
-	if f.InstanceConcurrency != 0 && f.InstanceConcurrency != 1 {
+	// go1 runs one invocation per instance; any other value is refused by FC or silently ignored. A
+	// custom runtime takes up to instanceConcurrency requests at once (1..200).
+	if !custom && f.InstanceConcurrency != 0 && f.InstanceConcurrency != 1 {
 		add("props.instanceConcurrency must be 1 for go1, got %d", f.InstanceConcurrency)
+	}
+	if custom && (f.InstanceConcurrency < 0 || f.InstanceConcurrency > 200) {
+		add("props.instanceConcurrency must be in 1..200, got %d", f.InstanceConcurrency)
 	}
 	if f.CPU != 0 && (f.CPU < 0.05 || f.CPU > 16) {
 		add("props.cpu must be in 0.05..16, got %g", f.CPU)

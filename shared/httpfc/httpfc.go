@@ -1,21 +1,28 @@
-// Package httpfc serves an ordinary http.Handler from an FC 3.0 HTTP trigger. FC 3.0 invokes an event
-// function with events.HTTPTriggerEvent and expects events.HTTPTriggerResponse (fc.StartHttp is the
-// deprecated 2.0 model), so the conversion lives here, once, and every route stays testable with
-// httptest.
+// Package httpfc serves an ordinary http.Handler from an FC 3.0 HTTP trigger, either way FC runs a Go
+// function: as go1, FC 3.0 invokes an event function with events.HTTPTriggerEvent and expects
+// events.HTTPTriggerResponse (fc.StartHttp is the deprecated 2.0 model), so the conversion lives here,
+// once; as a custom runtime, FC forwards the request itself to the function's HTTP server (Serve).
+// Every route stays testable with httptest.
 package httpfc
 
 import (
 	"bytes"
 	"context"
 	"encoding/base64"
+	"errors"
 	"log/slog"
 	"net/http"
 	"net/url"
+	"os"
+	"os/signal"
 	"sort"
 	"strings"
+	"syscall"
+	"time"
 	"unicode/utf8"
 
 	"github.com/aliyun/fc-runtime-go-sdk/events"
+	"github.com/aliyun/fc-runtime-go-sdk/fc"
 
 	"github.com/benefit-issuance/benefits/shared/obs"
 )
@@ -139,4 +146,54 @@ func (r *recorder) response() *events.HTTPTriggerResponse {
 		resp.IsBase64Encoded = true
 	}
 	return resp
+}
+
+// RequestIDHeader names the FC request on each request FC forwards to a custom runtime.
+const RequestIDHeader = "x-fc-request-id"
+
+// ServeArg is the argument (customRuntimeConfig.args in template.yml) that starts a function as a
+// custom runtime's HTTP server instead of a go1 handler.
+const ServeArg = "serve"
+
+// Run serves h the way the function was deployed: as a custom runtime's HTTP server when started with
+// ServeArg, else as a go1 function through fc.Start. Both paths run the same handler.
+func Run(h http.Handler, log *slog.Logger) {
+	if len(os.Args) > 1 && os.Args[1] == ServeArg {
+		if err := Serve(h, log, os.Getenv("FC_SERVER_PORT")); err != nil {
+			log.Error("custom runtime server stopped", "error", err.Error())
+			os.Exit(1)
+		}
+		return
+	}
+	fc.Start(Handler(h, log))
+}
+
+// Serve is a custom runtime: FC forwards each HTTP trigger request as it came to the instance's server
+// on port (customRuntimeConfig.port; "" for FC's default 9000), many at once up to the function's
+// instanceConcurrency. It returns when SIGTERM has let the requests in progress finish.
+func Serve(h http.Handler, log *slog.Logger, port string) error {
+	if port == "" {
+		port = "9000"
+	}
+	srv := &http.Server{Addr: "0.0.0.0:" + port, Handler: WithRequestLog(h, log), ReadHeaderTimeout: 10 * time.Second}
+	stop := make(chan os.Signal, 1)
+	signal.Notify(stop, syscall.SIGTERM, os.Interrupt)
+	done := make(chan error, 1)
+	go func() {
+		<-stop
+		ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+		defer cancel()
+		done <- srv.Shutdown(ctx)
+	}()
+	if err := srv.ListenAndServe(); !errors.Is(err, http.ErrServerClosed) {
+		return err
+	}
+	return <-done
+}
+
+// WithRequestLog names the FC request on every log line of the request, as obs.Invocation does for go1.
+func WithRequestLog(h http.Handler, log *slog.Logger) http.Handler {
+	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		h.ServeHTTP(w, r.WithContext(obs.WithRequest(r.Context(), log, r.Header.Get(RequestIDHeader))))
+	})
 }

@@ -7,6 +7,8 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"io"
+	"net/http"
 	"os"
 	"strings"
 	"sync/atomic"
@@ -96,4 +98,35 @@ func handle(ctx context.Context, raw json.RawMessage) (answer, error) {
 	return a, nil
 }
 
-func main() { fc.Start(handle) }
+// serve is the same function as a custom runtime: an HTTP server on FC_SERVER_PORT that answers every
+// path (an HTTP trigger's request, or POST /invoke with an event) with what it was given.
+func serve() {
+	http.HandleFunc("/", func(w http.ResponseWriter, r *http.Request) {
+		raw, _ := io.ReadAll(r.Body)
+		ctx := fccontext.NewContext(r.Context(), &fccontext.FcContext{RequestID: r.Header.Get("x-fc-request-id"),
+			Function: fccontext.Function{Name: r.Header.Get("x-fc-function-name")}})
+		ctx, cancel := context.WithTimeout(ctx, 10*time.Second)
+		defer cancel()
+		a, err := handle(ctx, raw)
+		a.Raw = r.Method + " " + r.URL.RequestURI() + " " + string(raw)
+		if err != nil {
+			http.Error(w, err.Error(), http.StatusInternalServerError)
+			return
+		}
+		w.Header().Set("Content-Type", "application/json")
+		w.Header().Set("X-Fn", "custom")
+		_ = json.NewEncoder(w).Encode(a)
+	})
+	if err := http.ListenAndServe("127.0.0.1:"+os.Getenv("FC_SERVER_PORT"), nil); err != nil {
+		fmt.Fprintln(os.Stderr, err)
+		os.Exit(1)
+	}
+}
+
+func main() {
+	if len(os.Args) > 1 && os.Args[1] == "serve" {
+		serve()
+		return
+	}
+	fc.Start(handle)
+}
