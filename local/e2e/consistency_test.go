@@ -340,3 +340,32 @@ func TestCacheLossFailsClosedUntilRebuilt(t *testing.T) {
 		t.Fatalf("cache after rebuild: %v", c)
 	}
 }
+
+// A claim that finds the cache lost wakes the timer's rebuild through the broker, so claims come back
+// without waiting for the rebuild's minute timer (the stack runs no timers here: only the wake can).
+func TestACacheLossWakesItsOwnRebuild(t *testing.T) {
+	h := startStack(t, stackOptions())
+	id, _ := h.createCampaign(map[string]any{"stock": 5})
+	h.must(h.claim("a", id, "1"), 201)
+	db := h.db()
+	eventually(t, 15*time.Second, "the claim in MySQL", func() bool {
+		return h.count(db, "SELECT COUNT(*) FROM claims WHERE campaign_id = ?", id) == 1
+	})
+	rdb := redis.NewClient(&redis.Options{Addr: h.s.RedisAddr})
+	defer rdb.Close()
+	if err := rdb.FlushAll(context.Background()).Err(); err != nil {
+		t.Fatal(err)
+	}
+	lost := time.Now()
+	if r := h.claim("b", id, "1"); r.Status != 503 || r.Code() != "unavailable" {
+		t.Fatalf("claim on a lost cache: %d %s", r.Status, r.Raw)
+	}
+	// The rebuild drains the grant backstop for its claim window (10 s) before it trusts MySQL.
+	eventually(t, 45*time.Second, "claims served again", func() bool {
+		return h.claim("b", id, "1").Status == 201
+	})
+	t.Logf("claims served again %s after the cache was lost", time.Since(lost).Round(100*time.Millisecond))
+	if r := h.claim("a", id, "2"); r.Code() != "limit_reached" {
+		t.Fatalf("user a after the rebuild: %s (the rebuild forgot a's claim)", r.Raw)
+	}
+}

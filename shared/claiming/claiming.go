@@ -16,6 +16,7 @@ import (
 	"errors"
 	"fmt"
 	"net/http"
+	"sync/atomic"
 	"time"
 
 	"github.com/benefit-issuance/benefits/shared/auth"
@@ -30,9 +31,11 @@ type Decider interface {
 	Claim(ctx context.Context, in domain.ClaimInput) (domain.ClaimOutcome, error)
 }
 
-// GrantPublisher sends a grant to the ledger.
+// GrantPublisher sends a grant to the ledger, and wakes the timer's cache rebuild when a claim finds
+// the cache's data lost.
 type GrantPublisher interface {
 	PublishGrant(ctx context.Context, c domain.Claim) error
+	PublishRebuildWake(ctx context.Context) error
 }
 
 // Store is MySQL as the claim API uses it: a user's history, and the ledger's idempotent insert for a
@@ -51,6 +54,9 @@ type Config struct {
 	// inside the function's timeout (10 s in template.yml), or FC cuts the answer off.
 	PublishTimeout time.Duration
 	RecordTimeout  time.Duration
+	// WakeEvery is how often one instance may wake the cache rebuild (default 2s): while the cache is
+	// lost every claim finds it so, and one wake in flight is enough.
+	WakeEvery time.Duration
 }
 
 func (c *Config) defaults() {
@@ -59,6 +65,9 @@ func (c *Config) defaults() {
 	}
 	if c.RecordTimeout <= 0 {
 		c.RecordTimeout = 2 * time.Second
+	}
+	if c.WakeEvery <= 0 {
+		c.WakeEvery = 2 * time.Second
 	}
 }
 
@@ -71,6 +80,7 @@ type API struct {
 	now      func() time.Time
 	cfg      Config
 	router   *httpapi.Router
+	lastWake atomic.Int64 // when this instance last woke the cache rebuild, unix ms
 }
 
 func New(decider Decider, pub GrantPublisher, store Store, verifier *auth.Verifier, now func() time.Time, cfg Config) *API {
@@ -163,6 +173,9 @@ func (a *API) claim(w http.ResponseWriter, r *http.Request) error {
 	case domain.CodeRateLimited:
 		return retryLater(domain.CodeRateLimited, "too many claims; slow down", out.RetryAfter)
 	case domain.CodeUnavailable:
+		if out.CacheLost {
+			a.wakeRebuild(ctx)
+		}
 		return retryLater(domain.CodeUnavailable, "the claim cannot be decided safely now (the campaign is being rebuilt, or this request_id is in progress for another campaign); nothing was issued", time.Second)
 	default:
 		msg := refusalMessages[out.Code]
@@ -180,6 +193,22 @@ func (a *API) claim(w http.ResponseWriter, r *http.Request) error {
 	}
 	httpapi.WriteJSON(w, status, map[string]claimView{"claim": view(out.Claim)})
 	return nil
+}
+
+// wakeRebuild asks the timer to rebuild the cache now rather than at its next minute, at most once per
+// WakeEvery per instance. It is best effort: the rebuild's own timer runs either way.
+func (a *API) wakeRebuild(ctx context.Context) {
+	now, last := a.now().UnixMilli(), a.lastWake.Load()
+	if now-last < a.cfg.WakeEvery.Milliseconds() || !a.lastWake.CompareAndSwap(last, now) {
+		return
+	}
+	wctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), time.Second)
+	defer cancel()
+	if err := a.pub.PublishRebuildWake(wctx); err != nil {
+		obs.Logger(ctx).Warn("could not wake the cache rebuild; its timer runs it", "error", err.Error())
+		return
+	}
+	obs.Logger(ctx).Info("the cache lost its data; woke the cache rebuild")
 }
 
 // Where a grant was made durable before the claim was acknowledged.

@@ -456,6 +456,23 @@ func TestCacheNotReadyIs503WithRetryAfter(t *testing.T) {
 	if cc, _ := f.cache.Campaign(context.Background(), c.ID); cc.Issued != 0 || len(f.pub.Grants()) != 0 {
 		t.Fatalf("a unit was issued while the cache was not ready: %+v", cc)
 	}
+	// The first claim to find the cache lost woke the rebuild; the rush behind it does not send a
+	// wake each (the fixture's clock moves a millisecond per decision, inside WakeEvery).
+	for i := range 5 {
+		f.claim(token(t, "bob", auth.RoleUser), c.ID, fmt.Sprint("b", i))
+	}
+	if n := f.pub.RebuildWakes(); n != 1 {
+		t.Fatalf("%d rebuild wakes for 6 claims on a lost cache, want 1", n)
+	}
+	// A refusal on a ready cache wakes nothing.
+	if err := f.cache.MarkReady(context.Background()); err != nil {
+		t.Fatal(err)
+	}
+	f.pub.Forget()
+	f.claim(token(t, "carol", auth.RoleUser), "cmp_missing", "r1")
+	if n := f.pub.RebuildWakes(); n != 0 {
+		t.Fatalf("a refusal on a ready cache woke the rebuild %d times", n)
+	}
 }
 
 func TestListClaimsPagesWithCursor(t *testing.T) {

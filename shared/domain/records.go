@@ -110,6 +110,9 @@ type ClaimOutcome struct {
 	Code       Code
 	Replayed   bool
 	RetryAfter time.Duration
+	// CacheLost: the answer is unavailable because a slot the claim needs lost its data; claims stay
+	// unavailable there until the timer's cache rebuild has run.
+	CacheLost bool
 }
 
 // SweepResult counts how pending reservations were resolved.

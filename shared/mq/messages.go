@@ -18,6 +18,9 @@ const (
 const (
 	TagGrant      = "grant"
 	TagGrantStart = "grant-start"
+	// TagCacheRebuild asks the timer, on the grant-starts topic, to run its cache rebuild now: a claim
+	// found the cache's data lost, and the rebuild's own timer comes once a minute at best.
+	TagCacheRebuild = "cache-rebuild"
 )
 
 // ChangeEvent says "this row changed; read it". It carries no state, so a duplicate, a reordering or a

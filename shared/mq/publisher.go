@@ -130,6 +130,18 @@ func (p *Publisher) PublishGrantStart(ctx context.Context, g GrantStart, deliver
 	return p.send(ctx, msg)
 }
 
+// PublishRebuildWake asks the timer to run its cache rebuild now (TagCacheRebuild). The grant-starts
+// topic takes only delay messages, so it is due a second from now.
+func (p *Publisher) PublishRebuildWake(ctx context.Context) error {
+	if p.cfg.GrantStartsTopic == "" {
+		return fault.Permanent(fmt.Errorf("rocketmq: no grant-starts topic configured"))
+	}
+	msg := &rmq.Message{Topic: p.cfg.GrantStartsTopic, Body: []byte(`{"job":"cache-rebuild"}`)}
+	msg.SetTag(TagCacheRebuild)
+	msg.SetDelayTimestamp(time.Now().Add(time.Second))
+	return p.send(ctx, msg)
+}
+
 func (p *Publisher) send(ctx context.Context, msg *rmq.Message) error {
 	if _, ok := ctx.Deadline(); !ok {
 		var cancel context.CancelFunc

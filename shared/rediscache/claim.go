@@ -124,7 +124,7 @@ func (c *Cache) Claim(ctx context.Context, in ClaimInput) (ClaimOutcome, error) 
 			return ClaimOutcome{}, classify(err)
 		}
 		if boundReady.Val() != 1 {
-			return ClaimOutcome{Code: domain.CodeUnavailable}, nil
+			return ClaimOutcome{Code: domain.CodeUnavailable, CacheLost: true}, nil
 		}
 		raw, err := rec.Result()
 		switch {
@@ -150,7 +150,7 @@ func (c *Cache) Claim(ctx context.Context, in ClaimInput) (ClaimOutcome, error) 
 	}
 	if !ready {
 		c.unbind(ctx, in.UserID, in.RequestID, b.binding)
-		return ClaimOutcome{Code: domain.CodeUnavailable}, nil
+		return ClaimOutcome{Code: domain.CodeUnavailable, CacheLost: true}, nil
 	}
 	return c.decide(ctx, in, claimID, b)
 }

@@ -14,6 +14,7 @@ import (
 	"github.com/benefit-issuance/benefits/shared/domain"
 	"github.com/benefit-issuance/benefits/shared/fault"
 	"github.com/benefit-issuance/benefits/shared/mq"
+	"github.com/benefit-issuance/benefits/shared/mqhandler"
 	"github.com/benefit-issuance/benefits/shared/mysqlstore"
 	"github.com/benefit-issuance/benefits/shared/timer"
 	"github.com/benefit-issuance/benefits/shared/wiring"
@@ -344,5 +345,45 @@ func TestDrainNeedsAnEmptyReceivePerBroker(t *testing.T) {
 	}
 	if cc, _ := f.cache.Campaign(ctx, "c"); cc.Issued != 1 {
 		t.Fatalf("rebuilt cache: %+v", cc)
+	}
+}
+
+// A claim that finds the cache lost wakes the rebuild through the grant-starts trigger: the wake runs
+// it at once, and fails (so the trigger retries within seconds) for as long as the rebuild cannot
+// finish.
+func TestACacheRebuildWakeRunsTheRebuildAndFailsUntilItIsDone(t *testing.T) {
+	f := newFixture(t)
+	ctx := context.Background()
+	f.withBroker()
+	f.campaign("c", true, nil)
+	if err := services.FlushAll(ctx, f.rdb); err != nil {
+		t.Fatal(err)
+	}
+	wake := mqhandler.Message{ID: "w1", Topic: "benefit-grant-starts", Tag: mq.TagCacheRebuild, Body: []byte(`{"job":"cache-rebuild"}`)}
+	starts := timer.NewGrantStarts(f.jobs(t0, timer.Config{ClaimWindow: 100 * time.Millisecond, DrainBudget: 2 * time.Second}), f.mq, domain.GrantStartPlan{})
+
+	// A backstop session that died holding grants longer than the drain may wait: not done yet.
+	if _, err := f.store.StartBackstopRun(ctx, domain.BackstopSession, time.Hour); err != nil {
+		t.Fatal(err)
+	}
+	err := starts.Handle(ctx, wake)
+	if err == nil || !fault.IsRetryable(err) {
+		t.Fatalf("wake while the rebuild cannot finish: %v, want a retryable error", err)
+	}
+	if ready, _ := f.cache.Ready(ctx); ready {
+		t.Fatal("the cache was marked ready by a rebuild that could not drain")
+	}
+
+	if _, err := f.store.DB().ExecContext(ctx, "DELETE FROM grant_backstop_runs"); err != nil {
+		t.Fatal(err)
+	}
+	if err := starts.Handle(ctx, wake); err != nil {
+		t.Fatalf("wake: %v", err)
+	}
+	if ready, _ := f.cache.Ready(ctx); !ready {
+		t.Fatal("the wake did not rebuild the cache")
+	}
+	if cc, _ := f.cache.Campaign(ctx, "c"); !cc.Present || cc.Remaining != 100 {
+		t.Fatalf("rebuilt campaign %+v, want it back with its stock", cc)
 	}
 }

@@ -39,8 +39,12 @@ func NewGrantStarts(jobs *Jobs, pub GrantStartPublisher, plan domain.GrantStartP
 	return &GrantStarts{jobs: jobs, pub: pub, plan: plan}
 }
 
-// Handle acts on one grant-start message as domain.GrantStartPlan.Next decides.
+// Handle acts on one grant-start message as domain.GrantStartPlan.Next decides, and on a claim's wake
+// of the cache rebuild (mq.TagCacheRebuild) by running it.
 func (g *GrantStarts) Handle(ctx context.Context, msg mqhandler.Message) error {
+	if msg.Tag == mq.TagCacheRebuild {
+		return g.rebuild(ctx)
+	}
 	gs, err := mq.DecodeGrantStart(msg.Body)
 	if err != nil {
 		return fault.Permanent(err)
@@ -71,6 +75,21 @@ func (g *GrantStarts) Handle(ctx context.Context, msg mqhandler.Message) error {
 	r, err := g.jobs.Run(ctx, JobScheduledGrants)
 	log.Info("grant start ran the scheduled grants", "report", r)
 	return err
+}
+
+// rebuild runs the cache rebuild for a wake. Until the cache is ready again the wake fails as
+// retryable, so the trigger tries again within seconds (its backoff starts at one) instead of leaving
+// claims unavailable until the rebuild's minute timer.
+func (g *GrantStarts) rebuild(ctx context.Context) error {
+	r, err := g.jobs.Run(ctx, JobCacheRebuild)
+	obs.Logger(ctx).Info("a claim woke the cache rebuild", "report", r)
+	if err != nil {
+		return err
+	}
+	if !r.Ready {
+		return fault.Retryable(fmt.Errorf("cache rebuild not finished: %s", r.Note))
+	}
+	return nil
 }
 
 // Handler is Handle behind mqhandler's recoverer and a short in-process retry. A grant start that can

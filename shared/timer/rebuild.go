@@ -85,6 +85,12 @@ func (j *Jobs) CacheRebuild(ctx context.Context) (Report, error) {
 		}
 		return r, nil
 	}
+	// Another run (the timer's, or a claim's wake) may have rebuilt the cache while this one waited
+	// for the backstop's lock and drained.
+	if ready, err := j.cache.Ready(ctx); err != nil || ready {
+		r.Ready = ready
+		return r, err
+	}
 	camps, err := j.store.LiveCampaigns(ctx, j.now(), j.cfg.ReconcileGrace)
 	if err != nil {
 		return r, err

@@ -18,6 +18,7 @@ type Publisher struct {
 	changes  []mq.ChangeEvent
 	grants   []domain.Claim
 	starts   []GrantStart
+	wakes    int
 	fail     error
 	OnChange func(context.Context, mq.ChangeEvent) error
 	OnGrant  func(context.Context, domain.Claim) error
@@ -68,6 +69,21 @@ func (p *Publisher) PublishGrantStart(ctx context.Context, g mq.GrantStart, deli
 	return p.fail
 }
 
+// PublishRebuildWake counts the wake, then fails or succeeds.
+func (p *Publisher) PublishRebuildWake(ctx context.Context) error {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	p.wakes++
+	return p.fail
+}
+
+// RebuildWakes counts the cache-rebuild wakes attempted, failed ones included.
+func (p *Publisher) RebuildWakes() int {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	return p.wakes
+}
+
 // GrantStarts lists every grant-start publish attempted, failed ones included.
 func (p *Publisher) GrantStarts() []GrantStart {
 	p.mu.Lock()
@@ -93,5 +109,5 @@ func (p *Publisher) Grants() []domain.Claim {
 func (p *Publisher) Forget() {
 	p.mu.Lock()
 	defer p.mu.Unlock()
-	p.changes, p.grants, p.starts = nil, nil, nil
+	p.changes, p.grants, p.starts, p.wakes = nil, nil, nil, 0
 }
