@@ -51,12 +51,12 @@ func script(name string) *redis.Script {
 }
 
 type scripts struct {
-	begin, claim, debit, confirm, release, unbind, rebind, voidDebit, applyCampaign, applyUser, restore *redis.Script
+	begin, refuse, claim, debit, confirm, release, unbind, rebind, voidDebit, applyCampaign, applyUser, restore *redis.Script
 }
 
 func loadScripts() scripts {
 	return scripts{
-		begin: script("claim_begin"), claim: script("claim"), debit: script("debit"), confirm: script("confirm"),
+		begin: script("claim_begin"), refuse: script("claim_refuse"), claim: script("claim"), debit: script("debit"), confirm: script("confirm"),
 		release: script("release"), unbind: script("unbind"), rebind: script("rebind"), voidDebit: script("void_debit"),
 		applyCampaign: script("apply_campaign"), applyUser: script("apply_user"), restore: script("restore_claims"),
 	}

@@ -431,11 +431,16 @@ func TestEveryCommandSentTwice(t *testing.T) {
 		t.Fatalf("rebound request: %+v %v", out, err)
 	}
 	// Three new requests so far (r-free, r-paid, r-poor), each counted once: two more pass the limit of
-	// 5 per second (and find the user's unit of "other" taken), the next is refused.
-	for i, want := range []domain.Code{domain.CodeLimitReached, domain.CodeLimitReached, domain.CodeRateLimited} {
-		if out, err := c.Claim(ctx, in("other", fmt.Sprint("rl-", i))); err != nil || out.Code != want {
+	// 5 per second (and find no such campaign), the next is refused.
+	for i, want := range []domain.Code{domain.CodeCampaignNotFound, domain.CodeCampaignNotFound, domain.CodeRateLimited} {
+		if out, err := c.Claim(ctx, in("missing", fmt.Sprint("rl-", i))); err != nil || out.Code != want {
 			t.Fatalf("request %d: %+v %v, want %q", i, out, err, want)
 		}
+	}
+	// A refusal its campaign gives whoever asks (the user's unit of "other" is taken) is answered from
+	// reads, before the limiter, which it never reaches.
+	if out, err := c.Claim(ctx, in("other", "rl-early")); err != nil || out.Code != domain.CodeLimitReached {
+		t.Fatalf("early refusal past the rate limit: %+v %v, want limit_reached", out, err)
 	}
 }
 
