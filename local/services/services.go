@@ -202,9 +202,16 @@ func StartMariaDB(ctx context.Context, o Options) (*MariaDB, error) {
 		return nil, err
 	}
 	data := filepath.Join(o.Dir, "data")
+	// Each instance keeps its temporary tables in its own folder: in the shared /tmp, two instances
+	// bootstrapping at once (the fault suite's stacks start together) removed each other's and failed
+	// with "Could not remove temporary table".
+	tmp := filepath.Join(o.Dir, "tmp")
+	if err := os.MkdirAll(tmp, 0o755); err != nil {
+		return nil, err
+	}
 	if _, err := os.Stat(filepath.Join(data, "mysql")); errors.Is(err, os.ErrNotExist) {
 		out, err := exec.CommandContext(ctx, installDB, "--no-defaults", "--datadir="+data, "--user=root",
-			"--auth-root-authentication-method=normal", "--skip-test-db").CombinedOutput()
+			"--auth-root-authentication-method=normal", "--skip-test-db", "--tmpdir="+tmp).CombinedOutput()
 		if err != nil {
 			return nil, fmt.Errorf("mariadb-install-db: %w: %s", err, tail2(out))
 		}
@@ -227,7 +234,7 @@ func (m *MariaDB) start(ctx context.Context) error {
 	var err error
 	m.proc, err = startProcess(logFile, m.bin, "--no-defaults", "--datadir="+data, "--user=root",
 		"--port="+strconv.Itoa(m.Port), "--bind-address=127.0.0.1", "--socket="+filepath.Join(m.dir, "mysqld.sock"),
-		"--pid-file="+filepath.Join(m.dir, "mysqld.pid"), "--skip-log-bin", "--skip-name-resolve",
+		"--pid-file="+filepath.Join(m.dir, "mysqld.pid"), "--tmpdir="+filepath.Join(m.dir, "tmp"), "--skip-log-bin", "--skip-name-resolve",
 		"--innodb-buffer-pool-size=128M", "--innodb-log-file-size=64M", "--innodb-flush-log-at-trx-commit=2",
 		"--innodb-doublewrite=0", "--max-connections=500", "--character-set-server=utf8mb4",
 		"--collation-server=utf8mb4_unicode_ci", "--log-error="+logFile)
