@@ -381,8 +381,32 @@ func (c *Cache) TrimGrants(ctx context.Context, campaignID, upToStreamID string)
 	return classify(err)
 }
 
-// RestoreClaims puts back claim records and held counts from MySQL after a cache loss.
+// restoreBindings binds each claim's request to its campaign where the request is bound to nothing,
+// as bound long ago (0 ms), which the claim path treats as any binding whose campaign recorded the
+// claim: the answer to the request.
+func (c *Cache) restoreBindings(ctx context.Context, campaignID string, claims []domain.Claim) error {
+	const chunk = 500
+	for start := 0; start < len(claims); start += chunk {
+		pipe := c.rdb.Pipeline()
+		for _, cl := range claims[start:min(start+chunk, len(claims))] {
+			pipe.HSetNX(ctx, keysOfUser(cl.UserID).req, cl.RequestID, campaignID+"|0")
+		}
+		if _, err := pipe.Exec(ctx); err != nil {
+			return classify(err)
+		}
+	}
+	return nil
+}
+
+// RestoreClaims puts back claim records and held counts from MySQL after a cache loss, and each
+// claim's request binding in its user's slot. Without the binding a request id granted here and sent
+// again to another campaign would be decided there afresh: a second claim under the same claim id,
+// which MySQL can never record, answered 201; and an early refusal (refuseEarly) would answer it where
+// the original claim is the answer.
 func (c *Cache) RestoreClaims(ctx context.Context, campaignID string, claims []domain.Claim) error {
+	if err := c.restoreBindings(ctx, campaignID, claims); err != nil {
+		return err
+	}
 	ck := keysOfCampaign(campaignID)
 	const chunk = 500
 	held := map[string]int64{}

@@ -535,6 +535,11 @@ func TestCacheRebuildAfterFlush(t *testing.T) {
 	if out := f.claim("alice", "free", "a1", t0.Add(time.Hour)); out.Code != "" || !out.Replayed || out.Claim.ID != all[0].ID || !out.Claim.GrantedAt.Equal(t0) {
 		t.Fatalf("replay after rebuild: %+v", out)
 	}
+	// So does the same request sent first to another campaign: the request ids' bindings came back with
+	// the claims, or "paid" would grant a second claim under a2's claim id.
+	if out := f.claim("alice", "paid", "a2", t0); out.Code != "" || !out.Replayed || out.Claim.ID != all[1].ID || out.Claim.CampaignID != "free" {
+		t.Fatalf("a2 sent to another campaign after the rebuild: %+v, want free's claim replayed", out)
+	}
 	if out := f.claim("bob", "free", "b2", t0); out.Code != "" || out.Replayed {
 		t.Fatalf("bob's second unit: %+v", out)
 	}
