@@ -10,6 +10,7 @@ import (
 	"io"
 	"sort"
 	"strings"
+	"sync"
 	"time"
 )
 
@@ -127,8 +128,9 @@ func Resources(clients []string) ([]Topic, []Group) {
 // RunMatrix runs the named scenarios (all when names is empty) with each client against t. Restart
 // durability runs in two phases around a single restart of the broker shared by all clients (a restart
 // of Apache RocketMQ takes up to a minute): every client's RestartBefore, the restart, every client's
-// RestartAfter; its cell passes when both phases pass.
-func RunMatrix(ctx context.Context, t Target, clients []string, runners map[string]Runner, names []string, progress io.Writer) []Result {
+// RestartAfter; its cell passes when both phases pass. With parallel, the clients run at the same time
+// (each has its own topics and groups), each phase ending for all of them before the next begins.
+func RunMatrix(ctx context.Context, t Target, clients []string, runners map[string]Runner, names []string, parallel bool, progress io.Writer) []Result {
 	if len(names) == 0 {
 		for _, s := range Scenarios() {
 			names = append(names, s.Name)
@@ -155,9 +157,27 @@ func RunMatrix(ctx context.Context, t Target, clients []string, runners map[stri
 		}
 		return rs
 	}
-	for _, c := range clients {
-		if len(rest) > 0 {
-			out = append(out, phase(c, rest)...)
+	// each runs one phase for every client and returns the results in the order of clients.
+	each := func(names []string) [][]Result {
+		res := make([][]Result, len(clients))
+		var wg sync.WaitGroup
+		for i, c := range clients {
+			if !parallel {
+				res[i] = phase(c, names)
+				continue
+			}
+			wg.Add(1)
+			go func() {
+				defer wg.Done()
+				res[i] = phase(c, names)
+			}()
+		}
+		wg.Wait()
+		return res
+	}
+	if len(rest) > 0 {
+		for _, rs := range each(rest) {
+			out = append(out, rs...)
 		}
 	}
 	if !restart {
@@ -170,8 +190,8 @@ func RunMatrix(ctx context.Context, t Target, clients []string, runners map[stri
 		return rs[0]
 	}
 	before := map[string]Result{}
-	for _, c := range clients {
-		before[c] = one(phase(c, []string{RestartBefore}))
+	for i, rs := range each([]string{RestartBefore}) {
+		before[clients[i]] = one(rs)
 	}
 	var restartErr error
 	start := time.Now()
@@ -181,9 +201,8 @@ func RunMatrix(ctx context.Context, t Target, clients []string, runners map[stri
 		restartErr = t.Restart(ctx)
 	}
 	fmt.Fprintf(progress, "conformance: %s restarted in %s (%v)\n", t.Name, time.Since(start).Round(100*time.Millisecond), restartErr)
-	for _, c := range clients {
-		after := one(phase(c, []string{RestartAfter}))
-		b := before[c]
+	for i, rs := range each([]string{RestartAfter}) {
+		c, after, b := clients[i], one(rs), before[clients[i]]
 		r := Result{Scenario: RestartDurable, Client: c, Broker: t.Name, Status: "PASS", Took: b.Took + after.Took}
 		switch {
 		case b.Status == "SKIP" || after.Status == "SKIP":

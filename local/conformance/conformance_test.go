@@ -4,7 +4,9 @@ import (
 	"context"
 	"errors"
 	"io"
+	"slices"
 	"strings"
+	"sync"
 	"testing"
 )
 
@@ -34,12 +36,19 @@ type fakeRunner struct {
 	name   string
 	status map[string]string // scenario -> status; PASS when missing
 	log    *[]string
+	mu     *sync.Mutex // guards log when the clients run in parallel
 }
 
 func (f fakeRunner) Run(_ context.Context, t Target, names []string) []Result {
 	var out []Result
 	for _, n := range names {
+		if f.mu != nil {
+			f.mu.Lock()
+		}
 		*f.log = append(*f.log, f.name+":"+n)
+		if f.mu != nil {
+			f.mu.Unlock()
+		}
 		st := f.status[n]
 		if st == "" {
 			st = "PASS"
@@ -64,7 +73,7 @@ func TestRunMatrixSharesOneRestartAndCombinesThePhases(t *testing.T) {
 		"y": fakeRunner{name: "y", log: &log, status: map[string]string{RestartAfter: "FAIL"}},
 		"z": fakeRunner{name: "z", log: &log, status: map[string]string{RestartBefore: "SKIP", RestartAfter: "SKIP"}},
 	}
-	res := RunMatrix(context.Background(), target, []string{"x", "y", "z"}, runners, []string{Delay, RestartDurable}, io.Discard)
+	res := RunMatrix(context.Background(), target, []string{"x", "y", "z"}, runners, []string{Delay, RestartDurable}, false, io.Discard)
 	want := "x:delay y:delay z:delay x:restart-durability/before y:restart-durability/before z:restart-durability/before restart " +
 		"x:restart-durability/after y:restart-durability/after z:restart-durability/after"
 	if got := strings.Join(log, " "); got != want || restarts != 1 {
@@ -85,8 +94,40 @@ func TestRunMatrixSharesOneRestartAndCombinesThePhases(t *testing.T) {
 
 	// A failed restart fails every client's cell even when both phases pass.
 	target.Restart = func(context.Context) error { return errors.New("no") }
-	res = RunMatrix(context.Background(), target, []string{"x"}, runners, []string{RestartDurable}, io.Discard)
+	res = RunMatrix(context.Background(), target, []string{"x"}, runners, []string{RestartDurable}, false, io.Discard)
 	if len(res) != 1 || res[0].Status != "FAIL" || !strings.Contains(res[0].Detail, "restart") {
 		t.Errorf("after a failed restart: %+v", res)
+	}
+}
+
+// In parallel, every client's phase ends before the restart, and the results keep the clients' order.
+func TestRunMatrixInParallel(t *testing.T) {
+	var log []string
+	var mu sync.Mutex
+	target := Target{Name: "b", Restart: func(context.Context) error {
+		mu.Lock()
+		defer mu.Unlock()
+		log = append(log, "restart")
+		return nil
+	}}
+	runners := map[string]Runner{}
+	clients := []string{"a", "b", "c", "d"}
+	for _, c := range clients {
+		runners[c] = fakeRunner{name: c, log: &log, mu: &mu, status: map[string]string{Delay: "FAIL"}}
+	}
+	res := RunMatrix(context.Background(), target, clients, runners, []string{Delay, RestartDurable}, true, io.Discard)
+	at := slices.Index(log, "restart")
+	for i, l := range log {
+		if (strings.HasSuffix(l, RestartBefore) || strings.HasSuffix(l, Delay)) != (i < at) {
+			t.Errorf("%s at %d, the restart at %d: %v", l, i, at, log)
+		}
+	}
+	var got []string
+	for _, r := range res {
+		got = append(got, r.Client+":"+r.Scenario+":"+r.Status)
+	}
+	want := "a:delay:FAIL b:delay:FAIL c:delay:FAIL d:delay:FAIL a:restart-durability:PASS b:restart-durability:PASS c:restart-durability:PASS d:restart-durability:PASS"
+	if strings.Join(got, " ") != want {
+		t.Errorf("results %v, want %s", got, want)
 	}
 }

@@ -23,10 +23,11 @@ func main() {
 	clients := flag.String("clients", "go,java,node,python", "comma-separated clients: go, java, node, python")
 	scenarios := flag.String("scenarios", "", "comma-separated scenarios (default: all)")
 	heap := flag.Int("heap-mb", 384, "Apache RocketMQ broker+proxy heap in MiB")
+	sequential := flag.Bool("sequential", false, "run the clients one after another rather than at the same time")
 	flag.Parse()
 	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
 	defer stop()
-	failed, err := run(ctx, *broker, strings.Split(*clients, ","), split(*scenarios), *heap)
+	failed, err := run(ctx, *broker, strings.Split(*clients, ","), split(*scenarios), *heap, !*sequential)
 	if err != nil {
 		fmt.Fprintln(os.Stderr, "conformance:", err)
 		os.Exit(2)
@@ -43,7 +44,7 @@ func split(s string) []string {
 	return strings.Split(s, ",")
 }
 
-func run(ctx context.Context, broker string, clients, scenarios []string, heapMB int) (bool, error) {
+func run(ctx context.Context, broker string, clients, scenarios []string, heapMB int, parallel bool) (bool, error) {
 	wd, err := os.Getwd()
 	if err != nil {
 		return false, err
@@ -64,7 +65,7 @@ func run(ctx context.Context, broker string, clients, scenarios []string, heapMB
 	var results []conformance.Result
 	runAll := func(t conformance.Target) {
 		start := time.Now()
-		results = append(results, conformance.RunMatrix(ctx, t, clients, runners, scenarios, os.Stderr)...)
+		results = append(results, conformance.RunMatrix(ctx, t, clients, runners, scenarios, parallel, os.Stderr)...)
 		fmt.Fprintf(os.Stderr, "conformance: all clients on %s in %s\n", t.Name, time.Since(start).Round(time.Second))
 	}
 	if broker == "emulator" || broker == "both" {
