@@ -79,8 +79,10 @@ const run = {
     await p.send({ topic: topicOf(s), body: Buffer.from('again') });
     const first = await receive(c, 1, 2000, 15000);
     if (first.length !== 1) throw new Error('no first delivery');
+    const at = Date.now();
     const second = await receive(c, 1, 10000, 30000);
     if (second.length !== 1 || second[0].deliveryAttempt !== 2) throw new Error(`redelivery: ${bodies(second)} attempt ${second[0]?.deliveryAttempt}`);
+    if (Date.now() - at < 1000) throw new Error(`redelivered after ${Date.now() - at} ms, before its invisible time 2 s`);
     await c.ack(second[0]);
   },
   async 'change-invisible-duration'(s, open) {

@@ -122,9 +122,12 @@ def redelivery(s, opened):
     send(p, topic_of(s), "again")
     if len(receive(c, 1, 2, 15)) != 1:
         raise AssertionError("no first delivery")
+    at = time.time()
     second = receive(c, 1, 10, 30)
     if len(second) != 1 or second[0].delivery_attempt != 2:
         raise AssertionError(f"redelivery {bodies(second)}")
+    if time.time() - at < 1:
+        raise AssertionError(f"redelivered after {time.time() - at:.3f} s, before its invisible time 2 s")
     c.ack(second[0])
 
 
