@@ -10,6 +10,8 @@ import (
 	"path/filepath"
 	"strings"
 	"time"
+
+	"github.com/benefit-issuance/benefits/local/apache"
 )
 
 // ScriptClient runs the scenarios with an official client of another language: one process per
@@ -57,6 +59,9 @@ func NewPythonClient(moduleDir string) (*ScriptClient, error) {
 // missing or when the pom or the source changed. One JVM runs all the scenarios for a broker.
 func NewJavaClient(moduleDir string) (*ScriptClient, error) {
 	dir := filepath.Join(moduleDir, "local", "conformance", "java")
+	if err := apache.EnsureTools(context.Background(), os.Stderr); err != nil {
+		return nil, err
+	}
 	for _, tool := range []string{"java", "javac", "mvn"} {
 		if _, err := exec.LookPath(tool); err != nil {
 			return nil, fmt.Errorf("the Java client needs %s (Debian: default-jdk-headless maven): %w", tool, err)
