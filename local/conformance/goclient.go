@@ -295,7 +295,12 @@ func goScenario(ctx context.Context, t Target, name string) error {
 		if err != nil {
 			return err
 		}
-		if err := sendBodies(ctx, p, e.topic, "", "poison", "fine"); err != nil {
+		sent, err := p.Send(ctx, &rmq.Message{Topic: e.topic, Body: []byte("poison")})
+		if err != nil {
+			return fmt.Errorf("send poison: %w", err)
+		}
+		poisonID := sent[0].MessageID
+		if err := sendBodies(ctx, p, e.topic, "", "fine"); err != nil {
 			return err
 		}
 		// Every delivery is left to expire; after the group's max attempts the broker moves the
@@ -342,6 +347,12 @@ func goScenario(ctx context.Context, t Target, name string) error {
 		got, err := receive(ctx, r, 1, 10*time.Second, 30*time.Second)
 		if err != nil || len(got) != 1 || string(got[0].GetBody()) != "poison" {
 			return fmt.Errorf("dead-letter queue holds %v (%v), want poison", bodies(got), err)
+		}
+		// The dead letter keeps the message's id and user properties; where it came from is the
+		// broker's (SystemProperties.dead_letter_queue), not a user property.
+		if got[0].GetMessageId() != poisonID || len(got[0].GetProperties()) != 0 {
+			return fmt.Errorf("dead letter %s with user properties %v, want the poison message %s with none",
+				got[0].GetMessageId(), got[0].GetProperties(), poisonID)
 		}
 		return r.Ack(ctx, got[0])
 

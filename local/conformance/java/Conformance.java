@@ -219,7 +219,8 @@ public class Conformance {
   static void maxAttemptsDLQ(String s, List<Closeable> opened) throws Exception {
     Producer p = producer(opened, topicOf(s), null);
     SimpleConsumer c = consumer(opened, groupOf(s, ""), topicOf(s), "*");
-    send(p, topicOf(s), null, "poison", "fine");
+    String poisonId = p.send(message(topicOf(s), "poison", null)).getMessageId().toString();
+    send(p, topicOf(s), null, "fine");
     // Every delivery is left to expire; after the group's max attempts the broker moves the message
     // to %DLQ%<group> instead of delivering it again.
     int attempts = 0;
@@ -253,6 +254,10 @@ public class Conformance {
     check(r != null, "dead-letter queue " + dlq + ": " + last);
     List<MessageView> got = receive(r, 1, Duration.ofSeconds(10), Duration.ofSeconds(30));
     same(got, "poison");
+    // The dead letter keeps the message's id and user properties; where it came from is the broker's
+    // (SystemProperties.dead_letter_queue), not a user property.
+    check(got.get(0).getMessageId().toString().equals(poisonId) && got.get(0).getProperties().isEmpty(),
+        "dead letter " + got.get(0).getMessageId() + " with user properties " + got.get(0).getProperties() + ", want the poison message " + poisonId + " with none");
     r.ack(got.get(0));
   }
 

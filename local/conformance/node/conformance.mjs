@@ -119,7 +119,7 @@ const run = {
     // The group allows 2 delivery attempts (local/conformance: dlqMaxAttempts).
     const p = open(await producer(topicOf(s)));
     const c = open(await consumer(groupOf(s), topicOf(s), '*'));
-    await p.send({ topic: topicOf(s), body: Buffer.from('poison') });
+    const poison = await p.send({ topic: topicOf(s), body: Buffer.from('poison') });
     let attempts = 0;
     const deadline = Date.now() + 40000;
     let quietUntil = 0;
@@ -142,6 +142,12 @@ const run = {
     if (!r) throw new Error('no dead-letter queue');
     const got = await receive(r, 1, 10000, 30000);
     same(got, 'poison');
+    // The dead letter keeps the message's id and user properties; where it came from is the broker's
+    // (SystemProperties.dead_letter_queue), not a user property.
+    const props = [...(got[0].properties ?? new Map())];
+    if (got[0].messageId !== poison.messageId || props.length) {
+      throw new Error(`dead letter ${got[0].messageId} with user properties ${JSON.stringify(props)}, want the poison message ${poison.messageId} with none`);
+    }
     await r.ack(got[0]);
   },
   async delay(s, open) {

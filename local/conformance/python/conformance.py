@@ -173,7 +173,7 @@ def max_attempts_dlq(s, opened):
     # The group allows 2 delivery attempts (local/conformance: dlqMaxAttempts).
     p = producer(topic_of(s), opened)
     c = consumer(group_of(s), topic_of(s), "*", opened)
-    send(p, topic_of(s), "poison")
+    poison_id = send(p, topic_of(s), "poison").message_id
     send(p, topic_of(s), "fine")
     # Every delivery is left to expire; after the group's max attempts the broker moves the message to
     # %DLQ%<group> instead of delivering it again.
@@ -204,6 +204,11 @@ def max_attempts_dlq(s, opened):
         raise AssertionError(f"dead-letter queue {dlq}: {last}")
     got = receive(r, 1, 10, 30)
     same(got, "poison")
+    # The dead letter keeps the message's id and user properties; where it came from is the broker's
+    # (SystemProperties.dead_letter_queue), not a user property.
+    if got[0].message_id != poison_id or got[0].properties:
+        raise AssertionError(f"dead letter {got[0].message_id} with user properties {got[0].properties}, "
+                             f"want the poison message {poison_id} with none")
     r.ack(got[0])
 
 
