@@ -73,7 +73,7 @@ run-cluster: build
 # The broker scenarios with the official clients against the emulator and Apache RocketMQ 5 (fetched
 # with Maven on first use into local/apache/.cache), printed as a matrix.
 conformance:
-	@$(GO) run ./local/cmd/conformance --broker both --clients go,node,python
+	@$(GO) run ./local/cmd/conformance --broker both --clients go,java,node,python
 
 # The end-to-end suite on Apache RocketMQ 5 instead of the emulator (one broker per stack).
 test-apache: build

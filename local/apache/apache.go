@@ -144,6 +144,10 @@ func Fetch(ctx context.Context, cfg Config) (java, lib string, err error) {
 	return java, lib, os.WriteFile(stamp, nil, 0o644)
 }
 
+// EnsureTools installs Java (a JDK, with javac) and Maven from Debian when missing, as Fetch does; the
+// conformance matrix's Java client needs them before any broker starts.
+func EnsureTools(ctx context.Context, log io.Writer) error { return ensureTools(ctx, Config{Log: log}) }
+
 func ensureTools(ctx context.Context, cfg Config) error {
 	var missing []string
 	if _, err := exec.LookPath("java"); err != nil {

@@ -10,6 +10,7 @@ import (
 	"io"
 	"sort"
 	"strings"
+	"sync"
 	"time"
 )
 
@@ -52,17 +53,20 @@ type Result struct {
 
 // Names of the scenarios, in the order they run; restart runs last because it restarts the broker.
 const (
-	SendReceiveAck   = "send-receive-ack"
-	Redelivery       = "redelivery-after-invisible"
-	ChangeInvisible  = "change-invisible-duration"
-	MaxAttemptsDLQ   = "max-attempts-dlq"
-	TagFilter        = "tag-filter"
-	TwoGroups        = "two-groups"
-	Delay            = "delay"
-	FIFOGroup        = "fifo-group"
-	Transaction      = "transaction-check-back"
-	UnknownTopic     = "unknown-topic"
-	RestartDurable   = "restart-durability"
+	SendReceiveAck  = "send-receive-ack"
+	Redelivery      = "redelivery-after-invisible"
+	ChangeInvisible = "change-invisible-duration"
+	MaxAttemptsDLQ  = "max-attempts-dlq"
+	TagFilter       = "tag-filter"
+	TwoGroups       = "two-groups"
+	Delay           = "delay"
+	FIFOGroup       = "fifo-group"
+	Transaction     = "transaction-check-back"
+	UnknownTopic    = "unknown-topic"
+	RestartDurable  = "restart-durability"
+	// The two phases of restart durability, which RunMatrix runs around one restart for all clients.
+	RestartBefore    = RestartDurable + "/before"
+	RestartAfter     = RestartDurable + "/after"
 	dlqMaxAttempts   = 2
 	scenarioInvisble = 2 * time.Second
 )
@@ -119,6 +123,100 @@ func Resources(clients []string) ([]Topic, []Group) {
 		}
 	}
 	return ts, gs
+}
+
+// RunMatrix runs the named scenarios (all when names is empty) with each client against t. Restart
+// durability runs in two phases around a single restart of the broker shared by all clients (a restart
+// of Apache RocketMQ takes up to a minute): every client's RestartBefore, the restart, every client's
+// RestartAfter; its cell passes when both phases pass. With parallel, the clients run at the same time
+// (each has its own topics and groups), each phase ending for all of them before the next begins.
+func RunMatrix(ctx context.Context, t Target, clients []string, runners map[string]Runner, names []string, parallel bool, progress io.Writer) []Result {
+	if len(names) == 0 {
+		for _, s := range Scenarios() {
+			names = append(names, s.Name)
+		}
+	}
+	var rest []string
+	restart := false
+	for _, n := range names {
+		if n == RestartDurable {
+			restart = true
+		} else {
+			rest = append(rest, n)
+		}
+	}
+	var out []Result
+	phase := func(c string, names []string) []Result {
+		start := time.Now()
+		rs := runners[c].Run(ctx, t, names)
+		fmt.Fprintf(progress, "conformance: %s on %s: %s in %s\n", c, t.Name, strings.Join(names, ","), time.Since(start).Round(time.Second))
+		for _, r := range rs {
+			if r.Status != "PASS" {
+				fmt.Fprintf(progress, "conformance: %s %s/%s@%s %s\n", r.Status, r.Scenario, c, t.Name, r.Detail)
+			}
+		}
+		return rs
+	}
+	// each runs one phase for every client and returns the results in the order of clients.
+	each := func(names []string) [][]Result {
+		res := make([][]Result, len(clients))
+		var wg sync.WaitGroup
+		for i, c := range clients {
+			if !parallel {
+				res[i] = phase(c, names)
+				continue
+			}
+			wg.Add(1)
+			go func() {
+				defer wg.Done()
+				res[i] = phase(c, names)
+			}()
+		}
+		wg.Wait()
+		return res
+	}
+	if len(rest) > 0 {
+		for _, rs := range each(rest) {
+			out = append(out, rs...)
+		}
+	}
+	if !restart {
+		return out
+	}
+	one := func(rs []Result) Result {
+		if len(rs) != 1 {
+			return Result{Status: "FAIL", Detail: fmt.Sprintf("%d results for one phase", len(rs))}
+		}
+		return rs[0]
+	}
+	before := map[string]Result{}
+	for i, rs := range each([]string{RestartBefore}) {
+		before[clients[i]] = one(rs)
+	}
+	var restartErr error
+	start := time.Now()
+	if t.Restart == nil {
+		restartErr = fmt.Errorf("%s cannot restart", t.Name)
+	} else {
+		restartErr = t.Restart(ctx)
+	}
+	fmt.Fprintf(progress, "conformance: %s restarted in %s (%v)\n", t.Name, time.Since(start).Round(100*time.Millisecond), restartErr)
+	for i, rs := range each([]string{RestartAfter}) {
+		c, after, b := clients[i], one(rs), before[clients[i]]
+		r := Result{Scenario: RestartDurable, Client: c, Broker: t.Name, Status: "PASS", Took: b.Took + after.Took}
+		switch {
+		case b.Status == "SKIP" || after.Status == "SKIP":
+			r.Status, r.Detail = "SKIP", b.Detail+after.Detail
+		case b.Status != "PASS":
+			r.Status, r.Detail = b.Status, "before the restart: "+b.Detail
+		case restartErr != nil:
+			r.Status, r.Detail = "FAIL", "restart: "+restartErr.Error()
+		case after.Status != "PASS":
+			r.Status, r.Detail = after.Status, "after the restart: "+after.Detail
+		}
+		out = append(out, r)
+	}
+	return out
 }
 
 // PrintMatrix writes one row per scenario and a column per client × broker.

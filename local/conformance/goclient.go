@@ -22,29 +22,57 @@ type GoClient struct {
 
 const goPrefix = "go"
 
-// Run runs the named scenarios (all when names is empty) against t, in the order Scenarios lists them.
+// Run runs the named scenarios (all when names is empty) against t, in the order Scenarios lists them,
+// then the named phases of restart durability (RestartBefore, RestartAfter).
 func (g GoClient) Run(ctx context.Context, t Target, names []string) []Result {
 	want := map[string]bool{}
 	for _, n := range names {
 		want[n] = true
 	}
-	var out []Result
+	var list []string
 	for _, s := range Scenarios() {
-		if len(want) > 0 && !want[s.Name] {
-			continue
+		if len(want) == 0 || want[s.Name] {
+			list = append(list, s.Name)
 		}
+	}
+	for _, p := range []string{RestartBefore, RestartAfter} {
+		if want[p] {
+			list = append(list, p)
+		}
+	}
+	var out []Result
+	for _, name := range list {
 		start := time.Now()
-		err := goScenario(ctx, t, s.Name)
-		r := Result{Scenario: s.Name, Client: goPrefix, Broker: t.Name, Status: "PASS", Took: time.Since(start)}
+		var err error
+		if name == RestartDurable {
+			err = goRestart(ctx, t)
+		} else {
+			err = goScenario(ctx, t, name)
+		}
+		r := Result{Scenario: name, Client: goPrefix, Broker: t.Name, Status: "PASS", Took: time.Since(start)}
 		if err != nil {
 			r.Status, r.Detail = "FAIL", err.Error()
 		}
 		if g.Progress != nil {
-			fmt.Fprintf(g.Progress, "conformance: %s %s@%s %s in %s %s\n", r.Status, s.Name, goPrefix, t.Name, r.Took.Round(100*time.Millisecond), r.Detail)
+			fmt.Fprintf(g.Progress, "conformance: %s %s@%s %s in %s %s\n", r.Status, name, goPrefix, t.Name, r.Took.Round(100*time.Millisecond), r.Detail)
 		}
 		out = append(out, r)
 	}
 	return out
+}
+
+// goRestart runs both phases of restart durability around a restart of t.
+func goRestart(ctx context.Context, t Target) error {
+	if t.Restart == nil {
+		return errors.New("target cannot restart")
+	}
+	if err := goScenario(ctx, t, RestartBefore); err != nil {
+		return err
+	}
+	if err := t.Restart(ctx); err != nil {
+		return fmt.Errorf("restart: %w", err)
+	}
+	return goScenario(ctx, t, RestartAfter)
 }
 
 type goEnv struct {
@@ -150,6 +178,7 @@ func goScenario(ctx context.Context, t Target, name string) error {
 	e := &goEnv{t: t, topic: TopicName(goPrefix, name)}
 	defer e.close()
 	group := GroupName(goPrefix, name, "")
+	restartTopic, restartGroup := TopicName(goPrefix, RestartDurable), GroupName(goPrefix, RestartDurable, "")
 	switch name {
 	case SendReceiveAck:
 		p, err := e.producer(e.topic)
@@ -266,7 +295,12 @@ func goScenario(ctx context.Context, t Target, name string) error {
 		if err != nil {
 			return err
 		}
-		if err := sendBodies(ctx, p, e.topic, "", "poison", "fine"); err != nil {
+		sent, err := p.Send(ctx, &rmq.Message{Topic: e.topic, Body: []byte("poison")})
+		if err != nil {
+			return fmt.Errorf("send poison: %w", err)
+		}
+		poisonID := sent[0].MessageID
+		if err := sendBodies(ctx, p, e.topic, "", "fine"); err != nil {
 			return err
 		}
 		// Every delivery is left to expire; after the group's max attempts the broker moves the
@@ -313,6 +347,12 @@ func goScenario(ctx context.Context, t Target, name string) error {
 		got, err := receive(ctx, r, 1, 10*time.Second, 30*time.Second)
 		if err != nil || len(got) != 1 || string(got[0].GetBody()) != "poison" {
 			return fmt.Errorf("dead-letter queue holds %v (%v), want poison", bodies(got), err)
+		}
+		// The dead letter keeps the message's id and user properties; where it came from is the
+		// broker's (SystemProperties.dead_letter_queue), not a user property.
+		if got[0].GetMessageId() != poisonID || len(got[0].GetProperties()) != 0 {
+			return fmt.Errorf("dead letter %s with user properties %v, want the poison message %s with none",
+				got[0].GetMessageId(), got[0].GetProperties(), poisonID)
 		}
 		return r.Ack(ctx, got[0])
 
@@ -540,56 +580,50 @@ func goScenario(ctx context.Context, t Target, name string) error {
 		}
 		return nil
 
-	case RestartDurable:
-		if t.Restart == nil {
-			return errors.New("target cannot restart")
-		}
-		p, err := e.producer(e.topic)
+	case RestartBefore:
+		// Restart durability, in two phases around one restart of the broker (RunMatrix): before it a
+		// message is received and acknowledged, then three more are sent; after it the three are
+		// delivered, and the acknowledged one never again.
+		p, err := e.producer(restartTopic)
 		if err != nil {
 			return err
 		}
-		if err := sendBodies(ctx, p, e.topic, "", "kept-1", "kept-2", "kept-3"); err != nil {
-			return err
-		}
-		c, err := e.consumer(group, e.topic, "*")
+		c, err := e.consumer(restartGroup, restartTopic, "*")
 		if err != nil {
 			return err
 		}
-		// One delivered and acknowledged before the restart stays acknowledged after it.
-		first, err := receive(ctx, c, 1, 30*time.Second, 15*time.Second)
-		if err != nil || len(first) != 1 {
-			return fmt.Errorf("before restart: %v %v", bodies(first), err)
-		}
-		if err := c.Ack(ctx, first[0]); err != nil {
+		if err := sendBodies(ctx, p, restartTopic, "", "acked"); err != nil {
 			return err
 		}
-		e.close()
-		e.cleanup = nil
-		if err := t.Restart(ctx); err != nil {
-			return fmt.Errorf("restart: %w", err)
-		}
-		c2, err := e.consumer(group, e.topic, "*")
+		got, err := receive(ctx, c, 1, 30*time.Second, 15*time.Second)
 		if err != nil {
 			return err
 		}
-		var want []string
-		for _, b := range []string{"kept-1", "kept-2", "kept-3"} {
-			if b != string(first[0].GetBody()) {
-				want = append(want, b)
-			}
+		if err := sameSet(bodies(got), "acked"); err != nil {
+			return fmt.Errorf("before restart: %w", err)
 		}
-		got, err := receive(ctx, c2, len(want), time.Minute, 40*time.Second)
+		if err := c.Ack(ctx, got[0]); err != nil {
+			return err
+		}
+		return sendBodies(ctx, p, restartTopic, "", "kept-1", "kept-2", "kept-3")
+
+	case RestartAfter:
+		c, err := e.consumer(restartGroup, restartTopic, "*")
 		if err != nil {
 			return err
 		}
-		if err := ackAll(ctx, c2, got); err != nil {
-			return err
-		}
-		more, err := receive(ctx, c2, 1, time.Minute, 3*time.Second)
+		got, err := receive(ctx, c, 3, time.Minute, 40*time.Second)
 		if err != nil {
 			return err
 		}
-		if err := sameSet(bodies(append(got, more...)), want...); err != nil {
+		if err := ackAll(ctx, c, got); err != nil {
+			return err
+		}
+		more, err := receive(ctx, c, 1, time.Minute, 3*time.Second)
+		if err != nil {
+			return err
+		}
+		if err := sameSet(bodies(append(got, more...)), "kept-1", "kept-2", "kept-3"); err != nil {
 			return fmt.Errorf("after restart: %w", err)
 		}
 		return nil

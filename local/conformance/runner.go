@@ -11,7 +11,7 @@ type Runner interface {
 	Run(ctx context.Context, t Target, scenarios []string) []Result
 }
 
-// NewRunner returns the runner for a client: go, node or python (run from the module at moduleDir).
+// NewRunner returns the runner for a client: go, java, node or python (run from the module at moduleDir).
 func NewRunner(client, moduleDir string, progress io.Writer) (Runner, error) {
 	switch client {
 	case "go":
@@ -20,6 +20,8 @@ func NewRunner(client, moduleDir string, progress io.Writer) (Runner, error) {
 		return NewNodeClient(moduleDir)
 	case "python":
 		return NewPythonClient(moduleDir)
+	case "java":
+		return NewJavaClient(moduleDir)
 	}
-	return nil, fmt.Errorf("unknown client %q (go, node, python)", client)
+	return nil, fmt.Errorf("unknown client %q (go, java, node, python)", client)
 }

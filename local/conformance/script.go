@@ -10,6 +10,8 @@ import (
 	"path/filepath"
 	"strings"
 	"time"
+
+	"github.com/benefit-issuance/benefits/local/apache"
 )
 
 // ScriptClient runs the scenarios with an official client of another language: one process per
@@ -50,6 +52,49 @@ func NewPythonClient(moduleDir string) (*ScriptClient, error) {
 		}
 	}
 	return &ScriptClient{name: "python", dir: dir, argv: []string{py, "conformance.py"}}, nil
+}
+
+// NewJavaClient fetches the Java client (rocketmq-client-java, pinned in java/pom.xml) with Maven into
+// java/.cache/lib and compiles java/Conformance.java into java/.cache/classes, which git ignores, when
+// missing or when the pom or the source changed. One JVM runs all the scenarios for a broker.
+func NewJavaClient(moduleDir string) (*ScriptClient, error) {
+	dir := filepath.Join(moduleDir, "local", "conformance", "java")
+	if err := apache.EnsureTools(context.Background(), os.Stderr); err != nil {
+		return nil, err
+	}
+	for _, tool := range []string{"java", "javac", "mvn"} {
+		if _, err := exec.LookPath(tool); err != nil {
+			return nil, fmt.Errorf("the Java client needs %s (Debian: default-jdk-headless maven): %w", tool, err)
+		}
+	}
+	cache := filepath.Join(dir, ".cache")
+	var want []byte
+	for _, f := range []string{"pom.xml", "Conformance.java"} {
+		b, err := os.ReadFile(filepath.Join(dir, f))
+		if err != nil {
+			return nil, err
+		}
+		want = append(want, b...)
+	}
+	stamp := filepath.Join(cache, "built-from")
+	if have, err := os.ReadFile(stamp); err != nil || !bytes.Equal(have, want) {
+		if err := os.RemoveAll(cache); err != nil {
+			return nil, err
+		}
+		if err := install(dir, "mvn", "-B", "-q", "-f", "pom.xml", "dependency:copy-dependencies", "-DoutputDirectory=.cache/lib"); err != nil {
+			return nil, err
+		}
+		if err := install(dir, "javac", "-nowarn", "-cp", filepath.Join(".cache", "lib", "*"), "-d", filepath.Join(".cache", "classes"), "Conformance.java"); err != nil {
+			return nil, err
+		}
+		if err := os.WriteFile(stamp, want, 0o644); err != nil {
+			return nil, err
+		}
+	}
+	// The client logs under ${user.home}/logs/rocketmq; keep that inside the cache.
+	return &ScriptClient{name: "java", dir: dir, argv: []string{"java", "-Xmx128m", "-XX:+UseSerialGC", "-XX:TieredStopAtLevel=1",
+		"-Duser.home=" + filepath.Join(cache, "home"), "-cp", filepath.Join(".cache", "classes") + string(os.PathListSeparator) + filepath.Join(".cache", "lib", "*"),
+		"Conformance"}}, nil
 }
 
 func install(dir string, argv ...string) error {

@@ -262,7 +262,22 @@ func toProto(m *storedMessage, d *Delivered) *v2.Message {
 		sp.ReceiptHandle, sp.DeliveryAttempt = &h, &a
 		sp.InvisibleDuration = durationpb.New(d.Invisible)
 	}
-	return &v2.Message{Topic: &v2.Resource{Name: m.Topic}, UserProperties: m.Props, SystemProperties: sp, Body: m.Body}
+	props := m.Props
+	if topic, id := m.Props[PropertyDLQOriginTopic], m.Props[PropertyDLQOriginMessageID]; topic != "" || id != "" {
+		// A dead letter's origin is the broker's: the proxy leaves MessageConst's reserved keys out of
+		// the user properties and names the origin in dead_letter_queue when both are there
+		// (GrpcConverter.java buildUserAttributes, buildSystemProperties).
+		props = make(map[string]string, len(m.Props))
+		for k, v := range m.Props {
+			if k != PropertyDLQOriginTopic && k != PropertyDLQOriginMessageID {
+				props[k] = v
+			}
+		}
+		if topic != "" && id != "" {
+			sp.DeadLetterQueue = &v2.DeadLetterQueue{Topic: topic, MessageId: id}
+		}
+	}
+	return &v2.Message{Topic: &v2.Resource{Name: m.Topic}, UserProperties: props, SystemProperties: sp, Body: m.Body}
 }
 
 func (s *service) AckMessage(ctx context.Context, req *v2.AckMessageRequest) (*v2.AckMessageResponse, error) {

@@ -1,7 +1,7 @@
 // Command conformance runs the broker scenarios with the official clients against the emulator,
 // Apache RocketMQ, or both, and prints the matrix scenario × client × broker.
 //
-//	go run ./local/cmd/conformance --broker both --clients go,node
+//	go run ./local/cmd/conformance --broker both --clients go,java,node,python
 package main
 
 import (
@@ -20,13 +20,14 @@ import (
 
 func main() {
 	broker := flag.String("broker", "emulator", "emulator, apache or both")
-	clients := flag.String("clients", "go,node,python", "comma-separated clients: go, node, python")
+	clients := flag.String("clients", "go,java,node,python", "comma-separated clients: go, java, node, python")
 	scenarios := flag.String("scenarios", "", "comma-separated scenarios (default: all)")
 	heap := flag.Int("heap-mb", 384, "Apache RocketMQ broker+proxy heap in MiB")
+	sequential := flag.Bool("sequential", false, "run the clients one after another rather than at the same time")
 	flag.Parse()
 	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
 	defer stop()
-	failed, err := run(ctx, *broker, strings.Split(*clients, ","), split(*scenarios), *heap)
+	failed, err := run(ctx, *broker, strings.Split(*clients, ","), split(*scenarios), *heap, !*sequential)
 	if err != nil {
 		fmt.Fprintln(os.Stderr, "conformance:", err)
 		os.Exit(2)
@@ -43,7 +44,7 @@ func split(s string) []string {
 	return strings.Split(s, ",")
 }
 
-func run(ctx context.Context, broker string, clients, scenarios []string, heapMB int) (bool, error) {
+func run(ctx context.Context, broker string, clients, scenarios []string, heapMB int, parallel bool) (bool, error) {
 	wd, err := os.Getwd()
 	if err != nil {
 		return false, err
@@ -63,12 +64,9 @@ func run(ctx context.Context, broker string, clients, scenarios []string, heapMB
 	topics, groups := conformance.Resources(clients)
 	var results []conformance.Result
 	runAll := func(t conformance.Target) {
-		for _, c := range clients {
-			start := time.Now()
-			rs := runners[c].Run(ctx, t, scenarios)
-			fmt.Fprintf(os.Stderr, "conformance: %s on %s: %d scenarios in %s\n", c, t.Name, len(rs), time.Since(start).Round(time.Second))
-			results = append(results, rs...)
-		}
+		start := time.Now()
+		results = append(results, conformance.RunMatrix(ctx, t, clients, runners, scenarios, parallel, os.Stderr)...)
+		fmt.Fprintf(os.Stderr, "conformance: all clients on %s in %s\n", t.Name, time.Since(start).Round(time.Second))
 	}
 	if broker == "emulator" || broker == "both" {
 		dir, err := os.MkdirTemp("", "conformance-emulator-")
