@@ -18,7 +18,7 @@ func main() {
 	store := wiring.Must(wiring.MySQL(cfg))
 	cache := wiring.Must(wiring.Redis(cfg))
 	pub := wiring.Must(wiring.Publisher(cfg))
-	backstop := wiring.Must(wiring.GrantBackstop(cfg))
+	backstop := wiring.GrantBackstop(cfg)
 	emptyReceives := wiring.Must(wiring.BackstopEmptyReceives())
 	jobs := timer.New(store, cache, pub, backstop, time.Now, timer.Config{
 		PendingTimeout: cfg.PendingTimeout, ReconcileGrace: cfg.ReconcileGrace, GrantBudget: cfg.GrantBatchLimit,

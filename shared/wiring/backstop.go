@@ -7,6 +7,7 @@ import (
 	"os"
 	"strconv"
 	"strings"
+	"sync"
 	"time"
 
 	rmq "github.com/apache/rocketmq-clients/golang/v5"
@@ -56,16 +57,44 @@ type BackstopConfig struct {
 	Await time.Duration
 }
 
-// GrantBackstop starts the timer's backstop consumer from the configuration.
-func GrantBackstop(cfg config.Config) (*GrantConsumer, error) {
+// GrantBackstop is the timer's backstop consumer from the configuration, started on its first receive.
+func GrantBackstop(cfg config.Config) *LazyGrantSource {
 	group := strings.TrimSpace(os.Getenv(EnvBackstopGroup))
 	if group == "" {
 		group = DefaultBackstopGroup
 	}
-	return retry(startUp, "rocketmq backstop consumer", func() (*GrantConsumer, error) {
-		return NewGrantConsumer(BackstopConfig{Endpoint: cfg.RocketMQ, AccessKey: cfg.RocketMQAccess, SecretKey: cfg.RocketMQSecret,
-			Namespace: cfg.RocketMQNS, Group: group, Topic: cfg.TopicGrants, Await: 2 * time.Second})
-	})
+	return &LazyGrantSource{start: func() (*GrantConsumer, error) {
+		return retry(startUp, "rocketmq backstop consumer", func() (*GrantConsumer, error) {
+			return NewGrantConsumer(BackstopConfig{Endpoint: cfg.RocketMQ, AccessKey: cfg.RocketMQAccess, SecretKey: cfg.RocketMQSecret,
+				Namespace: cfg.RocketMQNS, Group: group, Topic: cfg.TopicGrants, Await: 2 * time.Second})
+		})
+	}}
+}
+
+// LazyGrantSource starts its consumer on the first receive. Most of the timer's jobs never receive,
+// and a consumer's start waits for the broker's settings (about a second here), which every cold
+// start of the timer paid before its job could run.
+type LazyGrantSource struct {
+	start func() (*GrantConsumer, error)
+	mu    sync.Mutex
+	c     *GrantConsumer
+}
+
+// Receive implements timer.GrantSource, starting the consumer first if this is the first receive; a
+// start that fails is tried again on the next.
+func (l *LazyGrantSource) Receive(ctx context.Context, max int, invisible time.Duration) ([]timer.GrantDelivery, error) {
+	l.mu.Lock()
+	if l.c == nil {
+		c, err := l.start()
+		if err != nil {
+			l.mu.Unlock()
+			return nil, fault.Retryable(fmt.Errorf("start the grant backstop's consumer: %w", err))
+		}
+		l.c = c
+	}
+	c := l.c
+	l.mu.Unlock()
+	return c.Receive(ctx, max, invisible)
 }
 
 // NewGrantConsumer starts a consumer of bc.Group on bc.Topic, grant-tagged messages only (as the
