@@ -1,0 +1,868 @@
+// Command table is `make bench`: it starts a private local stack (stack.Start, as `make run` does,
+// with the compiled functions from dist/), measures each of our figures beside a reference measured
+// in the same run, prints one table and writes it to local/bench/results/latest.json:
+//
+//	go run ./local/bench/table [-d 10s] [-c 64] [-users 400] [-patches 1000] [-out local/bench/results]
+//
+// Every load generator is a process of its own (local/bench/load, local/bench/claim, redis-benchmark),
+// bounded in calls and time, on loopback. Ratios are what count: the machine is shared, so absolute
+// figures move from run to run while two figures taken side by side move together.
+//
+// While the HTTP grant row runs, the stack process (FC emulator, broker emulator, Toxiproxy) is
+// CPU-profiled into results/stack-cpu.pprof, with the top of it in results/stack-cpu-top.txt.
+package main
+
+import (
+	"bytes"
+	"context"
+	"database/sql"
+	"encoding/json"
+	"errors"
+	"flag"
+	"fmt"
+	"log/slog"
+	"math"
+	"net/http"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"runtime"
+	"runtime/pprof"
+	"slices"
+	"strconv"
+	"strings"
+	"text/tabwriter"
+	"time"
+
+	"github.com/go-sql-driver/mysql"
+	"github.com/redis/go-redis/v9"
+
+	"github.com/benefit-issuance/benefits/local/fc"
+	"github.com/benefit-issuance/benefits/local/fctemplate"
+	"github.com/benefit-issuance/benefits/local/rocketmq"
+	"github.com/benefit-issuance/benefits/local/stack"
+	"github.com/benefit-issuance/benefits/shared/auth"
+	"github.com/benefit-issuance/benefits/shared/rediscache"
+)
+
+// Row is one line of the table and of latest.json. Ours, Reference and Ratio are null when the row
+// was not measured; Detail gives the context of the figures (percentiles, outcomes, CPU).
+type Row struct {
+	Name      string   `json:"name"`
+	Ours      *float64 `json:"ours"`
+	Reference *float64 `json:"reference"`
+	Ratio     *float64 `json:"ratio"`
+	Goal      string   `json:"goal"`
+	Met       bool     `json:"met"`
+	Detail    string   `json:"detail,omitempty"`
+}
+
+func num(v float64) *float64 {
+	if math.IsNaN(v) || math.IsInf(v, 0) {
+		return nil
+	}
+	return &v
+}
+
+func ratio(a, b float64) float64 {
+	if b == 0 {
+		return math.NaN()
+	}
+	return a / b
+}
+
+type bench struct {
+	root, out, tools string
+	d                time.Duration
+	c, users         int
+	patches          int
+	s                *stack.Stack
+	operator         string
+	client           *stack.Client
+	rdb              *redis.Client
+	rows             []Row
+	t0               time.Time
+}
+
+func main() {
+	d := flag.Duration("d", 10*time.Second, "duration of each measured claim load")
+	c := flag.Int("c", 64, "HTTP clients and library goroutines")
+	users := flag.Int("users", 400, "distinct users of the claim loads")
+	patches := flag.Int("patches", 1000, "rule changes through HTTP for the rule commit row")
+	out := flag.String("out", "", "results folder (default <repo>/local/bench/results)")
+	flag.Parse()
+	root, err := stack.FindRoot()
+	if err != nil {
+		fatal(err)
+	}
+	if *out == "" {
+		*out = filepath.Join(root, "local", "bench", "results")
+	}
+	if err := os.MkdirAll(*out, 0o755); err != nil {
+		fatal(err)
+	}
+	tools, err := os.MkdirTemp("", "benefits-bench-")
+	if err != nil {
+		fatal(err)
+	}
+	defer os.RemoveAll(tools)
+	b := &bench{root: root, out: *out, tools: tools, d: *d, c: *c, users: *users, patches: *patches, t0: time.Now()}
+	if err := b.run(); err != nil {
+		fatal(err)
+	}
+}
+
+func fatal(err error) {
+	fmt.Fprintln(os.Stderr, "bench:", err)
+	os.Exit(1)
+}
+
+func (b *bench) progress(format string, a ...any) {
+	fmt.Printf("[%5.0fs] %s\n", time.Since(b.t0).Seconds(), fmt.Sprintf(format, a...))
+}
+
+func (b *bench) run() error {
+	ctx := context.Background()
+	b.progress("building the load generators and the do-nothing function into %s", b.tools)
+	if err := b.buildTools(ctx); err != nil {
+		return err
+	}
+	logPath := filepath.Join(b.out, "stack.log")
+	logFile, err := os.Create(logPath)
+	if err != nil {
+		return err
+	}
+	defer logFile.Close()
+	b.progress("starting a private stack (MariaDB, Redis, broker, Toxiproxy, FC emulator); its log: %s", logPath)
+	sctx, cancel := context.WithTimeout(ctx, 3*time.Minute)
+	s, err := stack.Start(sctx, stack.Options{
+		Root: b.root, HTTPAddr: "127.0.0.1:0", BrokerAddr: "127.0.0.1:0", ToxiproxyAddr: "127.0.0.1:0",
+		// The library reference runs without the per-user rate limit (400 users × 20/s would cap it at
+		// 8,000 claims/s and measure the limiter), so the functions run without it too.
+		Env:    map[string]string{"CLAIM_RATE_LIMIT": "0"},
+		Output: logFile, Logger: slog.New(slog.NewTextHandler(logFile, nil)),
+	})
+	cancel()
+	if err != nil {
+		return err
+	}
+	defer s.Close()
+	b.s = s
+	b.client = stack.NewClient(s.HTTP)
+	b.operator, err = auth.Issue(s.JWTSecret, "ops-bench", auth.RoleOperator, 2*time.Hour, time.Now())
+	if err != nil {
+		return err
+	}
+	b.rdb = redis.NewClient(&redis.Options{Addr: s.RedisAddr})
+	defer b.rdb.Close()
+	// A fresh Redis is not trusted until the rebuild has run (claims answer 503).
+	if r, err := b.client.Do("POST", "/_local/timers/timer/cache-rebuild", "", nil); err != nil || r.Status != 200 {
+		return fmt.Errorf("cache rebuild: %v %d %s", err, r.Status, r.Raw)
+	}
+
+	steps := []struct {
+		name string
+		f    func(context.Context) error
+	}{
+		// Cold starts first, while no trigger is busy with a backlog the claim rows leave behind.
+		{"cold starts and binary sizes (row 4)", b.coldStartRows},
+		{"claims through HTTP vs the library (rows 1-2, with the stack's CPU profile)", b.claimRows},
+		{"library claim path vs redis-benchmark (row 3)", b.libraryRows},
+		{"rule commit → applied in Redis (row 5)", b.ruleRows},
+		{"broker produce → receive → ack (row 6)", b.brokerRows},
+	}
+	for _, st := range steps {
+		b.progress("==> %s", st.name)
+		if err := st.f(ctx); err != nil {
+			// A failed step leaves its rows unmeasured rather than stopping the table.
+			b.progress("FAILED: %v", err)
+			b.rows = append(b.rows, Row{Name: st.name, Goal: "-", Detail: "failed in this run: " + err.Error()})
+		}
+	}
+	for _, name := range []string{
+		"ledger drain of 1,000,000 grants into MariaDB vs batched INSERTs (goal ratio ≥ 0.7)",
+		"convergence after a 30 s Redis outage ends vs the retry interval (goal ≤ 2 s)",
+		"claims served again after the cache is wiped mid-rush vs the ledger's time (goal ≤ that + 1 s)",
+		"instance-seconds per 1,000 granted claims at 64 clients vs one claim per instance (goal ≤ 0.2)",
+	} {
+		b.rows = append(b.rows, Row{Name: name, Goal: "see name", Detail: "not measured yet"})
+	}
+	b.print()
+	return b.write()
+}
+
+// buildTools compiles the load generators and the do-nothing function once, so that no measured
+// process includes a compile.
+func (b *bench) buildTools(ctx context.Context) error {
+	builds := []struct {
+		out, pkg string
+		fn       bool
+	}{
+		{"load", "./local/bench/load", false},
+		{"claimbench", "./local/bench/claim", false},
+		{"noop/main", "./local/bench/noop", true},
+	}
+	for _, bl := range builds {
+		args := []string{"build", "-o", filepath.Join(b.tools, bl.out)}
+		if bl.fn { // as make build builds the functions
+			args = append(args, "-trimpath", "-ldflags=-s -w")
+		}
+		cmd := exec.CommandContext(ctx, "go", append(args, bl.pkg)...)
+		cmd.Dir = b.root
+		if bl.fn {
+			cmd.Env = append(os.Environ(), "GOOS=linux", "GOARCH=amd64", "CGO_ENABLED=0")
+		}
+		if out, err := cmd.CombinedOutput(); err != nil {
+			return fmt.Errorf("go build %s: %v\n%s", bl.pkg, err, out)
+		}
+	}
+	return nil
+}
+
+// Report is local/bench/load's output.
+type Report struct {
+	Calls    int            `json:"calls"`
+	Seconds  float64        `json:"seconds"`
+	Outcomes map[string]int `json:"outcomes"`
+	Errors   int            `json:"errors"`
+	FirstErr string         `json:"first_error"`
+	P50MS    float64        `json:"p50_ms"`
+	P99MS    float64        `json:"p99_ms"`
+}
+
+func (r Report) perSec(outcome string) float64 {
+	if r.Seconds <= 0 {
+		return 0
+	}
+	return float64(r.Outcomes[outcome]) / r.Seconds
+}
+
+func (r Report) String() string {
+	keys := make([]string, 0, len(r.Outcomes))
+	for k := range r.Outcomes {
+		keys = append(keys, k)
+	}
+	slices.Sort(keys)
+	var parts []string
+	for _, k := range keys {
+		parts = append(parts, fmt.Sprintf("%s %d", k, r.Outcomes[k]))
+	}
+	s := fmt.Sprintf("%d calls in %.1f s (%s), p50 %.2f ms, p99 %.2f ms", r.Calls, r.Seconds, strings.Join(parts, ", "), r.P50MS, r.P99MS)
+	if r.Errors > 0 {
+		s += fmt.Sprintf(", %d errors (first: %s)", r.Errors, r.FirstErr)
+	}
+	return s
+}
+
+// load runs local/bench/load with args and decodes its report.
+func (b *bench) load(ctx context.Context, args ...string) (Report, error) {
+	cctx, cancel := context.WithTimeout(ctx, b.d+3*time.Minute)
+	defer cancel()
+	var stdout, stderr bytes.Buffer
+	cmd := exec.CommandContext(cctx, filepath.Join(b.tools, "load"), args...)
+	cmd.Stdout, cmd.Stderr = &stdout, &stderr
+	if err := cmd.Run(); err != nil {
+		return Report{}, fmt.Errorf("load %s: %v: %s", strings.Join(args, " "), err, stderr.String())
+	}
+	var r Report
+	if err := json.Unmarshal(stdout.Bytes(), &r); err != nil {
+		return Report{}, fmt.Errorf("load: %v in %q", err, stdout.String())
+	}
+	return r, nil
+}
+
+func (b *bench) createCampaign(ctx context.Context, stock, perUser int64) (string, error) {
+	now := time.Now().UTC()
+	r, err := b.client.Do("POST", "/v1/campaigns", b.operator, map[string]any{
+		"name": "bench", "benefit": map[string]any{"type": "coupon", "amount": 500},
+		"audience": map[string]any{"segment": "all"}, "cost_points": 0, "mode": "claim",
+		"starts_at": now.Add(-time.Hour).Format(time.RFC3339), "ends_at": now.Add(24 * time.Hour).Format(time.RFC3339),
+		"stock": stock, "per_user_limit": perUser, "status": "active",
+	})
+	if err != nil {
+		return "", err
+	}
+	id, _ := r.Field("campaign", "id").(string)
+	if r.Status != http.StatusCreated || id == "" {
+		return "", fmt.Errorf("create campaign: %d %s", r.Status, r.Raw)
+	}
+	// The rules function waits a bounded time for the cache; claims need the campaign there.
+	cache := rediscache.New(b.rdb)
+	deadline := time.Now().Add(30 * time.Second)
+	for {
+		if _, err := cache.Campaign(ctx, id); err == nil {
+			return id, nil
+		}
+		if time.Now().After(deadline) {
+			return "", fmt.Errorf("campaign %s never reached Redis", id)
+		}
+		time.Sleep(20 * time.Millisecond)
+	}
+}
+
+// claimRows: granted and refused claims per second through the HTTP trigger at c clients, beside
+// the library claim path at c goroutines, each load its own process, on the same Redis server (the
+// library on its own logical database with its own campaigns).
+func (b *bench) claimRows(ctx context.Context) error {
+	grantID, err := b.createCampaign(ctx, 1_000_000_000, 1_000_000)
+	if err != nil {
+		return err
+	}
+	soldID, err := b.createCampaign(ctx, 0, 1_000_000)
+	if err != nil {
+		return err
+	}
+	c, users, d := strconv.Itoa(b.c), strconv.Itoa(b.users), b.d.String()
+	httpArgs := func(campaign, rid, dur string) []string {
+		return []string{"-mode", "http", "-url", b.s.HTTP, "-secret", b.s.JWTSecret, "-campaign", campaign,
+			"-c", c, "-users", users, "-d", dur, "-rid", rid}
+	}
+	libArgs := func(campaign, rid, dur string, reset bool) []string {
+		return []string{"-mode", "lib", "-redis", b.s.RedisAddr, "-db", "15", "-campaign", campaign,
+			"-c", c, "-users", users, "-d", dur, "-rid", rid, "-reset=" + strconv.FormatBool(reset)}
+	}
+	b.progress("warming up: HTTP 3 s (every instance of the pool started) and the library 2 s")
+	if r, err := b.load(ctx, httpArgs(grantID, "warm-", "3s")...); err != nil {
+		return err
+	} else {
+		b.progress("  warm-up HTTP: %s", r)
+	}
+	if _, err := b.load(ctx, libArgs("bench-grant", "warm-", "2s", true)...); err != nil {
+		return err
+	}
+
+	type side struct {
+		r   Report
+		cpu string
+	}
+	measure := func(what string, args []string, profile string) (side, error) {
+		before := b.cpuSnapshot(ctx)
+		var pf *os.File
+		if profile != "" {
+			var err error
+			if pf, err = os.Create(profile); err != nil {
+				return side{}, err
+			}
+			if err := pprof.StartCPUProfile(pf); err != nil {
+				pf.Close()
+				return side{}, err
+			}
+		}
+		r, err := b.load(ctx, args...)
+		if pf != nil {
+			pprof.StopCPUProfile()
+			pf.Close()
+		}
+		if err != nil {
+			return side{}, err
+		}
+		cpu := b.cpuSnapshot(ctx).since(before, r.Seconds)
+		b.progress("  %s: %s; CPU %s", what, r, cpu)
+		return side{r, cpu}, nil
+	}
+	profile := filepath.Join(b.out, "stack-cpu.pprof")
+	b.progress("granted: HTTP %d clients for %s (profiling the stack process), then the library", b.c, b.d)
+	hg, err := measure("HTTP grant", httpArgs(grantID, "g-", d), profile)
+	if err != nil {
+		return err
+	}
+	lg, err := measure("library grant", libArgs("bench-grant", "g-", d, true), "")
+	if err != nil {
+		return err
+	}
+	b.progress("refused (sold out): HTTP %d clients for %s, then the library", b.c, b.d)
+	hs, err := measure("HTTP sold out", httpArgs(soldID, "s-", d), "")
+	if err != nil {
+		return err
+	}
+	ls, err := measure("library sold out", libArgs("bench-soldout", "s-", d, true), "")
+	if err != nil {
+		return err
+	}
+	if err := b.profileTop(profile); err != nil {
+		b.progress("pprof -top: %v", err)
+	}
+	for _, p := range []struct {
+		what, outcome string
+		h, l          side
+	}{{"granted", "granted", hg, lg}, {"refused (sold out)", "sold_out", hs, ls}} {
+		o, r := p.h.r.perSec(p.outcome), p.l.r.perSec(p.outcome)
+		q := ratio(o, r)
+		b.rows = append(b.rows, Row{
+			Name: fmt.Sprintf("%s claims/s, HTTP trigger %d clients vs Cache.Claim %d goroutines", p.what, b.c, b.c),
+			Ours: num(o), Reference: num(r), Ratio: num(q), Goal: "ratio ≥ 0.25", Met: q >= 0.25,
+			Detail: fmt.Sprintf("HTTP: %s; CPU %s | library: %s; CPU %s", p.h.r, p.h.cpu, p.l.r, p.l.cpu),
+		}, Row{
+			Name: fmt.Sprintf("%s claim p99 ms, HTTP trigger vs Cache.Claim", p.what),
+			Ours: num(p.h.r.P99MS), Reference: num(p.l.r.P99MS), Ratio: num(ratio(p.h.r.P99MS, p.l.r.P99MS)),
+			Goal: "p99 ≤ 25 ms", Met: p.h.r.Calls > 0 && p.h.r.P99MS <= 25,
+			Detail: fmt.Sprintf("p50 %.2f ms vs %.2f ms", p.h.r.P50MS, p.l.r.P50MS),
+		})
+	}
+	return nil
+}
+
+// profileTop writes `go tool pprof -top` of the profile beside it and prints its first lines.
+func (b *bench) profileTop(profile string) error {
+	out, err := exec.Command("go", "tool", "pprof", "-top", "-nodecount=40", profile).CombinedOutput()
+	if err != nil {
+		return fmt.Errorf("%v: %s", err, out)
+	}
+	top := strings.TrimSuffix(profile, ".pprof") + "-top.txt"
+	if err := os.WriteFile(top, out, 0o644); err != nil {
+		return err
+	}
+	lines := strings.Split(string(out), "\n")
+	b.progress("  stack process CPU profile during the HTTP grant row (%s; top 15 by flat):", top)
+	for _, l := range lines[:min(len(lines), 21)] {
+		if l != "" {
+			fmt.Println("      " + l)
+		}
+	}
+	return nil
+}
+
+// libraryRows runs local/bench/claim (ours = Cache.Claim beside redis-benchmark EVALSHA of the same
+// scripts) at c on the stack's Redis, logical database 15.
+func (b *bench) libraryRows(ctx context.Context) error {
+	jsonPath := filepath.Join(b.tools, "claim.json")
+	cctx, cancel := context.WithTimeout(ctx, 4*time.Minute)
+	defer cancel()
+	cmd := exec.CommandContext(cctx, filepath.Join(b.tools, "claimbench"), "-addr", b.s.RedisAddr, "-db", "15",
+		"-c", strconv.Itoa(b.c), "-n", "50000", "-json", jsonPath)
+	cmd.Dir = b.root // it finds shared/rediscache/lua from here
+	var out bytes.Buffer
+	cmd.Stdout, cmd.Stderr = &out, &out
+	err := cmd.Run()
+	for _, l := range strings.Split(strings.TrimSpace(out.String()), "\n") {
+		fmt.Println("      " + l)
+	}
+	if err != nil {
+		return fmt.Errorf("local/bench/claim: %v", err)
+	}
+	data, err := os.ReadFile(jsonPath)
+	if err != nil {
+		return err
+	}
+	var rows []struct {
+		Path       string  `json:"path"`
+		C          int     `json:"c"`
+		OursPerSec float64 `json:"ours_per_sec"`
+		P50MS      float64 `json:"p50_ms"`
+		P99MS      float64 `json:"p99_ms"`
+		RBMain     float64 `json:"rb_main_per_sec"`
+		RBChain    float64 `json:"rb_chain_per_sec"`
+		Errors     int     `json:"errors"`
+	}
+	if err := json.Unmarshal(data, &rows); err != nil {
+		return err
+	}
+	for _, r := range rows {
+		goal := 0.6
+		if r.Path == "sold_out" {
+			goal = 0.8
+		}
+		q := ratio(r.OursPerSec, r.RBMain)
+		b.rows = append(b.rows, Row{
+			Name: fmt.Sprintf("library claim path %s claims/s, Cache.Claim vs redis-benchmark EVALSHA claim.lua, c=%d", r.Path, r.C),
+			Ours: num(r.OursPerSec), Reference: num(r.RBMain), Ratio: num(q), Goal: fmt.Sprintf("ratio ≥ %.1f", goal),
+			Met: r.Errors == 0 && q >= goal,
+			Detail: fmt.Sprintf("ours p50 %.2f ms p99 %.2f ms, %d errors; redis-benchmark chain of the scripts ours runs %.0f/s (ours/chain %.2f)",
+				r.P50MS, r.P99MS, r.Errors, r.RBChain, ratio(r.OursPerSec, r.RBChain)),
+		})
+	}
+	return nil
+}
+
+// coldStartRows: process start → first invocation answered for each function of the stack (its
+// instances killed first, so that the invocation starts one), beside the do-nothing function on an
+// emulator of its own; the median of three. And the binary sizes.
+func (b *bench) coldStartRows(ctx context.Context) error {
+	noopDir := filepath.Join(b.tools, "noop")
+	tpl, err := fctemplate.Parse([]byte(`edition: 3.0.0
+name: bench-noop
+access: default
+resources:
+  noop:
+    component: fc3
+    props:
+      region: local
+      functionName: noop
+      description: Does nothing; the reference for cold starts.
+      runtime: go1
+      handler: main
+      code: ` + noopDir + `
+      memorySize: 128
+      timeout: 10
+      instanceConcurrency: 1
+`))
+	if err != nil {
+		return fmt.Errorf("noop template: %w", err)
+	}
+	noopEmu, err := fc.Start(fc.Config{Template: tpl, Root: noopDir, HTTPAddr: "127.0.0.1:0"})
+	if err != nil {
+		return err
+	}
+	defer noopEmu.Close()
+	cold := func(e *fc.Emulator, name string) (time.Duration, string) {
+		var ds []time.Duration
+		var note string
+		for range 3 {
+			e.KillInstances(name)
+			time.Sleep(300 * time.Millisecond) // let the killed instances be reaped
+			cctx, cancel := context.WithTimeout(ctx, 30*time.Second)
+			t0 := time.Now()
+			_, err := e.Invoke(cctx, name, []byte("[]"))
+			ds = append(ds, time.Since(t0))
+			cancel()
+			if err != nil {
+				var ie *fc.InvokeError
+				if !errors.As(err, &ie) {
+					note = "failed: " + err.Error()
+				} else if note == "" {
+					note = "answered with a function error (an empty batch is not its event): " + truncate(err.Error(), 80)
+				}
+			}
+		}
+		slices.Sort(ds)
+		return ds[1], note
+	}
+	ref, refNote := cold(noopEmu, "noop")
+	if refNote != "" && strings.HasPrefix(refNote, "failed") {
+		return fmt.Errorf("noop cold start %s", refNote)
+	}
+	refSize := fileMB(filepath.Join(noopDir, "main"))
+	b.progress("  do-nothing function: cold start %s, binary %.1f MB", ref.Round(100*time.Microsecond), refSize)
+	for _, f := range b.s.Template.Functions() {
+		name := f.FunctionName
+		d, note := cold(b.s.Emulator, name)
+		b.progress("  %s: cold start %s %s", name, d.Round(100*time.Microsecond), note)
+		o, r := msOf(d), msOf(ref)
+		row := Row{Name: fmt.Sprintf("cold start ms, process start → first invocation answered: %s vs a do-nothing function", name),
+			Ours: num(o), Reference: num(r), Ratio: num(ratio(o, r)), Goal: "≤ 100 ms", Met: o <= 100 && !strings.HasPrefix(note, "failed"),
+			Detail: "median of 3; invocation payload [] through the emulator's runtime API. " + note}
+		if strings.HasPrefix(note, "failed") {
+			row.Ours, row.Ratio, row.Met = nil, nil, false
+		}
+		b.rows = append(b.rows, row)
+		size := fileMB(filepath.Join(b.root, "dist", name, "main"))
+		b.rows = append(b.rows, Row{Name: fmt.Sprintf("binary MB: %s vs a do-nothing function", name),
+			Ours: num(size), Reference: num(refSize), Ratio: num(ratio(size, refSize)), Goal: "≤ 15 MB", Met: size > 0 && size <= 15,
+			Detail: "dist/" + name + "/main as make build writes it (-trimpath -s -w)"})
+	}
+	return nil
+}
+
+func truncate(s string, n int) string {
+	if len(s) <= n {
+		return s
+	}
+	return s[:n] + "…"
+}
+
+func fileMB(path string) float64 {
+	st, err := os.Stat(path)
+	if err != nil {
+		return math.NaN()
+	}
+	return float64(st.Size()) / (1 << 20)
+}
+
+func msOf(d time.Duration) float64 { return float64(d.Microseconds()) / 1000 }
+
+// ruleRows: b.patches rule changes through HTTP (PATCH /v1/campaigns/{id}, one at a time), each
+// timed from the request until Redis holds the new version (read every 200 µs, so an upper bound);
+// beside a bare MySQL commit (UPDATE in a transaction) followed by a Redis SET, on the same servers.
+func (b *bench) ruleRows(ctx context.Context) error {
+	id, err := b.createCampaign(ctx, 1000, 1)
+	if err != nil {
+		return err
+	}
+	cache := rediscache.New(b.rdb)
+	var ours []time.Duration
+	deadline := time.Now().Add(3 * time.Minute)
+	for i := range b.patches {
+		if time.Now().After(deadline) {
+			b.progress("  stopped after %d patches (3 minute bound)", i)
+			break
+		}
+		version := int64(i + 1)
+		seen := make(chan time.Time, 1)
+		pctx, stop := context.WithCancel(ctx)
+		go func() {
+			for pctx.Err() == nil {
+				if c, err := cache.Campaign(pctx, id); err == nil && c.Version > version {
+					seen <- time.Now()
+					return
+				}
+				time.Sleep(200 * time.Microsecond)
+			}
+		}()
+		t0 := time.Now()
+		r, err := b.client.Do("PATCH", "/v1/campaigns/"+id, b.operator, map[string]any{"stock": 1000 + i}, "If-Match", strconv.FormatInt(version, 10))
+		if err != nil || r.Status != http.StatusOK {
+			stop()
+			return fmt.Errorf("patch %d: %v %d %s", i, err, r.Status, r.Raw)
+		}
+		select {
+		case at := <-seen:
+			ours = append(ours, at.Sub(t0))
+		case <-time.After(10 * time.Second):
+			stop()
+			return fmt.Errorf("patch %d never reached Redis", i)
+		}
+		stop()
+	}
+	ref, err := b.bareCommits(ctx, len(ours))
+	if err != nil {
+		return err
+	}
+	slices.Sort(ours)
+	slices.Sort(ref)
+	pct := func(ds []time.Duration, p float64) float64 { return msOf(ds[min(len(ds)-1, int(p*float64(len(ds))))]) }
+	o50, o99, r50, r99 := pct(ours, 0.5), pct(ours, 0.99), pct(ref, 0.5), pct(ref, 0.99)
+	b.progress("  %d patches through HTTP: p50 %.2f ms p99 %.2f ms; bare commit + SET: p50 %.2f ms p99 %.2f ms", len(ours), o50, o99, r50, r99)
+	b.rows = append(b.rows, Row{
+		Name: fmt.Sprintf("rule commit → applied in Redis p99 ms, %d patches through HTTP vs a bare MySQL commit + Redis SET", len(ours)),
+		Ours: num(o99), Reference: num(r99), Ratio: num(ratio(o99, r99)), Goal: "p99 ≤ 20 ms", Met: o99 <= 20,
+		Detail: fmt.Sprintf("p50 %.2f ms vs %.2f ms (ratio %.1f); Redis read every 200 µs, so ours is an upper bound", o50, r50, ratio(o50, r50)),
+	})
+	return nil
+}
+
+// bareCommits times n of: BEGIN; UPDATE one row; COMMIT; SET one key — in a database of its own on
+// the stack's MariaDB, straight to the servers.
+func (b *bench) bareCommits(ctx context.Context, n int) ([]time.Duration, error) {
+	cfg, err := mysql.ParseDSN(b.s.MySQLDSN)
+	if err != nil {
+		return nil, err
+	}
+	admin, err := sql.Open("mysql", cfg.FormatDSN())
+	if err != nil {
+		return nil, err
+	}
+	defer admin.Close()
+	if _, err := admin.ExecContext(ctx, "CREATE DATABASE IF NOT EXISTS bench_ref"); err != nil {
+		return nil, err
+	}
+	cfg.DBName = "bench_ref"
+	db, err := sql.Open("mysql", cfg.FormatDSN())
+	if err != nil {
+		return nil, err
+	}
+	defer db.Close()
+	for _, q := range []string{
+		"CREATE TABLE IF NOT EXISTS rule (id INT PRIMARY KEY, stock BIGINT NOT NULL, version BIGINT NOT NULL) ENGINE=InnoDB",
+		"REPLACE INTO rule VALUES (1, 1000, 1)",
+	} {
+		if _, err := db.ExecContext(ctx, q); err != nil {
+			return nil, err
+		}
+	}
+	var ds []time.Duration
+	for i := range n {
+		t0 := time.Now()
+		tx, err := db.BeginTx(ctx, nil)
+		if err != nil {
+			return nil, err
+		}
+		if _, err := tx.ExecContext(ctx, "UPDATE rule SET stock = ?, version = version + 1 WHERE id = 1", 1000+i); err != nil {
+			tx.Rollback()
+			return nil, err
+		}
+		if err := tx.Commit(); err != nil {
+			return nil, err
+		}
+		if err := b.rdb.Set(ctx, "bench:ref:rule", 1000+i, 0).Err(); err != nil {
+			return nil, err
+		}
+		ds = append(ds, time.Since(t0))
+	}
+	return ds, nil
+}
+
+// brokerRows: produce → receive → ack through the broker emulator with its log on disk (fsynced, as
+// the stack's BrokerDataDir runs it) beside the same with the log in memory, at 1 and 16 producers,
+// the clients in a load process of their own.
+func (b *bench) brokerRows(ctx context.Context) error {
+	dataRoot, err := os.MkdirTemp(b.out, "broker-")
+	if err != nil {
+		return err
+	}
+	defer os.RemoveAll(dataRoot)
+	run := func(durable bool, producers int) (Report, error) {
+		cfg := rocketmq.Config{MinLongPolling: 100 * time.Millisecond}
+		if durable {
+			cfg.DataDir = filepath.Join(dataRoot, fmt.Sprint("p", producers))
+		}
+		broker, err := rocketmq.New(cfg)
+		if err != nil {
+			return Report{}, err
+		}
+		defer broker.Close()
+		srv, err := rocketmq.Listen(broker, "127.0.0.1:0")
+		if err != nil {
+			return Report{}, err
+		}
+		defer srv.Close()
+		return b.load(ctx, "-mode", "broker", "-endpoint", srv.Addr(), "-c", strconv.Itoa(producers), "-d", "5s", "-n", "200000")
+	}
+	for _, p := range []int{1, 16} {
+		durable, err := run(true, p)
+		if err != nil {
+			return err
+		}
+		mem, err := run(false, p)
+		if err != nil {
+			return err
+		}
+		o, r := durable.perSec("acked"), mem.perSec("acked")
+		b.progress("  %d producers: durable %.0f msg/s (%s); in memory %.0f msg/s (%s)", p, o, durable, r, mem)
+		q := ratio(o, r)
+		goal, met := "ratio ≥ 0.5", q >= 0.5
+		if p == 16 {
+			goal, met = "≥ 10,000 msg/s and ratio ≥ 0.5", o >= 10_000 && q >= 0.5
+		}
+		b.rows = append(b.rows, Row{
+			Name: fmt.Sprintf("broker produce → receive → ack msg/s, %d producer(s): durable log vs log in memory", p),
+			Ours: num(o), Reference: num(r), Ratio: num(q), Goal: goal, Met: met && durable.Errors == 0,
+			Detail: fmt.Sprintf("durable: %d sent, %d acked, send p50 %.2f ms p99 %.2f ms | memory: %d sent, %d acked, send p50 %.2f ms p99 %.2f ms; 4 consumers, 256-byte bodies, 5 s of sends",
+				durable.Outcomes["sent"], durable.Outcomes["acked"], durable.P50MS, durable.P99MS, mem.Outcomes["sent"], mem.Outcomes["acked"], mem.P50MS, mem.P99MS),
+		})
+	}
+	return nil
+}
+
+func fmtNum(v *float64) string {
+	if v == nil {
+		return "-"
+	}
+	switch a := math.Abs(*v); {
+	case a >= 1000:
+		return strconv.FormatFloat(math.Round(*v), 'f', 0, 64)
+	case a >= 10:
+		return strconv.FormatFloat(*v, 'f', 1, 64)
+	default:
+		return strconv.FormatFloat(*v, 'f', 2, 64)
+	}
+}
+
+func (b *bench) print() {
+	fmt.Println()
+	fmt.Printf("benchmarks, %s, %d CPUs, GOMAXPROCS %d, %s in all (ratios are side by side in this run; absolute figures are context)\n",
+		time.Now().UTC().Format("2006-01-02 15:04 MST"), runtime.NumCPU(), runtime.GOMAXPROCS(0), time.Since(b.t0).Round(time.Second))
+	w := tabwriter.NewWriter(os.Stdout, 0, 0, 2, ' ', 0)
+	fmt.Fprintln(w, "row\tours\treference\tratio\tgoal\tmet\t")
+	for _, r := range b.rows {
+		fmt.Fprintf(w, "%s\t%s\t%s\t%s\t%s\t%v\t\n", r.Name, fmtNum(r.Ours), fmtNum(r.Reference), fmtNum(r.Ratio), r.Goal, r.Met)
+	}
+	w.Flush()
+	fmt.Println()
+	fmt.Println("details:")
+	for _, r := range b.rows {
+		if r.Detail != "" {
+			fmt.Printf("  %s: %s\n", r.Name, r.Detail)
+		}
+	}
+}
+
+func (b *bench) write() error {
+	data, err := json.MarshalIndent(b.rows, "", "  ")
+	if err != nil {
+		return err
+	}
+	path := filepath.Join(b.out, "latest.json")
+	if err := os.WriteFile(path, append(data, '\n'), 0o644); err != nil {
+		return err
+	}
+	fmt.Println("wrote", path)
+	return nil
+}
+
+// cpu is CPU seconds by process group, read from /proc: the stack process (this one), each
+// function's instances (by their binary, dist/<name>/main), and redis-server (INFO cpu).
+type cpu map[string]float64
+
+const clockTicks = 100 // USER_HZ on Linux
+
+func (b *bench) cpuSnapshot(ctx context.Context) cpu {
+	c := cpu{}
+	c["stack"] = procCPU(os.Getpid())
+	dist := filepath.Join(b.root, "dist") + string(filepath.Separator)
+	entries, _ := os.ReadDir("/proc")
+	for _, e := range entries {
+		pid, err := strconv.Atoi(e.Name())
+		if err != nil {
+			continue
+		}
+		cmdline, err := os.ReadFile(filepath.Join("/proc", e.Name(), "cmdline"))
+		if err != nil {
+			continue
+		}
+		argv0, _, _ := bytes.Cut(cmdline, []byte{0})
+		if rest, ok := strings.CutPrefix(string(argv0), dist); ok {
+			c[strings.TrimSuffix(rest, "/main")] += procCPU(pid)
+		}
+	}
+	if info, err := b.rdb.Info(ctx, "cpu").Result(); err == nil {
+		for _, l := range strings.Split(info, "\n") {
+			k, v, ok := strings.Cut(strings.TrimSpace(l), ":")
+			if ok && (k == "used_cpu_sys" || k == "used_cpu_user") {
+				f, _ := strconv.ParseFloat(v, 64)
+				c["redis"] += f
+			}
+		}
+	}
+	return c
+}
+
+// procCPU is utime+stime of a process in seconds (0 when it is gone).
+func procCPU(pid int) float64 {
+	data, err := os.ReadFile(fmt.Sprintf("/proc/%d/stat", pid))
+	if err != nil {
+		return 0
+	}
+	// Fields after the command name, which is in parentheses and may hold spaces.
+	i := bytes.LastIndexByte(data, ')')
+	if i < 0 {
+		return 0
+	}
+	f := strings.Fields(string(data[i+1:]))
+	if len(f) < 13 {
+		return 0
+	}
+	ut, _ := strconv.ParseFloat(f[11], 64)
+	st, _ := strconv.ParseFloat(f[12], 64)
+	return (ut + st) / clockTicks
+}
+
+// since is the CPU used between two snapshots as a share of one core over secs, largest first.
+func (c cpu) since(before cpu, secs float64) string {
+	type kv struct {
+		k string
+		v float64
+	}
+	var xs []kv
+	for k, v := range c {
+		if d := v - before[k]; d > 0.005 {
+			xs = append(xs, kv{k, d})
+		}
+	}
+	slices.SortFunc(xs, func(a, b kv) int {
+		switch {
+		case a.v > b.v:
+			return -1
+		case a.v < b.v:
+			return 1
+		}
+		return 0
+	})
+	var parts []string
+	for _, x := range xs {
+		parts = append(parts, fmt.Sprintf("%s %.0f%%", x.k, 100*x.v/secs))
+	}
+	if len(parts) == 0 {
+		return "(none seen)"
+	}
+	return strings.Join(parts, ", ") + " of one core"
+}
