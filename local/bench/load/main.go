@@ -234,7 +234,7 @@ func brokerLoad(ctx context.Context, endpoint string, c, n int, d time.Duration)
 	var worker atomic.Int64
 	start := time.Now()
 	res := claimload.Run(ctx, c, n, d, func(ctx context.Context, i int) (string, error) {
-		// Each worker keeps to one producer: the first call of a worker picks the next free one.
+		// Calls take the producers in turn, so c workers keep c producers busy between them.
 		p := ps[int(worker.Add(1)-1)%len(ps)]
 		if _, err := p.Send(ctx, &rmq.Message{Topic: topic, Body: body}); err != nil {
 			return "", err
