@@ -76,6 +76,7 @@ type bench struct {
 	d                time.Duration
 	c, users         int
 	patches          int
+	only             string
 	s                *stack.Stack
 	operator         string
 	client           *stack.Client
@@ -90,6 +91,7 @@ func main() {
 	users := flag.Int("users", 400, "distinct users of the claim loads")
 	patches := flag.Int("patches", 1000, "rule changes through HTTP for the rule commit row")
 	out := flag.String("out", "", "results folder (default <repo>/local/bench/results)")
+	only := flag.String("only", "", "run only the steps whose title contains this (e.g. \"cold\", \"HTTP\", \"broker\")")
 	flag.Parse()
 	root, err := stack.FindRoot()
 	if err != nil {
@@ -106,7 +108,7 @@ func main() {
 		fatal(err)
 	}
 	defer os.RemoveAll(tools)
-	b := &bench{root: root, out: *out, tools: tools, d: *d, c: *c, users: *users, patches: *patches, t0: time.Now()}
+	b := &bench{root: root, out: *out, tools: tools, d: *d, c: *c, users: *users, patches: *patches, only: *only, t0: time.Now()}
 	if err := b.run(); err != nil {
 		fatal(err)
 	}
@@ -176,6 +178,9 @@ func (b *bench) run() error {
 		{"broker produce → receive → ack (row 6)", b.brokerRows},
 	}
 	for _, st := range steps {
+		if b.only != "" && !strings.Contains(st.name, b.only) {
+			continue
+		}
 		b.progress("==> %s", st.name)
 		if err := st.f(ctx); err != nil {
 			// A failed step leaves its rows unmeasured rather than stopping the table.
@@ -562,6 +567,7 @@ resources:
 			time.Sleep(300 * time.Millisecond) // let the killed instances be reaped
 			cctx, cancel := context.WithTimeout(ctx, 30*time.Second)
 			var err error
+			started := e.InstancesStarted(name)
 			t0 := time.Now()
 			if path, ok := httpPath[name]; ok && e == b.s.Emulator {
 				var req *http.Request
@@ -582,6 +588,9 @@ resources:
 			}
 			ds = append(ds, time.Since(t0))
 			cancel()
+			if err == nil && e.InstancesStarted(name) != started+1 {
+				err = fmt.Errorf("%d instances started for the invocation, want 1", e.InstancesStarted(name)-started)
+			}
 			if err != nil {
 				return 0, "failed: " + err.Error()
 			}
