@@ -459,6 +459,9 @@ func (b *bench) profileTop(profile string) error {
 			return err
 		}
 		lines := strings.Split(string(out), "\n")
+		if v.flag == "" {
+			b.profileShares(profile, lines)
+		}
 		b.progress("  stack process CPU profile during the HTTP grant row, top 25 by %s time (all of it: %s):", v.what, base+v.file)
 		for _, l := range lines[min(len(lines), 4):min(len(lines), 31)] {
 			if l != "" {
@@ -467,6 +470,42 @@ func (b *bench) profileTop(profile string) error {
 		}
 	}
 	return nil
+}
+
+// profileShares prints the share of the profile's samples whose stacks pass through each part of
+// the stack process (a sample may count in more than one part).
+func (b *bench) profileShares(profile string, top []string) {
+	total := ""
+	for _, l := range top {
+		if strings.HasPrefix(strings.TrimSpace(l), "Duration:") {
+			total = strings.TrimSpace(l)
+		}
+	}
+	b.progress("  stack process CPU by part during the HTTP grant row (%s):", total)
+	for _, part := range []struct{ name, focus string }{
+		{"FC emulator with its net/http servers (HTTP triggers, runtime API)", `benefits/local/fc\.|net/http\.\(\*conn\)\.serve`},
+		{"Toxiproxy (the functions' links to Redis, MySQL, the broker)", `toxiproxy`},
+		{"broker emulator with its gRPC server", `benefits/local/rocketmq\.|grpc\.\(\*Server\)|transport\.\(\*http2Server\)`},
+		{"RocketMQ clients of the FC triggers (gRPC client)", `rocketmq-clients|transport\.\(\*http2Client\)|grpc\.\(\*ClientConn\)|grpc\.\(\*clientStream\)|grpc\.invoke`},
+		{"TLS", `crypto/tls`},
+		{"system calls", `syscall\.`},
+		{"garbage collector", `runtime\.gcBgMarkWorker`},
+	} {
+		out, err := exec.Command("go", "tool", "pprof", "-top", "-nodecount=1000000", "-nodefraction=0", "-symbolize=none", "-focus="+part.focus, profile).CombinedOutput()
+		share := "?"
+		if err == nil {
+			for _, l := range strings.Split(string(out), "\n") {
+				// "Showing nodes accounting for 0.41s, 14.34% of 2.86s total" with the focus applied
+				if i := strings.Index(l, "Showing nodes accounting for "); i >= 0 && strings.Contains(l, "% of ") {
+					f := strings.Fields(l[i:])
+					if len(f) >= 8 {
+						share = strings.TrimSuffix(f[4], ",") + " (" + f[5] + " of " + f[7] + ")"
+					}
+				}
+			}
+		}
+		fmt.Printf("      %-62s %s\n", part.name, share)
+	}
 }
 
 // libraryRows runs local/bench/claim (ours = Cache.Claim beside redis-benchmark EVALSHA of the same
