@@ -49,6 +49,8 @@ type Report struct {
 	FirstErr string         `json:"first_error,omitempty"`
 	P50MS    float64        `json:"p50_ms"`
 	P99MS    float64        `json:"p99_ms"`
+	// SendSeconds (broker) is how long the sends took; Seconds runs until the last acknowledgement.
+	SendSeconds float64 `json:"send_seconds,omitempty"`
 }
 
 func main() {
@@ -73,6 +75,7 @@ func main() {
 	ctx, cancel := context.WithTimeout(context.Background(), *d+time.Minute)
 	defer cancel()
 	var res claimload.Result
+	var sendTime time.Duration
 	var err error
 	switch *mode {
 	case "http":
@@ -80,7 +83,7 @@ func main() {
 	case "lib":
 		res, err = libLoad(ctx, *addr, *db, *reset, *campaign, *prefix, *c, *n, *d, *users, *rate)
 	case "broker":
-		res, err = brokerLoad(ctx, *endpoint, *c, *n, *d)
+		res, sendTime, err = brokerLoad(ctx, *endpoint, *c, *n, *d)
 	default:
 		err = fmt.Errorf("unknown -mode %q", *mode)
 	}
@@ -88,7 +91,7 @@ func main() {
 		fatal(err)
 	}
 	rep := Report{Mode: *mode, C: *c, Calls: res.Calls, Seconds: res.Elapsed.Seconds(), Outcomes: res.Codes, Errors: res.Errs,
-		P50MS: ms(res.Percentile(0.50)), P99MS: ms(res.Percentile(0.99))}
+		P50MS: ms(res.Percentile(0.50)), P99MS: ms(res.Percentile(0.99)), SendSeconds: sendTime.Seconds()}
 	if res.FirstErr != nil {
 		rep.FirstErr = res.FirstErr.Error()
 	}
@@ -182,9 +185,9 @@ func libLoad(ctx context.Context, addr string, db int, reset bool, campaign, pre
 // brokerLoad: c producers send while 4 consumers receive and ack; each call is one Send, and the
 // result's outcomes count "sent" and "acked" (messages acknowledged by the consumers until all sent
 // ones are acked or 30 s after the producers stop). Elapsed runs until the last ack.
-func brokerLoad(ctx context.Context, endpoint string, c, n int, d time.Duration) (claimload.Result, error) {
+func brokerLoad(ctx context.Context, endpoint string, c, n int, d time.Duration) (claimload.Result, time.Duration, error) {
 	if endpoint == "" {
-		return claimload.Result{}, errors.New("broker needs -endpoint")
+		return claimload.Result{}, 0, errors.New("broker needs -endpoint")
 	}
 	mq.ConfigureClientLogging(os.TempDir() + "/benefits-rocketmq-client-logs")
 	const topic = "bench"
@@ -195,10 +198,10 @@ func brokerLoad(ctx context.Context, endpoint string, c, n int, d time.Duration)
 	for i := range ps {
 		p, err := rmq.NewProducer(cfg(""), rmq.WithTopics(topic))
 		if err != nil {
-			return claimload.Result{}, err
+			return claimload.Result{}, 0, err
 		}
 		if err := p.Start(); err != nil {
-			return claimload.Result{}, err
+			return claimload.Result{}, 0, err
 		}
 		defer p.GracefulStop()
 		ps[i] = p
@@ -211,10 +214,10 @@ func brokerLoad(ctx context.Context, endpoint string, c, n int, d time.Duration)
 		sc, err := rmq.NewSimpleConsumer(cfg("GID_bench"), rmq.WithSimpleAwaitDuration(200*time.Millisecond),
 			rmq.WithSimpleSubscriptionExpressions(map[string]*rmq.FilterExpression{topic: rmq.SUB_ALL}))
 		if err != nil {
-			return claimload.Result{}, err
+			return claimload.Result{}, 0, err
 		}
 		if err := sc.Start(); err != nil {
-			return claimload.Result{}, err
+			return claimload.Result{}, 0, err
 		}
 		defer sc.GracefulStop()
 		cwg.Add(1)
@@ -241,6 +244,7 @@ func brokerLoad(ctx context.Context, endpoint string, c, n int, d time.Duration)
 		}
 		return "sent", nil
 	})
+	sendTime := res.Elapsed
 	sent := int64(res.Codes["sent"])
 	for acked.Load() < sent && time.Since(start) < d+30*time.Second {
 		time.Sleep(time.Millisecond)
@@ -249,5 +253,5 @@ func brokerLoad(ctx context.Context, endpoint string, c, n int, d time.Duration)
 	stop()
 	cwg.Wait()
 	res.Codes["acked"] = int(acked.Load())
-	return res, nil
+	return res, sendTime, nil
 }
