@@ -354,6 +354,12 @@ func (b *bench) claimRows(ctx context.Context) error {
 		inst instanceSampler
 	}
 	measure := func(what string, args []string, profile string) (side, error) {
+		// A grant row leaves the ledger a backlog to drain; no row is measured while it does.
+		if waited, quiet := b.quiesce(90 * time.Second); !quiet {
+			b.progress("  the functions were still busy after %s; measuring anyway", waited.Round(time.Second))
+		} else if waited > time.Second {
+			b.progress("  waited %s for the functions to go idle (the ledger's backlog)", waited.Round(100*time.Millisecond))
+		}
 		before := b.cpuSnapshot(ctx)
 		var pf *os.File
 		if profile != "" {
@@ -441,6 +447,29 @@ func (b *bench) claimRows(ctx context.Context) error {
 		})
 	}
 	return nil
+}
+
+// quiesce waits until no function of the stack has had an invocation in flight for a whole second
+// (polled every 50 ms), or until max; it returns how long it waited and whether they went idle.
+func (b *bench) quiesce(max time.Duration) (time.Duration, bool) {
+	start := time.Now()
+	idleSince := time.Time{}
+	for time.Since(start) < max {
+		busy := 0
+		for _, f := range b.s.Template.Functions() {
+			busy += b.s.Emulator.InFlight(f.FunctionName)
+		}
+		switch {
+		case busy > 0:
+			idleSince = time.Time{}
+		case idleSince.IsZero():
+			idleSince = time.Now()
+		case time.Since(idleSince) >= time.Second:
+			return time.Since(start), true
+		}
+		time.Sleep(50 * time.Millisecond)
+	}
+	return time.Since(start), false
 }
 
 // profileTop writes `go tool pprof -top` of the profile beside it, by flat and by cumulative time,
