@@ -182,6 +182,11 @@ func (b *bench) run() error {
 			continue
 		}
 		b.progress("==> %s", st.name)
+		if waited, quiet := b.quiesce(90 * time.Second); !quiet {
+			b.progress("  the functions were still busy after %s; measuring anyway", waited.Round(time.Second))
+		} else if waited > time.Second {
+			b.progress("  waited %s for the functions to go idle (the ledger's backlog)", waited.Round(100*time.Millisecond))
+		}
 		if err := st.f(ctx); err != nil {
 			// A failed step leaves its rows unmeasured rather than stopping the table.
 			b.progress("FAILED: %v", err)
