@@ -40,3 +40,16 @@ func TestRowNumbers(t *testing.T) {
 		t.Error("unmeasured must print as -")
 	}
 }
+
+func TestSideAddSumsCountsAndKeepsTheWorsePercentiles(t *testing.T) {
+	a := side{r: Report{Calls: 10, Seconds: 5, Outcomes: map[string]int{"granted": 10}, P50MS: 3, P99MS: 9, LoadCPU: 1}, cpu: "x", inst: instanceSampler{aliveSeconds: 2, samples: 1}}
+	b := side{r: Report{Calls: 30, Seconds: 5, Outcomes: map[string]int{"granted": 20, "sold_out": 10}, Errors: 1, FirstErr: "e", P50MS: 2, P99MS: 12}, cpu: "y"}
+	got := side{}.add(a).add(b)
+	if got.r.Calls != 40 || got.r.Seconds != 10 || got.r.Outcomes["granted"] != 30 || got.r.Outcomes["sold_out"] != 10 ||
+		got.r.Errors != 1 || got.r.FirstErr != "e" || got.r.P50MS != 3 || got.r.P99MS != 12 || got.r.LoadCPU != 1 {
+		t.Fatalf("sum: %+v", got.r)
+	}
+	if got.r.perSec("granted") != 3 || got.cpu != "x / y" || got.inst.aliveSeconds != 2 || got.inst.samples != 1 {
+		t.Fatalf("rate %v, cpu %q, inst %+v", got.r.perSec("granted"), got.cpu, got.inst)
+	}
+}
