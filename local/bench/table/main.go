@@ -77,12 +77,16 @@ type bench struct {
 	c, users         int
 	patches          int
 	only             string
-	s                *stack.Stack
-	operator         string
-	client           *stack.Client
-	rdb              *redis.Client
-	rows             []Row
-	t0               time.Time
+	// fnProfile: the claim function is rebuilt with a CPU profiler (go build -overlay) and the stack
+	// runs from fnRoot, a copy of the root whose dist/claim is that build.
+	fnProfile bool
+	fnRoot    string
+	s         *stack.Stack
+	operator  string
+	client    *stack.Client
+	rdb       *redis.Client
+	rows      []Row
+	t0        time.Time
 }
 
 func main() {
@@ -91,6 +95,7 @@ func main() {
 	users := flag.Int("users", 400, "distinct users of the claim loads")
 	patches := flag.Int("patches", 1000, "rule changes through HTTP for the rule commit row")
 	out := flag.String("out", "", "results folder (default <repo>/local/bench/results)")
+	fnProfile := flag.Bool("profile-functions", false, "also CPU-profile the claim function's instances (a build of it with a profiler added; its figures are then not make bench's)")
 	only := flag.String("only", "", "run only the steps whose title contains this (e.g. \"cold\", \"HTTP\", \"broker\")")
 	flag.Parse()
 	root, err := stack.FindRoot()
@@ -108,7 +113,7 @@ func main() {
 		fatal(err)
 	}
 	defer os.RemoveAll(tools)
-	b := &bench{root: root, out: *out, tools: tools, d: *d, c: *c, users: *users, patches: *patches, only: *only, t0: time.Now()}
+	b := &bench{root: root, out: *out, tools: tools, d: *d, c: *c, users: *users, patches: *patches, only: *only, fnProfile: *fnProfile, t0: time.Now()}
 	if err := b.run(); err != nil {
 		fatal(err)
 	}
@@ -129,6 +134,14 @@ func (b *bench) run() error {
 	if err := b.buildTools(ctx); err != nil {
 		return err
 	}
+	b.fnRoot = b.root
+	var fnEnv map[string]string
+	if b.fnProfile {
+		var err error
+		if fnEnv, err = b.profiledRoot(ctx); err != nil {
+			return err
+		}
+	}
 	// A profile left by an earlier run must not pass for this run's.
 	for _, f := range []string{"stack-cpu.pprof", "stack-cpu-top.txt", "stack-cpu-top-cum.txt", "latest.json"} {
 		os.Remove(filepath.Join(b.out, f))
@@ -142,10 +155,10 @@ func (b *bench) run() error {
 	b.progress("starting a private stack (MariaDB, Redis, broker, Toxiproxy, FC emulator); its log: %s", logPath)
 	sctx, cancel := context.WithTimeout(ctx, 3*time.Minute)
 	s, err := stack.Start(sctx, stack.Options{
-		Root: b.root, HTTPAddr: "127.0.0.1:0", BrokerAddr: "127.0.0.1:0", ToxiproxyAddr: "127.0.0.1:0",
+		Root: b.fnRoot, HTTPAddr: "127.0.0.1:0", BrokerAddr: "127.0.0.1:0", ToxiproxyAddr: "127.0.0.1:0",
 		// The library reference runs without the per-user rate limit (400 users × 20/s would cap it at
 		// 8,000 claims/s and measure the limiter), so the functions run without it too.
-		Env:    map[string]string{"CLAIM_RATE_LIMIT": "0"},
+		Env:    withEnv(map[string]string{"CLAIM_RATE_LIMIT": "0"}, fnEnv),
 		Output: logFile, Logger: slog.New(slog.NewTextHandler(logFile, nil)),
 	})
 	cancel()
@@ -198,6 +211,11 @@ func (b *bench) run() error {
 			b.progress("pprof -top: %v", err)
 		}
 	}
+	if b.fnProfile {
+		if err := b.functionProfileTop(); err != nil {
+			b.progress("claim function profiles: %v", err)
+		}
+	}
 	for _, name := range []string{
 		"ledger drain of 1,000,000 grants into MariaDB vs batched INSERTs (goal ratio ≥ 0.7)",
 		"convergence after a 30 s Redis outage ends vs the retry interval (goal ≤ 2 s)",
@@ -235,6 +253,99 @@ func (b *bench) buildTools(ctx context.Context) error {
 		}
 	}
 	return nil
+}
+
+func withEnv(a, b map[string]string) map[string]string {
+	for k, v := range b {
+		a[k] = v
+	}
+	return a
+}
+
+// profilerSource is added to the claim function's package by -profile-functions: each instance
+// CPU-profiles itself from its start for BENCH_CPUPROFILE_SECONDS into BENCH_CPUPROFILE_DIR.
+const profilerSource = `package main
+
+import (
+	"fmt"
+	"os"
+	"path/filepath"
+	"runtime/pprof"
+	"strconv"
+	"time"
+)
+
+func init() {
+	dir := os.Getenv("BENCH_CPUPROFILE_DIR")
+	secs, _ := strconv.Atoi(os.Getenv("BENCH_CPUPROFILE_SECONDS"))
+	if dir == "" || secs <= 0 {
+		return
+	}
+	f, err := os.Create(filepath.Join(dir, fmt.Sprintf("claim-%d.pprof", os.Getpid())))
+	if err != nil {
+		return
+	}
+	if pprof.StartCPUProfile(f) != nil {
+		f.Close()
+		return
+	}
+	go func() {
+		time.Sleep(time.Duration(secs) * time.Second)
+		pprof.StopCPUProfile()
+		f.Close()
+	}()
+}
+`
+
+// profiledRoot builds a root for the stack: template.yml and every function's dist folder linked
+// from the real root, except dist/claim, built with profilerSource added. It returns the
+// environment that turns the profiler on.
+func (b *bench) profiledRoot(ctx context.Context) (map[string]string, error) {
+	root := filepath.Join(b.tools, "root")
+	profDir := filepath.Join(b.out, "claim-profiles")
+	os.RemoveAll(profDir)
+	if err := os.MkdirAll(filepath.Join(root, "dist", "claim"), 0o755); err != nil {
+		return nil, err
+	}
+	if err := os.MkdirAll(profDir, 0o755); err != nil {
+		return nil, err
+	}
+	if err := os.Symlink(filepath.Join(b.root, "template.yml"), filepath.Join(root, "template.yml")); err != nil {
+		return nil, err
+	}
+	entries, err := os.ReadDir(filepath.Join(b.root, "dist"))
+	if err != nil {
+		return nil, err
+	}
+	for _, e := range entries {
+		if e.IsDir() && e.Name() != "claim" {
+			if err := os.Symlink(filepath.Join(b.root, "dist", e.Name()), filepath.Join(root, "dist", e.Name())); err != nil {
+				return nil, err
+			}
+		}
+	}
+	src := filepath.Join(b.tools, "zz_benchprofile.go")
+	if err := os.WriteFile(src, []byte(profilerSource), 0o644); err != nil {
+		return nil, err
+	}
+	overlay, err := json.Marshal(map[string]map[string]string{"Replace": {filepath.Join(b.root, "functions", "claim", "zz_benchprofile.go"): src}})
+	if err != nil {
+		return nil, err
+	}
+	overlayPath := filepath.Join(b.tools, "overlay.json")
+	if err := os.WriteFile(overlayPath, overlay, 0o644); err != nil {
+		return nil, err
+	}
+	cmd := exec.CommandContext(ctx, "go", "build", "-overlay", overlayPath, "-trimpath", "-ldflags=-s -w",
+		"-o", filepath.Join(root, "dist", "claim", "main"), "./functions/claim")
+	cmd.Dir = b.root
+	cmd.Env = append(os.Environ(), "GOOS=linux", "GOARCH=amd64", "CGO_ENABLED=0")
+	if out, err := cmd.CombinedOutput(); err != nil {
+		return nil, fmt.Errorf("build the profiled claim function: %v\n%s", err, out)
+	}
+	b.fnRoot = root
+	b.progress("claim function built with a CPU profiler: each instance profiles its first 20 s into %s", profDir)
+	return map[string]string{"BENCH_CPUPROFILE_DIR": profDir, "BENCH_CPUPROFILE_SECONDS": "20"}, nil
 }
 
 // Report is local/bench/load's output.
@@ -536,6 +647,33 @@ func (b *bench) profileTop(profile string) error {
 			b.profileShares(profile, lines)
 		}
 		b.progress("  stack process CPU profile during the HTTP grant row, top 25 by %s time (all of it: %s):", v.what, base+v.file)
+		for _, l := range lines[min(len(lines), 4):min(len(lines), 31)] {
+			if l != "" {
+				fmt.Println("      " + l)
+			}
+		}
+	}
+	return nil
+}
+
+// functionProfileTop merges the claim instances' profiles and writes and prints their top.
+func (b *bench) functionProfileTop() error {
+	files, err := filepath.Glob(filepath.Join(b.out, "claim-profiles", "claim-*.pprof"))
+	if err != nil || len(files) == 0 {
+		return fmt.Errorf("no profiles (%v)", err)
+	}
+	for _, v := range []struct{ file, flag, what string }{{"claim-cpu-top.txt", "-flat", "flat"}, {"claim-cpu-top-cum.txt", "-cum", "cumulative"}} {
+		args := append([]string{"tool", "pprof", "-top", "-nodecount=60", "-symbolize=none", v.flag}, files...)
+		out, err := exec.Command("go", args...).CombinedOutput()
+		if err != nil {
+			return fmt.Errorf("%v: %s", err, out)
+		}
+		path := filepath.Join(b.out, v.file)
+		if err := os.WriteFile(path, out, 0o644); err != nil {
+			return err
+		}
+		lines := strings.Split(string(out), "\n")
+		b.progress("  claim function CPU profile, %d instances' first 20 s merged, top 25 by %s time (all of it: %s):", len(files), v.what, path)
 		for _, l := range lines[min(len(lines), 4):min(len(lines), 31)] {
 			if l != "" {
 				fmt.Println("      " + l)
@@ -979,7 +1117,7 @@ const clockTicks = 100 // USER_HZ on Linux
 func (b *bench) cpuSnapshot(ctx context.Context) cpu {
 	c := cpu{}
 	c["stack"] = procCPU(os.Getpid())
-	dist := filepath.Join(b.root, "dist") + string(filepath.Separator)
+	dist := filepath.Join(b.fnRoot, "dist") + string(filepath.Separator)
 	entries, _ := os.ReadDir("/proc")
 	for _, e := range entries {
 		pid, err := strconv.Atoi(e.Name())
@@ -1069,7 +1207,7 @@ type instanceSampler struct {
 
 func (is *instanceSampler) start(b *bench, function string) {
 	is.done, is.finished = make(chan struct{}), make(chan struct{})
-	binary := filepath.Join(b.root, "dist", function, "main")
+	binary := filepath.Join(b.fnRoot, "dist", function, "main")
 	go func() {
 		defer close(is.finished)
 		const every = 100 * time.Millisecond
