@@ -17,6 +17,7 @@ import (
 	"context"
 	"database/sql"
 	"encoding/json"
+	"errors"
 	"flag"
 	"fmt"
 	"io"
@@ -36,6 +37,7 @@ import (
 
 	"github.com/go-sql-driver/mysql"
 	"github.com/redis/go-redis/v9"
+	"gopkg.in/yaml.v3"
 
 	"github.com/benefit-issuance/benefits/local/fc"
 	"github.com/benefit-issuance/benefits/local/fctemplate"
@@ -81,6 +83,7 @@ type bench struct {
 	// runs from fnRoot, a copy of the root whose dist/claim is that build.
 	fnProfile bool
 	fnRoot    string
+	grantHTTP *side // the HTTP grant row's figures, for the instance-seconds row
 	s         *stack.Stack
 	operator  string
 	client    *stack.Client
@@ -189,6 +192,7 @@ func (b *bench) run() error {
 		{"library claim path vs redis-benchmark (row 3)", b.libraryRows},
 		{"rule commit → applied in Redis (row 5)", b.ruleRows},
 		{"broker produce → receive → ack (row 6)", b.brokerRows},
+		{"instance-seconds of claim: as deployed vs on go1 (a second stack)", b.instanceRows},
 	}
 	for _, st := range steps {
 		if b.only != "" && !strings.Contains(st.name, b.only) {
@@ -544,15 +548,7 @@ func (b *bench) claimRows(ctx context.Context) error {
 	if err != nil {
 		return err
 	}
-	if g := hg.r.Outcomes["granted"]; g > 0 && hg.inst.samples > 0 {
-		alive, busy := hg.inst.aliveSeconds, hg.inst.busySeconds
-		b.rows = append(b.rows, Row{
-			Name: fmt.Sprintf("instance-seconds of claim per 1,000 granted claims, HTTP %d clients, as deployed by template.yml vs one claim per instance (go1)", b.c),
-			Ours: num(alive / float64(g) * 1000), Goal: "ratio ≤ 0.2",
-			Detail: fmt.Sprintf("reference not measured yet (needs a second stack with the claim function on go1); claim instances alive %.1f on average, %.1f instance-seconds alive and %.1f invocation-seconds busy over %d granted claims (sampled every 100 ms during the HTTP grant row)",
-				alive/hg.r.Seconds, alive, busy, g),
-		})
-	}
+	b.grantHTTP = &hg
 	for _, p := range []struct {
 		what, outcome string
 		h, l          side
@@ -571,6 +567,174 @@ func (b *bench) claimRows(ctx context.Context) error {
 		})
 	}
 	return nil
+}
+
+// instanceRows: instance-seconds of the claim function per 1,000 granted claims, as template.yml
+// deploys it (the HTTP grant row: instances alive, since an instance that takes many claims at once
+// is billed while it has any), beside the same on go1, one claim per instance (a second stack whose
+// template.yml has claim on go1: invocation-seconds, what go1 bills when FC adds an instance per
+// claim in flight; the emulator's pool of 4 would otherwise queue them).
+func (b *bench) instanceRows(ctx context.Context) error {
+	hg := b.grantHTTP
+	if hg == nil || hg.inst.samples == 0 || hg.r.Outcomes["granted"] == 0 {
+		return errors.New("the HTTP grant row did not run")
+	}
+	g := hg.r.Outcomes["granted"]
+	ours := hg.inst.aliveSeconds / float64(g) * 1000
+	row := Row{
+		Name: fmt.Sprintf("instance-seconds of claim per 1,000 granted claims, HTTP %d clients: as deployed by template.yml vs one claim per instance (go1)", b.c),
+		Ours: num(ours), Goal: "ratio ≤ 0.2",
+	}
+	detail := fmt.Sprintf("as deployed: %.1f instances alive on average, %.1f instance-seconds alive (%.1f invocation-seconds) over %d granted claims in the HTTP grant row",
+		hg.inst.aliveSeconds/hg.r.Seconds, hg.inst.aliveSeconds, hg.inst.busySeconds, g)
+	ref, refDetail, err := b.go1Reference(ctx)
+	if err != nil {
+		row.Detail = detail + "; the go1 reference failed: " + err.Error()
+		b.rows = append(b.rows, row)
+		return nil
+	}
+	q := ratio(ours, ref)
+	row.Reference, row.Ratio, row.Met = num(ref), num(q), q <= 0.2
+	row.Detail = detail + " | " + refDetail
+	b.rows = append(b.rows, row)
+	return nil
+}
+
+// go1Reference starts a second private stack whose template.yml has the claim function on go1 with
+// one claim per instance, loads it as the HTTP grant row does for half the time, and returns its
+// invocation-seconds per 1,000 granted claims.
+func (b *bench) go1Reference(ctx context.Context) (float64, string, error) {
+	data, err := os.ReadFile(filepath.Join(b.root, "template.yml"))
+	if err != nil {
+		return 0, "", err
+	}
+	var doc yaml.Node
+	if err := yaml.Unmarshal(data, &doc); err != nil {
+		return 0, "", err
+	}
+	props := yamlPath(&doc, "resources", "claim", "props")
+	if props == nil {
+		return 0, "", errors.New("template.yml has no resources.claim.props")
+	}
+	yamlSet(props, "runtime", "go1")
+	yamlSet(props, "instanceConcurrency", "1")
+	yamlDelete(props, "customRuntimeConfig")
+	out, err := yaml.Marshal(&doc)
+	if err != nil {
+		return 0, "", err
+	}
+	if _, err := fctemplate.Parse(out); err != nil {
+		return 0, "", fmt.Errorf("template with claim on go1: %w", err)
+	}
+	root := filepath.Join(b.tools, "go1root")
+	if err := os.MkdirAll(root, 0o755); err != nil {
+		return 0, "", err
+	}
+	if err := os.WriteFile(filepath.Join(root, "template.yml"), out, 0o644); err != nil {
+		return 0, "", err
+	}
+	if err := os.Symlink(filepath.Join(b.root, "dist"), filepath.Join(root, "dist")); err != nil {
+		return 0, "", err
+	}
+	logFile, err := os.Create(filepath.Join(b.out, "stack-go1.log"))
+	if err != nil {
+		return 0, "", err
+	}
+	defer logFile.Close()
+	b.progress("  starting a second private stack with the claim function on go1 (its log: %s)", logFile.Name())
+	sctx, cancel := context.WithTimeout(ctx, 3*time.Minute)
+	s2, err := stack.Start(sctx, stack.Options{
+		Root: root, HTTPAddr: "127.0.0.1:0", BrokerAddr: "127.0.0.1:0", ToxiproxyAddr: "127.0.0.1:0",
+		Env: map[string]string{"CLAIM_RATE_LIMIT": "0"}, Output: logFile, Logger: slog.New(slog.NewTextHandler(logFile, nil)),
+	})
+	cancel()
+	if err != nil {
+		return 0, "", err
+	}
+	defer s2.Close()
+	// The helpers below work on b's stack: point them at the second one for the while.
+	saved := *b
+	defer func() {
+		b.s, b.client, b.operator, b.rdb, b.fnRoot = saved.s, saved.client, saved.operator, saved.rdb, saved.fnRoot
+	}()
+	b.s, b.client, b.fnRoot = s2, stack.NewClient(s2.HTTP), root
+	if b.operator, err = auth.Issue(s2.JWTSecret, "ops-bench", auth.RoleOperator, time.Hour, time.Now()); err != nil {
+		return 0, "", err
+	}
+	b.rdb = redis.NewClient(&redis.Options{Addr: s2.RedisAddr})
+	defer b.rdb.Close()
+	if r, err := b.client.Do("POST", "/_local/timers/timer/cache-rebuild", "", nil); err != nil || r.Status != 200 {
+		return 0, "", fmt.Errorf("cache rebuild: %v %d %s", err, r.Status, r.Raw)
+	}
+	id, err := b.createCampaign(ctx, 1_000_000_000, 1_000_000)
+	if err != nil {
+		return 0, "", err
+	}
+	args := func(rid, d string) []string {
+		return []string{"-mode", "http", "-url", s2.HTTP, "-secret", s2.JWTSecret, "-campaign", id,
+			"-c", strconv.Itoa(b.c), "-users", strconv.Itoa(b.users), "-d", d, "-rid", rid}
+	}
+	if _, err := b.load(ctx, args("warm-", "3s")...); err != nil {
+		return 0, "", err
+	}
+	b.quiesce(90 * time.Second)
+	var inst instanceSampler
+	inst.start(b, "claim")
+	r, err := b.load(ctx, args("g-", (b.d/2).String())...)
+	inst.stop()
+	if err != nil {
+		return 0, "", err
+	}
+	g := r.Outcomes["granted"]
+	if g == 0 || inst.samples == 0 {
+		return 0, "", fmt.Errorf("no granted claims on go1: %s", r)
+	}
+	b.progress("  go1: %s; %.1f invocation-seconds busy, %.1f instance-seconds alive", r, inst.busySeconds, inst.aliveSeconds)
+	return inst.busySeconds / float64(g) * 1000, fmt.Sprintf("go1 (a second stack, %s of HTTP grants): %d granted, %.1f invocation-seconds busy (what go1 bills with an instance per claim in flight), %.1f instance-seconds alive in the emulator's pool of 4",
+		b.d/2, g, inst.busySeconds, inst.aliveSeconds), nil
+}
+
+// yamlPath walks mapping keys from a document node.
+func yamlPath(n *yaml.Node, keys ...string) *yaml.Node {
+	if n.Kind == yaml.DocumentNode && len(n.Content) > 0 {
+		n = n.Content[0]
+	}
+	for _, k := range keys {
+		if n.Kind != yaml.MappingNode {
+			return nil
+		}
+		var next *yaml.Node
+		for i := 0; i+1 < len(n.Content); i += 2 {
+			if n.Content[i].Value == k {
+				next = n.Content[i+1]
+			}
+		}
+		if next == nil {
+			return nil
+		}
+		n = next
+	}
+	return n
+}
+
+// yamlSet sets a scalar under a mapping node, adding the key when missing.
+func yamlSet(m *yaml.Node, key, value string) {
+	for i := 0; i+1 < len(m.Content); i += 2 {
+		if m.Content[i].Value == key {
+			m.Content[i+1] = &yaml.Node{Kind: yaml.ScalarNode, Value: value}
+			return
+		}
+	}
+	m.Content = append(m.Content, &yaml.Node{Kind: yaml.ScalarNode, Value: key}, &yaml.Node{Kind: yaml.ScalarNode, Value: value})
+}
+
+func yamlDelete(m *yaml.Node, key string) {
+	for i := 0; i+1 < len(m.Content); i += 2 {
+		if m.Content[i].Value == key {
+			m.Content = append(m.Content[:i], m.Content[i+2:]...)
+			return
+		}
+	}
 }
 
 // side is one side of a claim row, possibly the sum of several runs.
@@ -1208,6 +1372,7 @@ type instanceSampler struct {
 func (is *instanceSampler) start(b *bench, function string) {
 	is.done, is.finished = make(chan struct{}), make(chan struct{})
 	binary := filepath.Join(b.fnRoot, "dist", function, "main")
+	emu := b.s.Emulator
 	go func() {
 		defer close(is.finished)
 		const every = 100 * time.Millisecond
@@ -1220,7 +1385,7 @@ func (is *instanceSampler) start(b *bench, function string) {
 			case <-t.C:
 			}
 			is.aliveSeconds += float64(countProcesses(binary)) * every.Seconds()
-			is.busySeconds += float64(b.s.Emulator.InFlight(function)) * every.Seconds()
+			is.busySeconds += float64(emu.InFlight(function)) * every.Seconds()
 			is.samples++
 		}
 	}()
