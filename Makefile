@@ -7,7 +7,7 @@ FUNCTIONS := $(notdir $(patsubst %/,%,$(dir $(wildcard functions/*/main.go))))
 DIST      := dist
 GOFLAGS_BUILD := -trimpath -ldflags='-s -w'
 
-.PHONY: all build package test test-cluster test-short lint bench run run-cluster faults clean conformance test-apache
+.PHONY: all build package test test-cluster test-short lint bench bench-go run run-cluster faults clean conformance test-apache
 
 all: build
 
@@ -51,8 +51,15 @@ test-cluster:
 test-short: lint
 	@$(GO) test -count=1 -short ./...
 
+# One table of our figures, each beside a reference measured in the same run on a private stack
+# (local/bench/table); also written to local/bench/results/latest.json. About 3 to 4 minutes.
 bench: build
 	@echo "==> benchmarks (figures are side by side in one run; absolute numbers are context only)"
+	@$(GO) run ./local/bench/table
+
+# The Go benchmarks of every package, the library claim path at two concurrencies, and the claim
+# path on a Redis Cluster: the older, longer set (not part of make bench).
+bench-go: build
 	@$(GO) run ./local/cmd/services -- $(GO) test -count=1 -run '^$$' -bench . -benchtime 2s ./shared/... ./local/...
 	@$(GO) run ./local/cmd/services -- $(GO) run ./local/bench/claim
 	@$(GO) run ./local/cmd/services --redis-cluster -- $(GO) run ./local/bench/cluster

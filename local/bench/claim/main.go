@@ -47,6 +47,7 @@ import (
 	"crypto/sha1"
 	"encoding/csv"
 	"encoding/hex"
+	"encoding/json"
 	"errors"
 	"flag"
 	"fmt"
@@ -59,21 +60,20 @@ import (
 	"slices"
 	"strconv"
 	"strings"
-	"sync"
-	"sync/atomic"
 	"text/tabwriter"
 	"time"
 
 	"github.com/redis/go-redis/v9"
 
+	"github.com/benefit-issuance/benefits/local/bench/internal/claimload"
 	"github.com/benefit-issuance/benefits/local/services"
 	"github.com/benefit-issuance/benefits/shared/domain"
 	"github.com/benefit-issuance/benefits/shared/rediscache"
 )
 
 const (
-	grantCampaign   = "bench-grant"
-	soldOutCampaign = "bench-soldout"
+	grantCampaign   = claimload.GrantCampaign
+	soldOutCampaign = claimload.SoldOutCampaign
 	userRange       = 2_000_000_000 // redis-benchmark's -r is an int; random() gives at most 2^31−1
 )
 
@@ -84,6 +84,7 @@ func main() {
 	db := flag.Int("db", 15, "logical database to use; flushed before every run")
 	rate := flag.Int("rate", 20, "per-user rate limit passed to Claim (config default 20; 0 disables)")
 	pool := flag.Int("pool", 0, "go-redis pool size for ours (0: same as the concurrency)")
+	jsonOut := flag.String("json", "", "also write the rows to this file as JSON (for local/bench/table)")
 	flag.Parse()
 	var levels []int
 	for _, s := range strings.Split(*cs, ",") {
@@ -114,6 +115,40 @@ func main() {
 		fmt.Fprintln(os.Stderr, "claim bench:", err)
 		os.Exit(1)
 	}
+	if *jsonOut != "" {
+		if err := b.writeJSON(*jsonOut); err != nil {
+			fmt.Fprintln(os.Stderr, "claim bench:", err)
+			os.Exit(1)
+		}
+	}
+}
+
+// JSONRow is one row of -json: ours beside redis-benchmark for one path and concurrency.
+type JSONRow struct {
+	Path       string         `json:"path"` // grant or sold_out
+	C          int            `json:"c"`
+	K          int            `json:"k"`
+	OursPerSec float64        `json:"ours_per_sec"`
+	P50MS      float64        `json:"p50_ms"`
+	P99MS      float64        `json:"p99_ms"`
+	Outcomes   map[string]int `json:"outcomes"`
+	Errors     int            `json:"errors"`
+	RBMain     float64        `json:"rb_main_per_sec"`  // redis-benchmark EVALSHA claim.lua; 0 without it
+	RBChain    float64        `json:"rb_chain_per_sec"` // 1/Σ(1/rate) of the scripts ours runs
+}
+
+func (b *bench) writeJSON(path string) error {
+	rows := make([]JSONRow, 0, len(b.rows))
+	for _, r := range b.rows {
+		rows = append(rows, JSONRow{Path: r.path, C: r.c, K: r.k, OursPerSec: r.ours.perSec,
+			P50MS: float64(r.ours.p50.Microseconds()) / 1000, P99MS: float64(r.ours.p99.Microseconds()) / 1000,
+			Outcomes: r.ours.codes, Errors: r.ours.errs, RBMain: r.rbMain, RBChain: r.rbChain})
+	}
+	data, err := json.MarshalIndent(rows, "", "  ")
+	if err != nil {
+		return err
+	}
+	return os.WriteFile(path, data, 0o644)
 }
 
 func fatalf(format string, a ...any) {
@@ -217,29 +252,7 @@ func (b *bench) reset(ctx context.Context) error {
 	if err := b.admin.FlushDB(ctx).Err(); err != nil {
 		return fmt.Errorf("flushdb: %w", err)
 	}
-	// Ready first, as a fresh deployment's first rebuild leaves it: only then do change events apply.
-	if err := b.adminCache.MarkReady(ctx); err != nil {
-		return err
-	}
-	now := time.Now().UTC()
-	for _, camp := range []domain.Campaign{campaign(grantCampaign, domain.MaxStock, now), campaign(soldOutCampaign, 0, now)} {
-		if err := camp.Validate(); err != nil {
-			return fmt.Errorf("campaign %s: %w", camp.ID, err)
-		}
-		if res, err := b.adminCache.ApplyCampaign(ctx, camp, 0); err != nil || !res.Applied {
-			return fmt.Errorf("apply campaign %s: %+v %v", camp.ID, res, err)
-		}
-	}
-	return nil
-}
-
-func campaign(id string, stock int64, now time.Time) domain.Campaign {
-	return domain.Campaign{
-		ID: id, Name: "bench", Benefit: domain.Benefit{Type: domain.BenefitCoupon, Amount: 500},
-		Audience: domain.Audience{Segment: domain.SegmentAll}, Mode: domain.ModeClaim,
-		StartsAt: now.Add(-time.Hour), EndsAt: now.Add(24 * time.Hour), Stock: stock,
-		PerUserLimit: domain.MaxPerUserLimit, Status: domain.StatusActive, Version: 1,
-	}
+	return claimload.Reset(ctx, b.adminCache)
 }
 
 // luaDir finds shared/rediscache/lua: from the working directory upwards, else next to this source.
@@ -445,55 +458,14 @@ func (b *bench) ours(ctx context.Context, campaignID string, c, n int) (oursResu
 	})
 	defer rdb.Close()
 	cache := rediscache.New(rdb)
-	lat := make([]time.Duration, n)
-	codes := make([]string, n)
-	errs := make([]error, n)
-	var next atomic.Int64
-	var wg sync.WaitGroup
-	start := time.Now()
-	for g := 0; g < c; g++ {
-		wg.Add(1)
-		go func() {
-			defer wg.Done()
-			for {
-				i := int(next.Add(1)) - 1
-				if i >= n {
-					return
-				}
-				in := rediscache.ClaimInput{
-					UserID: fmt.Sprintf("u%012d", rand.IntN(userRange)), CampaignID: campaignID,
-					RequestID: fmt.Sprintf("r%012d", i), Now: time.Now(), By: domain.ByClaim, RateLimit: b.rate,
-				}
-				t0 := time.Now()
-				out, err := cache.Claim(ctx, in)
-				lat[i] = time.Since(t0)
-				switch {
-				case err != nil:
-					errs[i] = err
-				case out.Code == "":
-					codes[i] = "granted"
-				default:
-					codes[i] = string(out.Code)
-				}
-			}
-		}()
-	}
-	wg.Wait()
-	elapsed := time.Since(start)
-	res := oursResult{perSec: float64(n) / elapsed.Seconds(), codes: map[string]int{}}
-	for i := range n {
-		if errs[i] != nil {
-			res.errs++
-			if res.firstErr == nil {
-				res.firstErr = errs[i]
-			}
-			continue
-		}
-		res.codes[codes[i]]++
-	}
-	slices.Sort(lat)
-	res.p50, res.p99 = lat[n*50/100], lat[min(n-1, n*99/100)]
-	return res, nil
+	r := claimload.Run(ctx, c, n, 0, func(ctx context.Context, i int) (string, error) {
+		return claimload.Claim(ctx, cache, rediscache.ClaimInput{
+			UserID: fmt.Sprintf("u%012d", rand.IntN(userRange)), CampaignID: campaignID,
+			RequestID: fmt.Sprintf("r%012d", i), Now: time.Now(), By: domain.ByClaim, RateLimit: b.rate,
+		})
+	})
+	return oursResult{perSec: r.PerSec(""), p50: r.Percentile(0.50), p99: r.Percentile(0.99),
+		codes: r.Codes, errs: r.Errs, firstErr: r.FirstErr}, nil
 }
 
 // rb runs redis-benchmark on one script from a freshly reset database and returns its requests/s.
