@@ -37,6 +37,12 @@ func newSlotMarkers() *slotMarkers {
 	return &m
 }
 
+// ReadyMarkerOf names the readiness marker of key's slot, for tools that run the scripts themselves
+// (local/bench/claim gives it to redis-benchmark).
+func ReadyMarkerOf(key string) string { return defaultMarkers.of(key) }
+
+var defaultMarkers = newSlotMarkers()
+
 // of is the marker of key's slot.
 func (m *slotMarkers) of(key string) string { return m[keySlot(key)] }
 
