@@ -535,7 +535,11 @@ func (b *bench) rb(ctx context.Context, script, campaignID string, c int, countG
 	if campaignID == soldOutCampaign {
 		path = "sold_out"
 	}
-	fmt.Printf("redis-benchmark c=%d %s %s.lua: %.0f evalsha/s, p50 %sms p99 %sms%s\n", c, path, script, rps, p50, p99, extra)
+	what := script + ".lua"
+	if script == "hexists" {
+		what = "HEXISTS"
+	}
+	fmt.Printf("redis-benchmark c=%d %s %s: %.0f calls/s, p50 %sms p99 %sms%s\n", c, path, what, rps, p50, p99, extra)
 	return rps, nil
 }
 
