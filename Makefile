@@ -58,9 +58,10 @@ bench: build
 	@$(GO) run ./local/cmd/services --redis-cluster -- $(GO) run ./local/bench/cluster
 
 # The fault suite: seeded schedules of faults against a private stack, each checked for the money
-# invariants; SCHEDULES=N SEED=S to change the run, SCHEDULE='seed/faults' to replay one schedule.
+# invariants; SCHEDULES=N SEED=S to change the run, SCHEDULE='seed/faults' to replay one schedule,
+# REDIS=cluster to run on a private Redis Cluster with failovers and master kills among the faults.
 faults: build
-	@echo "==> fault suite: $${SCHEDULES:-200} schedules from seed $${SEED:-1} (report in local/faults/results/latest.json)"
+	@echo "==> fault suite: $${SCHEDULES:-200} schedules from seed $${SEED:-1} on $${REDIS:-standalone} Redis (report in local/faults/results/latest.json)"
 	@$(GO) run ./local/cmd/faults
 
 run: build
