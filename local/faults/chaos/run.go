@@ -84,6 +84,7 @@ type Report struct {
 	Inconclusive    int               `json:"linearizability_inconclusive"`
 	WorstConvergeMS int64             `json:"worst_converge_ms"`
 	NotConverged    int               `json:"not_converged"`
+	NotApplied      int               `json:"faults_not_applied"` // faults whose injection failed (inject_errors)
 	MedianConverge  int64             `json:"median_converge_ms"`
 	DeadLettered    map[string]int    `json:"dead_lettered"`
 	DeadLetterWhy   map[string]int    `json:"dead_letter_reasons"`
@@ -263,6 +264,7 @@ func (t *tally) add(i int, res ScheduleResult) {
 	rep.Operations += res.Operations
 	rep.ClaimsGranted += res.Granted
 	rep.Inconclusive += res.Inconclusive
+	rep.NotApplied += len(res.InjectErrors)
 	if res.ConvergedMS >= 0 {
 		t.converge = append(t.converge, res.ConvergedMS)
 		rep.WorstConvergeMS = max(rep.WorstConvergeMS, res.ConvergedMS)
@@ -280,6 +282,9 @@ func (t *tally) add(i int, res ScheduleResult) {
 	}
 	fmt.Fprintf(t.out, "[%d/%d] %s  ops=%d granted=%d converged=%dms (setup %dms, faults %dms, check %dms)  %s\n", t.done, t.total, res.Schedule,
 		res.Operations, res.Granted, res.ConvergedMS, res.Phases["setup_ms"], res.Phases["faults_ms"], res.Phases["check_ms"], status)
+	for _, e := range res.InjectErrors {
+		fmt.Fprintf(t.out, "    fault not applied: %s\n", e)
+	}
 	for _, v := range res.Violations {
 		fmt.Fprintf(t.out, "    violation %s\n", v)
 	}
@@ -652,6 +657,9 @@ func printReport(cfg Config, rep Report) {
 	say("faults injected: %s", strings.Join(kinds, " "))
 	say("convergence after healing: median %d ms, worst %d ms, not converged within %s: %d", rep.MedianConverge, rep.WorstConvergeMS, cfg.Converge, rep.NotConverged)
 	say("dead-lettered: %v; reasons: %v", rep.DeadLettered, rep.DeadLetterWhy)
+	if rep.NotApplied > 0 {
+		say("faults that could not be applied (see each schedule's inject_errors): %d", rep.NotApplied)
+	}
 	if rep.Inconclusive > 0 {
 		say("linearizability checks that ran out of budget (not counted as violations): %d", rep.Inconclusive)
 	}
