@@ -81,13 +81,13 @@ type Config struct {
 	GrantBudget int // most grants one run issues; the next run continues
 
 	// The grant backstop (backstop.go).
-	BackstopBudget    time.Duration // a periodic session starts no receive after this (default 15s)
+	BackstopBudget time.Duration // a periodic session starts no receive after this (default 15s)
 	// BackstopInvisible is how long a received grant stays invisible to the group (10s): a dead
 	// session's grants come back after it, and a cache rebuild waits that long plus backstopSlack after
 	// one. A batch takes milliseconds to write and acknowledge; 10 s is the least a RocketMQ 5 proxy
 	// accepts (ProxyConfig.minInvisibleTimeMillsForRecv).
 	BackstopInvisible time.Duration
-	BackstopBatch     int           // grants per receive (32)
+	BackstopBatch     int // grants per receive (32)
 
 	// The cache rebuild's drain of the backstop (rebuild.go).
 	DrainBudget   time.Duration // a rebuild's drain, and its wait for a dead session's hold (25s)
