@@ -202,9 +202,14 @@ func StartMariaDB(ctx context.Context, o Options) (*MariaDB, error) {
 		return nil, err
 	}
 	data := filepath.Join(o.Dir, "data")
+	// Temporary tables in a folder of this server's own: with the default (/tmp), two bootstraps at
+	// once on a shared machine have failed on each other's #sql-temptable files.
+	if err := os.MkdirAll(filepath.Join(o.Dir, "tmp"), 0o755); err != nil {
+		return nil, err
+	}
 	if _, err := os.Stat(filepath.Join(data, "mysql")); errors.Is(err, os.ErrNotExist) {
 		out, err := exec.CommandContext(ctx, installDB, "--no-defaults", "--datadir="+data, "--user=root",
-			"--auth-root-authentication-method=normal", "--skip-test-db").CombinedOutput()
+			"--auth-root-authentication-method=normal", "--skip-test-db", "--tmpdir="+filepath.Join(o.Dir, "tmp")).CombinedOutput()
 		if err != nil {
 			return nil, fmt.Errorf("mariadb-install-db: %w: %s", err, tail2(out))
 		}
@@ -225,7 +230,7 @@ func (m *MariaDB) start(ctx context.Context) error {
 	data := filepath.Join(m.dir, "data")
 	logFile := filepath.Join(m.dir, "mariadb.log")
 	var err error
-	m.proc, err = startProcess(logFile, m.bin, "--no-defaults", "--datadir="+data, "--user=root",
+	m.proc, err = startProcess(logFile, m.bin, "--no-defaults", "--datadir="+data, "--user=root", "--tmpdir="+filepath.Join(m.dir, "tmp"),
 		"--port="+strconv.Itoa(m.Port), "--bind-address=127.0.0.1", "--socket="+filepath.Join(m.dir, "mysqld.sock"),
 		"--pid-file="+filepath.Join(m.dir, "mysqld.pid"), "--skip-log-bin", "--skip-name-resolve",
 		"--innodb-buffer-pool-size=128M", "--innodb-log-file-size=64M", "--innodb-flush-log-at-trx-commit=2",
