@@ -55,9 +55,13 @@ test: lint build
 
 # The cluster half of `make test`. The packages on the shared cluster run one test at a time (each
 # leases the whole cluster), so the end-to-end and fault-suite tests, each on private clusters, run
-# beside them; the pass fails if either command does.
+# beside them; the pass fails if either command does. Except TestUnreplicatedWritesDieWithTheirMaster,
+# first and alone: it shows writes lost with their master only when claims outrun what the stalled
+# replica's socket buffers hold, and with the end-to-end stacks beside it they did not (0 of 1,672 lost).
+CLUSTER_ALONE := ^TestUnreplicatedWritesDieWithTheirMaster$$
 CLUSTER_PASS := echo "==> again on the Redis Cluster: $(CLUSTER_PKGS); beside them on private clusters: $(CLUSTER_E2E)" && \
-	{ BENEFITS_TEST_REDIS_MODE=cluster $(GO) test -count=1 -p 2 -timeout 10m $(CLUSTER_PKGS) & pkgs=$$!; \
+	BENEFITS_TEST_REDIS_MODE=cluster $(GO) test -count=1 -timeout 5m -run "$(CLUSTER_ALONE)" ./shared/rediscache && \
+	{ BENEFITS_TEST_REDIS_MODE=cluster $(GO) test -count=1 -p 2 -timeout 10m -skip "$(CLUSTER_ALONE)" $(CLUSTER_PKGS) & pkgs=$$!; \
 	BENEFITS_TEST_REDIS_MODE=cluster $(GO) test -count=1 -p 2 -timeout 15m -run "$(CLUSTER_E2E)" $(CLUSTER_E2E_PKGS); e2e=$$?; \
 	wait $$pkgs && [ $$e2e -eq 0 ]; }
 
