@@ -8,8 +8,6 @@ import (
 	"testing"
 	"time"
 
-	"github.com/redis/go-redis/v9"
-
 	"github.com/benefit-issuance/benefits/shared/rediscache"
 )
 
@@ -82,9 +80,7 @@ func BenchmarkStackClaim(b *testing.B) {
 func BenchmarkStackSyncLag(b *testing.B) {
 	h := startStack(b, stackOptions())
 	id, _ := h.createCampaign(map[string]any{"stock": 1000})
-	rdb := redis.NewClient(&redis.Options{Addr: h.s.RedisAddr})
-	defer rdb.Close()
-	cache := rediscache.New(rdb)
+	cache := rediscache.New(h.redisClient())
 	ctx := context.Background()
 	var lat []time.Duration
 	b.ResetTimer()

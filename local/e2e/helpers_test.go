@@ -11,6 +11,8 @@ import (
 	"testing"
 	"time"
 
+	"github.com/redis/go-redis/v9"
+
 	"github.com/benefit-issuance/benefits/local/services"
 	"github.com/benefit-issuance/benefits/local/stack"
 	"github.com/benefit-issuance/benefits/shared/auth"
@@ -189,4 +191,32 @@ func (h *harness) claim(user, campaign, request string) reply {
 	return h.do("POST", "/v1/claims", h.userToken(user), map[string]any{"campaign_id": campaign, "request_id": request})
 }
 
-func stackOptions() stack.Options { return stack.Options{} }
+// onCluster reports whether this run is the Redis Cluster pass of `make test`
+// (BENEFITS_TEST_REDIS_MODE=cluster): then every stack runs on a private Redis Cluster of its own
+// (three masters with a replica each) that the functions reach directly with REDIS_WAIT_REPLICAS=1,
+// as template.yml configures a cluster.
+func onCluster() bool { return os.Getenv(services.EnvRedisMode) == "cluster" }
+
+func stackOptions() stack.Options { return stack.Options{RedisCluster: onCluster()} }
+
+// skipOnCluster skips a test that cannot apply to a Redis Cluster, only in the cluster pass.
+func skipOnCluster(t testing.TB, why string) {
+	t.Helper()
+	if onCluster() {
+		t.Skip("not on a Redis Cluster: " + why)
+	}
+}
+
+// redisClient is a client of the stack's cache, direct (not through Toxiproxy): a cluster client when
+// the stack runs a cluster.
+func (h *harness) redisClient() redis.UniversalClient {
+	h.t.Helper()
+	var c redis.UniversalClient
+	if h.s.Cluster != nil {
+		c = redis.NewClusterClient(&redis.ClusterOptions{Addrs: h.s.RedisClusterAddrs})
+	} else {
+		c = redis.NewClient(&redis.Options{Addr: h.s.RedisAddr})
+	}
+	h.t.Cleanup(func() { c.Close() })
+	return c
+}

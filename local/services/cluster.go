@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"net"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -56,17 +57,14 @@ func StartRedisCluster(ctx context.Context, o Options) (*RedisCluster, error) {
 	}
 	c := &RedisCluster{dir: o.Dir, owned: owned, bin: bin, cli: cli}
 	for i := 0; i < 6; i++ {
-		port, err := FreePort()
+		n, err := c.startNewNode(ctx)
 		if err != nil {
 			c.Stop()
 			return nil, err
 		}
-		n := &clusterNode{port: port}
+		c.mu.Lock()
 		c.nodes = append(c.nodes, n)
-		if err := c.startNode(ctx, n); err != nil {
-			c.Stop()
-			return nil, err
-		}
+		c.mu.Unlock()
 	}
 	args := []string{"--cluster", "create"}
 	for _, n := range c.nodes {
@@ -82,6 +80,51 @@ func StartRedisCluster(ctx context.Context, o Options) (*RedisCluster, error) {
 		return nil, err
 	}
 	return c, nil
+}
+
+// clusterPort is a free port whose cluster bus port (port+10000) is free too.
+func clusterPort() (int, error) {
+	for range 50 {
+		port, err := FreePort()
+		if err != nil {
+			return 0, err
+		}
+		if port+10000 > 65535 {
+			continue
+		}
+		l, err := net.Listen("tcp", "127.0.0.1:"+strconv.Itoa(port+10000))
+		if err != nil {
+			continue
+		}
+		l.Close()
+		return port, nil
+	}
+	return 0, errors.New("no free port pair (port, port+10000) for a cluster node")
+}
+
+// startNewNode starts a node on a fresh port. Another process may take the port or its bus port
+// between the check and the start (other suites share the machine), so a node that cannot listen
+// is tried again on other ports.
+func (c *RedisCluster) startNewNode(ctx context.Context) (*clusterNode, error) {
+	var err error
+	for range 3 {
+		var port int
+		if port, err = clusterPort(); err != nil {
+			return nil, err
+		}
+		n := &clusterNode{port: port}
+		if err = c.startNode(ctx, n); err == nil {
+			return n, nil
+		}
+		if n.proc != nil {
+			n.proc.stop(time.Second)
+		}
+		_ = os.RemoveAll(c.nodeDir(n))
+		if ctx.Err() != nil {
+			break
+		}
+	}
+	return nil, err
 }
 
 // nodeDir is a node's own folder: a replica writes the RDB it receives from its master to its working
@@ -384,6 +427,28 @@ func (c *RedisCluster) RestartNode(ctx context.Context, addr string) error {
 	return c.WaitHealthy(ctx, 60*time.Second)
 }
 
+// Heal restarts every node that was killed (each rejoins empty, as a replica of whoever took over its
+// slots) and waits until the cluster is healthy: every slot served, every replica in sync.
+func (c *RedisCluster) Heal(ctx context.Context, within time.Duration) error {
+	c.mu.Lock()
+	var dead []*clusterNode
+	for _, n := range c.nodes {
+		if n.proc != nil && n.proc.exited() {
+			dead = append(dead, n)
+		}
+	}
+	c.mu.Unlock()
+	for _, n := range dead {
+		if err := os.Remove(filepath.Join(c.nodeDir(n), "dump.rdb")); err != nil && !errors.Is(err, os.ErrNotExist) {
+			return err
+		}
+		if err := c.startNode(ctx, n); err != nil {
+			return err
+		}
+	}
+	return c.WaitHealthy(ctx, within)
+}
+
 func (c *RedisCluster) node(addr string) *clusterNode {
 	c.mu.Lock()
 	defer c.mu.Unlock()
@@ -462,12 +527,8 @@ func (c *RedisCluster) AddShard(ctx context.Context) (string, error) {
 
 // addNode starts a node on a free port and joins it through seed with redis-cli --cluster add-node.
 func (c *RedisCluster) addNode(ctx context.Context, seed string, flags ...string) (string, error) {
-	port, err := FreePort()
+	n, err := c.startNewNode(ctx)
 	if err != nil {
-		return "", err
-	}
-	n := &clusterNode{port: port}
-	if err := c.startNode(ctx, n); err != nil {
 		return "", err
 	}
 	c.mu.Lock()

@@ -232,9 +232,9 @@ func (m *MariaDB) start(ctx context.Context) error {
 	data := filepath.Join(m.dir, "data")
 	logFile := filepath.Join(m.dir, "mariadb.log")
 	var err error
-	m.proc, err = startProcess(logFile, m.bin, "--no-defaults", "--datadir="+data, "--user=root",
+	m.proc, err = startProcess(logFile, m.bin, "--no-defaults", "--datadir="+data, "--user=root", "--tmpdir="+filepath.Join(m.dir, "tmp"),
 		"--port="+strconv.Itoa(m.Port), "--bind-address=127.0.0.1", "--socket="+filepath.Join(m.dir, "mysqld.sock"),
-		"--pid-file="+filepath.Join(m.dir, "mysqld.pid"), "--tmpdir="+filepath.Join(m.dir, "tmp"), "--skip-log-bin", "--skip-name-resolve",
+		"--pid-file="+filepath.Join(m.dir, "mysqld.pid"), "--skip-log-bin", "--skip-name-resolve",
 		"--innodb-buffer-pool-size=128M", "--innodb-log-file-size=64M", "--innodb-flush-log-at-trx-commit=2",
 		"--innodb-doublewrite=0", "--max-connections=500", "--character-set-server=utf8mb4",
 		"--collation-server=utf8mb4_unicode_ci", "--log-error="+logFile)

@@ -3,6 +3,7 @@
 //
 //	SCHEDULES=200 SEED=1 go run ./local/cmd/faults
 //	SCHEDULE='7/cut:rocketmq@800ms+3200ms,redis-restart-empty:@4000ms' go run ./local/cmd/faults
+//	REDIS=cluster SCHEDULES=20 go run ./local/cmd/faults
 package main
 
 import (
@@ -43,6 +44,7 @@ func main() {
 	flag.StringVar(&cfg.ResultsDir, "results", cfg.ResultsDir, "folder for latest.json")
 	flag.IntVar(&cfg.Workers, "workers", envInt("WORKERS", 2), "private stacks running schedules at once (env WORKERS)")
 	flag.StringVar(&cfg.Broker, "broker", os.Getenv("BROKER"), "RocketMQ: emulator (default) or apache (env BROKER)")
+	flag.StringVar(&cfg.Redis, "redis", os.Getenv("REDIS"), "Redis: standalone (default) or cluster, 3 masters with a replica each, with failover faults (env REDIS)")
 	recheck := flag.String("recheck", "", "check saved runs (a glob of local/faults/results/history-*.json) again instead of running schedules")
 	flag.Parse()
 	if *recheck != "" {

@@ -3,9 +3,11 @@ package chaos
 import (
 	"context"
 	"os"
+	"strings"
 	"testing"
 	"time"
 
+	"github.com/benefit-issuance/benefits/local/services"
 	"github.com/benefit-issuance/benefits/local/stack"
 )
 
@@ -43,6 +45,73 @@ func TestGenerateIsSeeded(t *testing.T) {
 	for _, k := range []FaultKind{Latency, Timeout, Reset, Cut, RedisEmpty, RedisKeep, MySQLRestart, BrokerRestart, Kill, Duplicate, Late} {
 		if !kinds[k] {
 			t.Errorf("300 seeds never drew %s", k)
+		}
+	}
+}
+
+// A cluster run's schedules draw the cluster's own faults (every schedule at least one) and none that
+// needs the standalone Redis, and read back as they were written.
+func TestGenerateCluster(t *testing.T) {
+	if GenerateCluster(7, 4*time.Second).String() != GenerateCluster(7, 4*time.Second).String() {
+		t.Fatal("the same seed drew two cluster schedules")
+	}
+	kinds := map[FaultKind]bool{}
+	targets := map[string]bool{}
+	for seed := range uint64(300) {
+		s := GenerateCluster(seed, 4*time.Second)
+		back, err := ParseSchedule(s.String())
+		if err != nil || back.String() != s.String() {
+			t.Fatalf("seed %d: %s read back as %s (%v)", seed, s, back, err)
+		}
+		clusterFaults := 0
+		for _, f := range s.Faults {
+			kinds[f.Kind] = true
+			if StandaloneOnly(f) {
+				t.Fatalf("seed %d drew %s, which needs the standalone Redis", seed, f)
+			}
+			if f.At < 0 || f.At >= 4*time.Second {
+				t.Fatalf("fault %s outside the workload", f)
+			}
+			if ClusterOnly(f.Kind) {
+				clusterFaults++
+				targets[f.Target] = true
+			}
+		}
+		if clusterFaults == 0 {
+			t.Fatalf("seed %d drew no cluster fault: %s", seed, s)
+		}
+	}
+	for _, k := range []FaultKind{RedisFailover, RedisMasterKill, RedisShardEmpty, Latency, Timeout, Reset, Cut, MySQLRestart, BrokerRestart, Kill, Duplicate, Late} {
+		if !kinds[k] {
+			t.Errorf("300 cluster seeds never drew %s", k)
+		}
+	}
+	for _, s := range shards {
+		if !targets[s] {
+			t.Errorf("300 cluster seeds never hit the shard of campaign %s", s)
+		}
+	}
+	for seed := range uint64(300) {
+		for _, f := range Generate(seed, 4*time.Second).Faults {
+			if ClusterOnly(f.Kind) {
+				t.Fatalf("standalone seed %d drew %s", seed, f)
+			}
+		}
+	}
+}
+
+// A schedule replayed on the wrong Redis is refused before any stack starts, rather than counted as
+// faults that failed to apply.
+func TestReplayNeedsItsRedisMode(t *testing.T) {
+	for _, c := range []struct{ redis, schedule, want string }{
+		{RedisStandalone, "5/redis-failover:open@100ms", "REDIS=cluster"},
+		{RedisCluster, "5/redis-restart-empty:@100ms", "standalone"},
+		{RedisCluster, "5/cut:redis@100ms+500ms", "standalone"},
+		{"sentinel", "5/kill:claim@100ms", "standalone or cluster"},
+	} {
+		_, err := Run(context.Background(), Config{Replay: []string{c.schedule}, Redis: c.redis})
+		if err == nil || !strings.Contains(err.Error(), c.want) {
+			t.Errorf("%s on %s: %v; want an error naming %q", c.schedule, c.redis, err, c.want)
 		}
 	}
 }
@@ -96,6 +165,55 @@ func TestFaultSuiteSubset(t *testing.T) {
 	}
 	if rep.Violations != 0 {
 		t.Fatalf("%d violations; reproduce with make faults SCHEDULE='<schedule above>'", rep.Violations)
+	}
+}
+
+// clusterRegressions are cluster schedules (REDIS=cluster) that once broke an invariant, and the two
+// faults the cluster mode exists for, on the rush's own shard: a master handed over with CLUSTER
+// FAILOVER mid-rush, and a master killed (kill -9) mid-rush.
+var clusterRegressions = []string{
+	"11/redis-failover:open@1000ms",
+	"12/redis-master-kill:open@1000ms",
+}
+
+// The cluster subset of the fault suite, in the Redis Cluster pass of `make test`
+// (BENEFITS_TEST_REDIS_MODE=cluster): two generated cluster schedules (seeds 9000 and 9001: a
+// failover of the paid campaign's master while MySQL is cut, a master kill with a MySQL restart) and
+// clusterRegressions, each on a stack whose functions reach a private cluster with
+// REDIS_WAIT_REPLICAS=1.
+func TestFaultSuiteClusterSubset(t *testing.T) {
+	if testing.Short() {
+		t.Skip("the fault suite needs the compiled functions and a private stack; skipped with -short")
+	}
+	if os.Getenv(services.EnvRedisMode) != "cluster" {
+		t.Skip("runs in the Redis Cluster pass of make test (BENEFITS_TEST_REDIS_MODE=cluster)")
+	}
+	root, err := stack.FindRoot()
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := os.Stat(root + "/dist/claim/main"); err != nil {
+		t.Fatalf("compiled functions missing: run make build first (%v)", err)
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), 8*time.Minute)
+	defer cancel()
+	rep, err := Run(ctx, Config{Schedules: 2, Seed: 9000, Replay: clusterRegressions, Workers: 2, Redis: RedisCluster, Root: root, Out: testWriter{t}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if want := 2 + len(clusterRegressions); rep.Schedules != want {
+		t.Fatalf("%d schedules ran, want %d", rep.Schedules, want)
+	}
+	if rep.FaultsByKind[RedisFailover] == 0 || rep.FaultsByKind[RedisMasterKill] == 0 {
+		t.Fatalf("faults injected %v: want failovers and master kills", rep.FaultsByKind)
+	}
+	for _, res := range rep.Results {
+		if len(res.InjectErrors) > 0 {
+			t.Errorf("%s: faults not applied: %v", res.Schedule, res.InjectErrors)
+		}
+	}
+	if rep.Violations != 0 {
+		t.Fatalf("%d violations; reproduce with REDIS=cluster make faults SCHEDULE='<schedule above>'", rep.Violations)
 	}
 }
 

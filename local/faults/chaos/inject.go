@@ -2,13 +2,16 @@ package chaos
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"strings"
 	"sync"
 	"time"
 
 	toxiclient "github.com/Shopify/toxiproxy/v2/client"
+	"github.com/redis/go-redis/v9"
 
+	"github.com/benefit-issuance/benefits/local/services"
 	"github.com/benefit-issuance/benefits/local/stack"
 	"github.com/benefit-issuance/benefits/shared/domain"
 	"github.com/benefit-issuance/benefits/shared/mq"
@@ -24,8 +27,81 @@ type Target interface {
 	InFlight(function string) int
 }
 
+// ClusterTarget is what the injector acts on when the stack runs a Redis Cluster: the shard serving a
+// key (its master at the time of the call).
+type ClusterTarget interface {
+	FailoverRedis(ctx context.Context, key string) error
+	KillRedisMaster(ctx context.Context, key string) error
+	EmptyRedisShard(ctx context.Context, key string) error
+	// HealRedis restarts every killed node and waits until every slot is served and every replica in
+	// sync.
+	HealRedis(ctx context.Context) error
+}
+
 // stackTarget adapts a running stack.
 type stackTarget struct{ s *stack.Stack }
+
+func (t stackTarget) cluster() (*services.RedisCluster, error) {
+	if t.s.Cluster == nil {
+		return nil, errors.New("the stack runs a standalone Redis: cluster faults need REDIS=cluster")
+	}
+	return t.s.Cluster, nil
+}
+
+func (t stackTarget) FailoverRedis(ctx context.Context, key string) error {
+	c, err := t.cluster()
+	if err != nil {
+		return err
+	}
+	master, err := c.MasterOfKey(ctx, key)
+	if err != nil {
+		return err
+	}
+	_, err = c.Failover(ctx, master)
+	return err
+}
+
+// KillRedisMaster kills the master with SIGKILL, waits until its replica has been elected, then
+// starts the killed node again: it rejoins empty, as the new master's replica, and the shard
+// acknowledges claims again (REDIS_WAIT_REPLICAS=1) once it is in sync.
+func (t stackTarget) KillRedisMaster(ctx context.Context, key string) error {
+	c, err := t.cluster()
+	if err != nil {
+		return err
+	}
+	master, err := c.MasterOfKey(ctx, key)
+	if err != nil {
+		return err
+	}
+	if _, err := c.KillMaster(ctx, master); err != nil {
+		return err
+	}
+	return c.RestartNode(ctx, master)
+}
+
+// EmptyRedisShard empties the master serving key (FLUSHALL); its replica follows, so the shard has
+// lost its data, slot markers included, as one whose master and replica both died would have.
+func (t stackTarget) EmptyRedisShard(ctx context.Context, key string) error {
+	c, err := t.cluster()
+	if err != nil {
+		return err
+	}
+	master, err := c.MasterOfKey(ctx, key)
+	if err != nil {
+		return err
+	}
+	rdb := redis.NewClient(&redis.Options{Addr: master, MaxRetries: -1})
+	defer rdb.Close()
+	return rdb.FlushAll(ctx).Err()
+}
+
+func (t stackTarget) HealRedis(ctx context.Context) error {
+	c, err := t.cluster()
+	if err != nil {
+		return err
+	}
+	return c.Heal(ctx, 2*time.Minute)
+}
 
 func (t stackTarget) RestartRedis(ctx context.Context, keep bool) error {
 	return t.s.RestartRedis(ctx, keep)
@@ -49,9 +125,16 @@ type injector struct {
 	deliver Deliveries
 	log     func(format string, args ...any)
 
+	// campaigns names the schedule's campaigns (open, paid, grant, window) for cluster faults' targets.
+	campaigns   map[string]string
+	clusterMode bool
+
 	mu       sync.Mutex
 	injected map[FaultKind]int
 	errs     []string
+	// clusterMu runs cluster faults one at a time: a failover or kill waits for the one before it to
+	// have healed (a shard cannot fail over while its replica is still rejoining).
+	clusterMu sync.Mutex
 }
 
 func (in *injector) proxy(name string) (*toxiclient.Proxy, error) { return in.toxi.Proxy(name) }
@@ -132,6 +215,26 @@ func (in *injector) apply(ctx context.Context, i int, f Fault) error {
 		return nil
 	case RedisEmpty, RedisKeep:
 		return in.target.RestartRedis(ctx, f.Kind == RedisKeep)
+	case RedisFailover, RedisMasterKill, RedisShardEmpty:
+		ct, ok := in.target.(ClusterTarget)
+		if !ok {
+			return fmt.Errorf("%s needs a Redis Cluster (REDIS=cluster)", f.Kind)
+		}
+		id, ok := in.campaigns[f.Target]
+		if !ok {
+			return fmt.Errorf("%s: no campaign %q (want one of %s)", f.Kind, f.Target, strings.Join(shards, ", "))
+		}
+		key := "bn:{c:" + id + "}:camp" // the campaign's hash tag (shared/rediscache's key layout)
+		in.clusterMu.Lock()
+		defer in.clusterMu.Unlock()
+		switch f.Kind {
+		case RedisFailover:
+			return ct.FailoverRedis(ctx, key)
+		case RedisMasterKill:
+			return ct.KillRedisMaster(ctx, key)
+		default:
+			return ct.EmptyRedisShard(ctx, key)
+		}
 	case MySQLRestart:
 		return in.target.RestartMySQL(ctx)
 	case BrokerRestart:
@@ -180,8 +283,17 @@ func proxiesOf(target string) []string {
 	return []string{target}
 }
 
-// heal removes every toxic and enables every proxy, whatever a schedule left behind.
-func (in *injector) heal() error {
+// heal removes every toxic and enables every proxy, whatever a schedule left behind, and on a Redis
+// Cluster restarts any killed node and waits until the cluster is healthy.
+func (in *injector) heal(ctx context.Context) error {
+	if ct, ok := in.target.(ClusterTarget); ok && in.clusterMode {
+		in.clusterMu.Lock()
+		err := ct.HealRedis(ctx)
+		in.clusterMu.Unlock()
+		if err != nil {
+			return fmt.Errorf("heal: %w", err)
+		}
+	}
 	proxies, err := in.toxi.Proxies()
 	if err != nil {
 		return err

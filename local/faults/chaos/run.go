@@ -45,6 +45,11 @@ type Config struct {
 	// Broker is "emulator" (default, or BROKER from the environment) or "apache": Apache RocketMQ 5
 	// itself (local/apache), restarted on its store by broker faults.
 	Broker string
+	// Redis is "standalone" (default, or REDIS from the environment) or "cluster": the stack runs on a
+	// private Redis Cluster (three masters with a replica each, REDIS_WAIT_REPLICAS=1 as the stack
+	// sets it), and the generated schedules draw failovers, master kills and shard losses instead of
+	// the standalone Redis's restarts and link faults.
+	Redis string
 	// TimerTimeScale runs the timer function's cron schedules this much faster (default 20), so that
 	// convergence is measured on the timers' own schedule without minutes of waiting per schedule.
 	TimerTimeScale float64
@@ -69,6 +74,7 @@ type ScheduleResult struct {
 // Report is the run's summary; its last printed line is `schedules: N, violations: V`.
 type Report struct {
 	Broker          string            `json:"broker"`
+	Redis           string            `json:"redis"`
 	Seed            uint64            `json:"seed"`
 	Schedules       int               `json:"schedules"`
 	Operations      int               `json:"operations"`
@@ -78,6 +84,7 @@ type Report struct {
 	Inconclusive    int               `json:"linearizability_inconclusive"`
 	WorstConvergeMS int64             `json:"worst_converge_ms"`
 	NotConverged    int               `json:"not_converged"`
+	NotApplied      int               `json:"faults_not_applied"` // faults whose injection failed (inject_errors)
 	MedianConverge  int64             `json:"median_converge_ms"`
 	DeadLettered    map[string]int    `json:"dead_lettered"`
 	DeadLetterWhy   map[string]int    `json:"dead_letter_reasons"`
@@ -141,22 +148,40 @@ func Run(ctx context.Context, cfg Config) (Report, error) {
 	if cfg.Broker == "" {
 		cfg.Broker = "emulator"
 	}
+	if cfg.Redis == "" {
+		cfg.Redis = os.Getenv("REDIS")
+	}
+	switch cfg.Redis {
+	case "", RedisStandalone:
+		cfg.Redis = RedisStandalone
+	case RedisCluster:
+	default:
+		return Report{}, fmt.Errorf("redis mode %q: want standalone or cluster", cfg.Redis)
+	}
 	began := time.Now()
 	// The driver logs every connection a restart or a cut closes; the suite reports what matters.
 	_ = mysql.SetLogger(log.New(io.Discard, "", 0))
 	var scheds []Schedule
 	for i := range cfg.Schedules {
-		scheds = append(scheds, Generate(cfg.Seed+uint64(i), cfg.Workload))
+		scheds = append(scheds, GenerateFor(cfg.Redis, cfg.Seed+uint64(i), cfg.Workload))
 	}
 	for _, text := range cfg.Replay {
 		s, err := ParseSchedule(text)
 		if err != nil {
 			return Report{}, err
 		}
+		for _, f := range s.Faults {
+			if cfg.Redis == RedisCluster && StandaloneOnly(f) {
+				return Report{}, fmt.Errorf("schedule %s: %s needs the standalone Redis (run it without REDIS=cluster)", text, f)
+			}
+			if cfg.Redis != RedisCluster && ClusterOnly(f.Kind) {
+				return Report{}, fmt.Errorf("schedule %s: %s needs a Redis Cluster (run it with REDIS=cluster)", text, f)
+			}
+		}
 		scheds = append(scheds, s)
 	}
 	t := &tally{out: cfg.Out, total: len(scheds), cfg: cfg, results: make([]*ScheduleResult, len(scheds)),
-		rep: Report{Broker: cfg.Broker, Seed: cfg.Seed, FaultsByKind: map[FaultKind]int{}, DeadLettered: map[string]int{},
+		rep: Report{Broker: cfg.Broker, Redis: cfg.Redis, Seed: cfg.Seed, FaultsByKind: map[FaultKind]int{}, DeadLettered: map[string]int{},
 			DeadLetterWhy: map[string]int{}, byInvariant: map[string]int{}}}
 	ctx, cancel := context.WithCancelCause(ctx)
 	defer cancel(nil)
@@ -239,6 +264,7 @@ func (t *tally) add(i int, res ScheduleResult) {
 	rep.Operations += res.Operations
 	rep.ClaimsGranted += res.Granted
 	rep.Inconclusive += res.Inconclusive
+	rep.NotApplied += len(res.InjectErrors)
 	if res.ConvergedMS >= 0 {
 		t.converge = append(t.converge, res.ConvergedMS)
 		rep.WorstConvergeMS = max(rep.WorstConvergeMS, res.ConvergedMS)
@@ -256,6 +282,9 @@ func (t *tally) add(i int, res ScheduleResult) {
 	}
 	fmt.Fprintf(t.out, "[%d/%d] %s  ops=%d granted=%d converged=%dms (setup %dms, faults %dms, check %dms)  %s\n", t.done, t.total, res.Schedule,
 		res.Operations, res.Granted, res.ConvergedMS, res.Phases["setup_ms"], res.Phases["faults_ms"], res.Phases["check_ms"], status)
+	for _, e := range res.InjectErrors {
+		fmt.Fprintf(t.out, "    fault not applied: %s\n", e)
+	}
 	for _, v := range res.Violations {
 		fmt.Fprintf(t.out, "    violation %s\n", v)
 	}
@@ -333,11 +362,16 @@ func (r *runner) start(ctx context.Context) error {
 	if r.cfg.Broker == "apache" {
 		broker = "Apache RocketMQ 5 (fetched with Maven on first use)"
 	}
-	r.say("==> fault suite: starting a private stack (MariaDB, Redis fsync-always, %s, Toxiproxy, FC emulator); function logs in %s", broker, logFile.Name())
+	cluster := r.cfg.Redis == RedisCluster
+	cache := "Redis fsync-always"
+	if cluster {
+		cache = "a Redis Cluster of 3 masters and 3 replicas with REDIS_WAIT_REPLICAS=1"
+	}
+	r.say("==> fault suite: starting a private stack (MariaDB, %s, %s, Toxiproxy, FC emulator); function logs in %s", cache, broker, logFile.Name())
 	r.s, err = stack.Start(ctx, stack.Options{
 		Root: r.cfg.Root, HTTPAddr: "127.0.0.1:0", BrokerAddr: "127.0.0.1:0", ToxiproxyAddr: "127.0.0.1:0",
-		TimeScale: 0.01, TimerTimeScale: r.cfg.TimerTimeScale, Timers: true, BrokerDataDir: brokerData, RedisDurable: true, Broker: r.cfg.Broker,
-		Output: logFile, Logger: slog.New(slog.NewTextHandler(logFile, nil)),
+		TimeScale: 0.01, TimerTimeScale: r.cfg.TimerTimeScale, Timers: true, BrokerDataDir: brokerData, RedisDurable: !cluster,
+		RedisCluster: cluster, Broker: r.cfg.Broker, Output: logFile, Logger: slog.New(slog.NewTextHandler(logFile, nil)),
 	})
 	if err != nil {
 		return fmt.Errorf("start stack: %w", err)
@@ -348,7 +382,14 @@ func (r *runner) start(ctx context.Context) error {
 		return err
 	}
 	r.closers = append(r.closers, func() { r.db.Close() })
-	rdb := redis.NewClient(&redis.Options{Addr: r.s.RedisAddr, MaxRetries: -1})
+	// The suite's own reads (readiness, the snapshot) go to the stores directly, not through the fault
+	// proxies; on a cluster through a cluster client that, as the functions' does, reloads the slot map
+	// every second to find a killed master's heir.
+	var rdb redis.UniversalClient = redis.NewClient(&redis.Options{Addr: r.s.RedisAddr, MaxRetries: -1})
+	if cluster {
+		rdb = redis.NewClusterClient(&redis.ClusterOptions{Addrs: r.s.RedisClusterAddrs, MaxRetries: -1, MaxRedirects: 8,
+			ClusterStateReloadInterval: time.Second})
+	}
 	r.closers = append(r.closers, func() { rdb.Close() })
 	r.cache = rediscache.New(rdb)
 	if r.pub, err = mq.NewPublisher(mq.Config{Endpoint: r.s.Broker, ChangesTopic: topicChanges, GrantsTopic: topicGrants}); err != nil {
@@ -356,7 +397,7 @@ func (r *runner) start(ctx context.Context) error {
 	}
 	r.closers = append(r.closers, func() { r.pub.Close() })
 	r.inj = &injector{target: stackTarget{r.s}, toxi: toxiclient.NewClient(strings.TrimPrefix(r.s.Toxiproxy, "http://")),
-		pub: r.pub, injected: map[FaultKind]int{}, log: func(string, ...any) {}}
+		pub: r.pub, injected: map[FaultKind]int{}, log: func(string, ...any) {}, clusterMode: cluster}
 	return r.waitReady(ctx)
 }
 
@@ -411,6 +452,7 @@ func (r *runner) runOne(ctx context.Context, sched Schedule) (ScheduleResult, er
 		return res, err
 	}
 	r.inj.deliver = rec
+	r.inj.campaigns = ids
 	r.inj.errs = nil
 	start := time.Now()
 	injected := make(chan struct{})
@@ -420,7 +462,7 @@ func (r *runner) runOne(ctx context.Context, sched Schedule) (ScheduleResult, er
 	}()
 	w.run(ctx, ids)
 	<-injected
-	if err := r.inj.heal(); err != nil {
+	if err := r.inj.heal(ctx); err != nil {
 		return res, err
 	}
 	res.InjectErrors = r.inj.errs
@@ -605,7 +647,7 @@ func (r *runner) deadLetters(ctx context.Context) (map[string]int, map[string]in
 func printReport(cfg Config, rep Report) {
 	say := func(format string, args ...any) { fmt.Fprintf(cfg.Out, format+"\n", args...) }
 	say("")
-	say("==> fault suite report (%s, broker: %s, first seed %d)", rep.Elapsed, rep.Broker, rep.Seed)
+	say("==> fault suite report (%s, redis: %s, broker: %s, first seed %d)", rep.Elapsed, rep.Redis, rep.Broker, rep.Seed)
 	say("operations: %d, claims granted: %d", rep.Operations, rep.ClaimsGranted)
 	kinds := make([]string, 0, len(rep.FaultsByKind))
 	for k, n := range rep.FaultsByKind {
@@ -615,6 +657,9 @@ func printReport(cfg Config, rep Report) {
 	say("faults injected: %s", strings.Join(kinds, " "))
 	say("convergence after healing: median %d ms, worst %d ms, not converged within %s: %d", rep.MedianConverge, rep.WorstConvergeMS, cfg.Converge, rep.NotConverged)
 	say("dead-lettered: %v; reasons: %v", rep.DeadLettered, rep.DeadLetterWhy)
+	if rep.NotApplied > 0 {
+		say("faults that could not be applied (see each schedule's inject_errors): %d", rep.NotApplied)
+	}
 	if rep.Inconclusive > 0 {
 		say("linearizability checks that ran out of budget (not counted as violations): %d", rep.Inconclusive)
 	}

@@ -30,6 +30,13 @@ const (
 	BrokerRestart FaultKind = "broker-restart"      // on its data
 	Kill          FaultKind = "kill"                // kill -9 of every instance of function Target
 
+	// Redis Cluster faults (REDIS=cluster), at an instant, on the shard serving the campaign named by
+	// Target (open, paid, grant or window: the master of its hash tag's slot when the fault fires).
+	// Cluster faults run one at a time: each waits until the one before it has healed.
+	RedisFailover   FaultKind = "redis-failover"    // CLUSTER FAILOVER on the master's replica (a coordinated handover)
+	RedisMasterKill FaultKind = "redis-master-kill" // kill -9 of the master; its replica is elected, then the killed node rejoins empty as a replica
+	RedisShardEmpty FaultKind = "redis-shard-empty" // the shard loses its data (master and replica): a cache loss of its slots
+
 	// Deliveries the broker could make: a copy of a change event or of a granted claim's grant, sent
 	// now (Target: change or grant).
 	Duplicate FaultKind = "duplicate"
@@ -119,19 +126,71 @@ func ParseSchedule(text string) (Schedule, error) {
 const maxLatency = 1500 * time.Millisecond
 
 var (
-	links     = []string{"mysql", "redis", "rocketmq", "mysql-ledger"}
-	functions = []string{"claim", "cachesync", "ledger", "timer", "rules"}
+	links        = []string{"mysql", "redis", "rocketmq", "mysql-ledger"}
+	clusterLinks = []string{"mysql", "rocketmq", "mysql-ledger"} // a cluster has no Toxiproxy link (see stack.Options)
+	functions    = []string{"claim", "cachesync", "ledger", "timer", "rules"}
+	// shards names the campaigns whose shard a cluster fault hits (the workload's campaigns).
+	shards = []string{"open", "paid", "grant", "window"}
 )
 
-// Generate draws a schedule inside a workload of the given length: one to four independent faults at
-// random moments, or (one time in three) a compound one, where a link stays cut, slowed or stalled
-// while a process fails inside that window, since the costly bugs live where two faults overlap.
-func Generate(seed uint64, workload time.Duration) Schedule {
+// Redis modes of a run (Config.Redis, REDIS in the environment).
+const (
+	RedisStandalone = "standalone"
+	RedisCluster    = "cluster"
+)
+
+// ClusterOnly reports whether a fault kind needs a Redis Cluster.
+func ClusterOnly(k FaultKind) bool {
+	return k == RedisFailover || k == RedisMasterKill || k == RedisShardEmpty
+}
+
+// StandaloneOnly reports whether a fault needs the standalone Redis: its restarts, and the Toxiproxy
+// link in front of it.
+func StandaloneOnly(f Fault) bool {
+	switch f.Kind {
+	case RedisEmpty, RedisKeep:
+		return true
+	case Latency, Timeout, Reset, Cut:
+		return f.Target == "redis"
+	}
+	return false
+}
+
+// Generate draws a schedule inside a workload of the given length for a standalone Redis: one to four
+// independent faults at random moments, or (one time in three) a compound one, where a link stays
+// cut, slowed or stalled while a process fails inside that window, since the costly bugs live where
+// two faults overlap.
+func Generate(seed uint64, workload time.Duration) Schedule { return generate(seed, workload, false) }
+
+// GenerateCluster draws a schedule for a stack on a Redis Cluster: the same shapes, with the
+// standalone Redis's restarts replaced by failovers, master kills and shard losses, no Redis link
+// fault (the functions reach the cluster's nodes directly), and at least one cluster fault in every
+// schedule.
+func GenerateCluster(seed uint64, workload time.Duration) Schedule {
+	return generate(seed, workload, true)
+}
+
+// GenerateFor draws for the given Redis mode.
+func GenerateFor(redis string, seed uint64, workload time.Duration) Schedule {
+	return generate(seed, workload, redis == RedisCluster)
+}
+
+func generate(seed uint64, workload time.Duration, cluster bool) Schedule {
 	rng := rand.New(rand.NewPCG(seed, seed^0x9e3779b97f4a7c15))
 	s := Schedule{Seed: seed}
 	ms := int(workload.Milliseconds())
+	linkSet := links
+	if cluster {
+		linkSet = clusterLinks
+	}
+	// clusterFault draws one of the cluster's own faults on one campaign's shard: failovers and master
+	// kills twice as often as a shard's loss.
+	clusterFault := func(f *Fault) {
+		f.Kind = []FaultKind{RedisFailover, RedisFailover, RedisMasterKill, RedisMasterKill, RedisShardEmpty}[rng.IntN(5)]
+		f.Target = shards[rng.IntN(len(shards))]
+	}
 	if rng.IntN(3) == 0 {
-		link := Fault{At: time.Duration(rng.IntN(ms/2)) * time.Millisecond, Target: links[rng.IntN(len(links))],
+		link := Fault{At: time.Duration(rng.IntN(ms/2)) * time.Millisecond, Target: linkSet[rng.IntN(len(linkSet))],
 			Duration: time.Duration(2000+rng.IntN(2500)) * time.Millisecond}
 		switch rng.IntN(3) {
 		case 0:
@@ -145,7 +204,11 @@ func Generate(seed uint64, workload time.Duration) Schedule {
 		inside := Fault{At: link.At + time.Duration(rng.IntN(int(window.Milliseconds())))*time.Millisecond}
 		switch rng.IntN(6) {
 		case 0, 1:
-			inside.Kind = RedisEmpty
+			if cluster {
+				clusterFault(&inside)
+			} else {
+				inside.Kind = RedisEmpty
+			}
 		case 2:
 			inside.Kind = MySQLRestart
 		case 3:
@@ -154,19 +217,24 @@ func Generate(seed uint64, workload time.Duration) Schedule {
 			inside.Kind, inside.Target = Kill, functions[rng.IntN(len(functions))]
 		}
 		s.Faults = []Fault{link, inside}
+		if cluster {
+			s.Faults = withClusterFault(rng, s.Faults, ms, clusterFault)
+		}
 		return s
 	}
 	for range 1 + rng.IntN(4) {
 		f := Fault{At: time.Duration(rng.IntN(ms*3/4)) * time.Millisecond}
 		switch pick := rng.IntN(100); {
 		case pick < 14:
-			f.Kind, f.Target, f.Param = Latency, links[rng.IntN(len(links))], 50+rng.IntN(int(maxLatency.Milliseconds())-50)
+			f.Kind, f.Target, f.Param = Latency, linkSet[rng.IntN(len(linkSet))], 50+rng.IntN(int(maxLatency.Milliseconds())-50)
 		case pick < 22:
-			f.Kind, f.Target, f.Param = Timeout, links[rng.IntN(len(links))], 100+rng.IntN(1500)
+			f.Kind, f.Target, f.Param = Timeout, linkSet[rng.IntN(len(linkSet))], 100+rng.IntN(1500)
 		case pick < 30:
-			f.Kind, f.Target, f.Param = Reset, links[rng.IntN(len(links))], rng.IntN(50)
+			f.Kind, f.Target, f.Param = Reset, linkSet[rng.IntN(len(linkSet))], rng.IntN(50)
 		case pick < 48:
-			f.Kind, f.Target = Cut, links[rng.IntN(len(links))]
+			f.Kind, f.Target = Cut, linkSet[rng.IntN(len(linkSet))]
+		case pick < 61 && cluster:
+			clusterFault(&f)
 		case pick < 56:
 			f.Kind = RedisEmpty
 		case pick < 61:
@@ -188,6 +256,24 @@ func Generate(seed uint64, workload time.Duration) Schedule {
 		}
 		s.Faults = append(s.Faults, f)
 	}
+	if cluster {
+		s.Faults = withClusterFault(rng, s.Faults, ms, clusterFault)
+	}
 	sort.SliceStable(s.Faults, func(i, j int) bool { return s.Faults[i].At < s.Faults[j].At })
 	return s
+}
+
+// withClusterFault adds a cluster fault at a random moment of the workload's first three quarters
+// when the schedule drew none: a failover or a master kill mid-rush is what a cluster run is for.
+func withClusterFault(rng *rand.Rand, faults []Fault, ms int, draw func(*Fault)) []Fault {
+	for _, f := range faults {
+		if ClusterOnly(f.Kind) {
+			return faults
+		}
+	}
+	f := Fault{At: time.Duration(rng.IntN(ms*3/4)) * time.Millisecond}
+	draw(&f)
+	faults = append(faults, f)
+	sort.SliceStable(faults, func(i, j int) bool { return faults[i].At < faults[j].At })
+	return faults
 }
