@@ -23,6 +23,7 @@ import (
 	"github.com/benefit-issuance/benefits/shared/domain"
 	"github.com/benefit-issuance/benefits/shared/fault"
 	"github.com/benefit-issuance/benefits/shared/httpapi"
+	"github.com/benefit-issuance/benefits/shared/mq"
 	"github.com/benefit-issuance/benefits/shared/obs"
 )
 
@@ -260,18 +261,7 @@ func (a *API) makeDurable(ctx context.Context, c domain.Claim, replayed bool) (s
 // RocketMQ client's own send retries were seen to take 5 s on a 3 s context). A send still running
 // after that may yet land: a duplicate of the MySQL write that follows, which the ledger ignores.
 func (a *API) publish(ctx context.Context, c domain.Claim) error {
-	pctx, cancel := context.WithTimeout(ctx, a.cfg.PublishTimeout)
-	done := make(chan error, 1)
-	go func() {
-		defer cancel()
-		done <- a.pub.PublishGrant(pctx, c)
-	}()
-	select {
-	case err := <-done:
-		return err
-	case <-pctx.Done():
-		return fault.Retryable(fmt.Errorf("publishing grant %s: no answer within %s", c.ID, a.cfg.PublishTimeout))
-	}
+	return mq.PublishGrantWithin(ctx, a.pub.PublishGrant, c, a.cfg.PublishTimeout)
 }
 
 func (a *API) list(w http.ResponseWriter, r *http.Request) error {

@@ -13,7 +13,6 @@ import (
 	"github.com/aliyun/fc-runtime-go-sdk/events"
 
 	"github.com/benefit-issuance/benefits/shared/domain"
-	"github.com/benefit-issuance/benefits/shared/fault"
 	"github.com/benefit-issuance/benefits/shared/mq"
 	"github.com/benefit-issuance/benefits/shared/obs"
 )
@@ -260,16 +259,5 @@ const (
 // publishGrant sends a grant, waiting at most grantPublishTimeout even when the client overstays its
 // context; a send still running may yet land, a duplicate the ledger ignores.
 func (j *Jobs) publishGrant(ctx context.Context, c domain.Claim) error {
-	pctx, cancel := context.WithTimeout(ctx, grantPublishTimeout)
-	done := make(chan error, 1)
-	go func() {
-		defer cancel()
-		done <- j.pub.PublishGrant(pctx, c)
-	}()
-	select {
-	case err := <-done:
-		return err
-	case <-pctx.Done():
-		return fault.Retryable(fmt.Errorf("publishing grant %s: no answer within %s", c.ID, grantPublishTimeout))
-	}
+	return mq.PublishGrantWithin(ctx, j.pub.PublishGrant, c, grantPublishTimeout)
 }
