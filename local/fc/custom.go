@@ -7,7 +7,6 @@ import (
 	"fmt"
 	"io"
 	"net/http"
-	"strconv"
 	"time"
 )
 
@@ -55,17 +54,7 @@ func (f *function) forward(ctx context.Context, method, path string, header http
 	for _, h := range hopHeaders {
 		req.Header.Del(h)
 	}
-	def := f.def
-	req.Header.Set("x-fc-request-id", newRequestID())
-	req.Header.Set("x-fc-function-name", def.FunctionName)
-	req.Header.Set("x-fc-function-handler", def.Handler)
-	req.Header.Set("x-fc-function-memory", strconv.Itoa(def.MemorySize))
-	req.Header.Set("x-fc-function-timeout", strconv.Itoa(timeout))
-	req.Header.Set("x-fc-region", f.e.cfg.Region)
-	req.Header.Set("x-fc-account-id", f.e.cfg.AccountID)
-	req.Header.Set("x-fc-qualifier", "LATEST")
-	req.Header.Set("x-fc-version-id", "LATEST")
-	req.Header.Set("x-fc-retry-count", strconv.Itoa(retry))
+	f.setRequestHeaders(req.Header, newRequestID(), timeout, retry)
 	resp, err := forwardTransport.RoundTrip(req)
 	if err != nil {
 		return nil, nil, f.forwardError(ctx, in, err)

@@ -321,22 +321,12 @@ func (in *instance) serveRuntimeAPI(w http.ResponseWriter, r *http.Request) {
 			in.mu.Lock()
 			in.inflight[inv.id] = inv
 			in.mu.Unlock()
-			def := in.fn.def
 			h := w.Header()
 			h.Set("Content-Type", "application/json")
-			h.Set("x-fc-request-id", inv.id)
+			in.fn.setRequestHeaders(h, inv.id, inv.timeout, inv.retry)
 			h.Set("x-fc-function-deadline", strconv.FormatInt(inv.deadline.UnixMilli(), 10))
-			h.Set("x-fc-function-timeout", strconv.Itoa(inv.timeout))
-			h.Set("x-fc-function-name", def.FunctionName)
-			h.Set("x-fc-function-handler", def.Handler)
-			h.Set("x-fc-function-memory", strconv.Itoa(def.MemorySize))
 			h.Set("x-fc-function-type", "0")
-			h.Set("x-fc-region", in.fn.e.cfg.Region)
-			h.Set("x-fc-account-id", in.fn.e.cfg.AccountID)
-			h.Set("x-fc-qualifier", "LATEST")
-			h.Set("x-fc-version-id", "LATEST")
 			h.Set("x-fc-service-name", in.fn.e.cfg.ServiceName)
-			h.Set("x-fc-retry-count", strconv.Itoa(inv.retry))
 			w.WriteHeader(http.StatusOK)
 			_, _ = w.Write(inv.payload)
 		case <-r.Context().Done():
@@ -419,6 +409,22 @@ func (f *function) invoke(ctx context.Context, payload []byte, retry int) ([]byt
 			return nil, &InvokeError{Type: "InstanceExited", Message: "instance exited during the invocation"}
 		}
 	}
+}
+
+// setRequestHeaders sets the x-fc-* headers that name an invocation and its function, as both the
+// runtime API (go1) and a custom runtime's forwarded requests carry them.
+func (f *function) setRequestHeaders(h http.Header, requestID string, timeout, retry int) {
+	def := f.def
+	h.Set("x-fc-request-id", requestID)
+	h.Set("x-fc-function-name", def.FunctionName)
+	h.Set("x-fc-function-handler", def.Handler)
+	h.Set("x-fc-function-memory", strconv.Itoa(def.MemorySize))
+	h.Set("x-fc-function-timeout", strconv.Itoa(timeout))
+	h.Set("x-fc-region", f.e.cfg.Region)
+	h.Set("x-fc-account-id", f.e.cfg.AccountID)
+	h.Set("x-fc-qualifier", "LATEST")
+	h.Set("x-fc-version-id", "LATEST")
+	h.Set("x-fc-retry-count", strconv.Itoa(retry))
 }
 
 func (f *function) timeout() int {

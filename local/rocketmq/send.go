@@ -166,14 +166,17 @@ func (b *Broker) sendLocked(msgs []SendInput, now time.Time) ([]SendResult, []*s
 			return nil, nil, 0, fail(v2.Code_INTERNAL_SERVER_ERROR, "append to the log: %v", err)
 		}
 	}
+	// Without an fsync to wait for, the messages are deliverable now and there is nothing to commit.
+	if seq != 0 && !b.store.fsync {
+		seq = 0
+	}
 	for _, sm := range stored {
-		sm.pending = seq != 0 && b.store.fsync
+		sm.pending = seq != 0
 		b.appendLocked(t, sm, now)
 		out = append(out, SendResult{ID: sm.ID, TxID: sm.TxID, Offset: sm.Offset})
 	}
-	if seq == 0 || !b.store.fsync {
+	if seq == 0 {
 		b.notifyLocked()
-		seq = 0
 	}
 	return out, stored, seq, nil
 }

@@ -48,12 +48,18 @@ func (t stackTarget) cluster() (*services.RedisCluster, error) {
 	return t.s.Cluster, nil
 }
 
-func (t stackTarget) FailoverRedis(ctx context.Context, key string) error {
+// masterOf is the stack's cluster and the address of the master serving key.
+func (t stackTarget) masterOf(ctx context.Context, key string) (*services.RedisCluster, string, error) {
 	c, err := t.cluster()
 	if err != nil {
-		return err
+		return nil, "", err
 	}
 	master, err := c.MasterOfKey(ctx, key)
+	return c, master, err
+}
+
+func (t stackTarget) FailoverRedis(ctx context.Context, key string) error {
+	c, master, err := t.masterOf(ctx, key)
 	if err != nil {
 		return err
 	}
@@ -65,11 +71,7 @@ func (t stackTarget) FailoverRedis(ctx context.Context, key string) error {
 // starts the killed node again: it rejoins empty, as the new master's replica, and the shard
 // acknowledges claims again (REDIS_WAIT_REPLICAS=1) once it is in sync.
 func (t stackTarget) KillRedisMaster(ctx context.Context, key string) error {
-	c, err := t.cluster()
-	if err != nil {
-		return err
-	}
-	master, err := c.MasterOfKey(ctx, key)
+	c, master, err := t.masterOf(ctx, key)
 	if err != nil {
 		return err
 	}
@@ -82,11 +84,7 @@ func (t stackTarget) KillRedisMaster(ctx context.Context, key string) error {
 // EmptyRedisShard empties the master serving key (FLUSHALL); its replica follows, so the shard has
 // lost its data, slot markers included, as one whose master and replica both died would have.
 func (t stackTarget) EmptyRedisShard(ctx context.Context, key string) error {
-	c, err := t.cluster()
-	if err != nil {
-		return err
-	}
-	master, err := c.MasterOfKey(ctx, key)
+	_, master, err := t.masterOf(ctx, key)
 	if err != nil {
 		return err
 	}
