@@ -31,6 +31,7 @@ import (
 	"fmt"
 	"strconv"
 	"strings"
+	"sync"
 	"time"
 
 	"github.com/redis/go-redis/v9"
@@ -82,6 +83,9 @@ type Cache struct {
 	scripts scripts
 	markers *slotMarkers
 	opts    Options
+	// refusing holds the campaigns whose last claim here was refused in a way claim_refuse.lua
+	// answers: their claims are tried with reads first (refuseEarly). A stale entry costs one read.
+	refusing sync.Map
 }
 
 // New takes a standalone client, a client on a cluster's proxy endpoint, or a cluster client: every

@@ -105,9 +105,13 @@ func (c *Cache) Claim(ctx context.Context, in ClaimInput) (ClaimOutcome, error) 
 		in.Attempt = newAttempt()
 	}
 	claimID := domain.ClaimID(in.UserID, in.RequestID)
-	if in.By == domain.ByClaim {
-		if code := c.refuseEarly(ctx, in, claimID); code != "" {
+	if _, refusing := c.refusing.Load(in.CampaignID); refusing && in.By == domain.ByClaim {
+		code, campaignRefuses := c.refuseEarly(ctx, in, claimID)
+		if code != "" {
 			return ClaimOutcome{Code: code}, nil
+		}
+		if !campaignRefuses {
+			c.refusing.Delete(in.CampaignID) // granting again (stock raised, resumed): the full path
 		}
 	}
 	b, ready, err := c.begin(ctx, in)
@@ -169,21 +173,30 @@ func (c *Cache) Claim(ctx context.Context, in ClaimInput) (ClaimOutcome, error) 
 // anywhere, and had none when the campaign refused (a binding to a campaign that recorded the claim is
 // never removed), so the refusal is the answer. Anything else, or any error, goes the full way, which
 // answers it the same as before. Early refusals are not rate limited: they cost two reads.
-func (c *Cache) refuseEarly(ctx context.Context, in ClaimInput, claimID string) domain.Code {
+// It runs only for campaigns this instance last saw refuse (c.refusing), so a claim on a campaign that
+// grants keeps its two round trips; campaignRefuses says whether the campaign's slot refused at all.
+func (c *Cache) refuseEarly(ctx context.Context, in ClaimInput, claimID string) (code domain.Code, campaignRefuses bool) {
 	ck := keysOfCampaign(in.CampaignID)
-	code, err := c.scripts.refuse.Run(ctx, c.rdb, []string{ck.camp, ck.held, ck.claims, c.markers.of(ck.camp)},
+	refusal, err := c.scripts.refuse.Run(ctx, c.rdb, []string{ck.camp, ck.held, ck.claims, c.markers.of(ck.camp)},
 		claimID, in.UserID, in.Now.UnixMilli(), "claim").Text()
-	if err != nil || code == "" {
-		return ""
+	if err != nil || refusal == "" {
+		return "", err != nil
 	}
 	uk := keysOfUser(in.UserID)
 	pipe := c.rdb.Pipeline()
 	userReady := pipe.Exists(ctx, c.markers.of(uk.user))
 	bound := pipe.HExists(ctx, uk.req, in.RequestID)
 	if _, err := pipe.Exec(ctx); err != nil || userReady.Val() != 1 || bound.Val() {
-		return ""
+		return "", true
 	}
-	return domain.Code(code)
+	return domain.Code(refusal), true
+}
+
+// earlyRefusals are the refusals claim_refuse.lua gives; one of them from the full path marks the
+// campaign as refusing, so that its next claims try refuseEarly first.
+var earlyRefusals = map[domain.Code]bool{
+	domain.CodeNotClaimable: true, domain.CodePaused: true, domain.CodeNotStarted: true, domain.CodeEnded: true,
+	domain.CodeLimitReached: true, domain.CodeSoldOut: true,
 }
 
 func (c *Cache) decide(ctx context.Context, in ClaimInput, claimID string, b beginResult) (ClaimOutcome, error) {
@@ -222,6 +235,9 @@ func (c *Cache) decide(ctx context.Context, in ClaimInput, claimID string, b beg
 			return ClaimOutcome{}, shapeError("claim", v)
 		}
 		c.unbind(ctx, in.UserID, in.RequestID, b.binding)
+		if earlyRefusals[code] && in.By == domain.ByClaim {
+			c.refusing.Store(in.CampaignID, struct{}{})
+		}
 		return ClaimOutcome{Code: code}, nil
 	}
 }

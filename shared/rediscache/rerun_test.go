@@ -438,7 +438,13 @@ func TestEveryCommandSentTwice(t *testing.T) {
 		}
 	}
 	// A refusal its campaign gives whoever asks (the user's unit of "other" is taken) is answered from
-	// reads, before the limiter, which it never reaches.
+	// reads, before the limiter, which it never reaches, once the campaign has been seen refusing:
+	// another user at their limit there shows it.
+	for i, want := range []domain.Code{"", domain.CodeLimitReached} {
+		if out, err := c.Claim(ctx, ClaimInput{UserID: "u2", CampaignID: "other", RequestID: fmt.Sprint("u2-", i), Now: now, By: domain.ByClaim, RateLimit: 5}); err != nil || out.Code != want {
+			t.Fatalf("u2's claim %d on other: %+v %v, want %q", i, out, err, want)
+		}
+	}
 	if out, err := c.Claim(ctx, in("other", "rl-early")); err != nil || out.Code != domain.CodeLimitReached {
 		t.Fatalf("early refusal past the rate limit: %+v %v, want limit_reached", out, err)
 	}
