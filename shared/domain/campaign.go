@@ -49,6 +49,7 @@ const (
 	MinNewUserDays  = 1
 	MaxNewUserDays  = 3650
 	MaxPointsDelta  = 1_000_000_000
+	MaxBuckets      = 64
 )
 
 type Benefit struct {
@@ -76,7 +77,12 @@ type Campaign struct {
 	Stock        int64     `json:"stock"`
 	PerUserLimit int64     `json:"per_user_limit"`
 	Status       Status    `json:"status"`
-	Version      int64     `json:"version"`
+	// Buckets is how many parts the stock is split into in Redis, each in a hash slot of its own, so
+	// that one hot campaign's claims spread over a cluster's masters (see StockBuckets). Fixed at
+	// creation: a user's claims and held count live in the bucket their id hashes to among Buckets.
+	// 0 means 1.
+	Buckets int   `json:"buckets"`
+	Version int64 `json:"version"`
 }
 
 // Validate checks every writable field and names the first bad one. It is the single gate for both
@@ -144,6 +150,9 @@ func (c Campaign) Validate() error {
 	case StatusActive, StatusPaused:
 	default:
 		return Invalid("status", "must be one of active, paused")
+	}
+	if c.Buckets < 0 || c.Buckets > MaxBuckets {
+		return Invalid("buckets", "must be between 1 and %d", MaxBuckets)
 	}
 	return nil
 }

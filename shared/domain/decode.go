@@ -159,6 +159,7 @@ type campaignInput struct {
 	Stock        *int64          `json:"stock"`
 	PerUserLimit *int64          `json:"per_user_limit"`
 	Status       *string         `json:"status"`
+	Buckets      *int            `json:"buckets"`
 }
 
 // nullFields lists the keys present with a JSON null; the pointer fields cannot tell null from absent.
@@ -217,7 +218,7 @@ func DecodeNewCampaign(body []byte) (Campaign, error) {
 	if err := in.check(); err != nil {
 		return Campaign{}, err
 	}
-	c := Campaign{CostPoints: 0, Status: StatusActive}
+	c := Campaign{CostPoints: 0, Status: StatusActive, Buckets: 1}
 	if in.Name == nil {
 		return Campaign{}, Invalid("name", "is required")
 	}
@@ -269,6 +270,9 @@ func DecodeNewCampaign(body []byte) (Campaign, error) {
 	if in.Status != nil {
 		c.Status = Status(*in.Status)
 	}
+	if in.Buckets != nil {
+		c.Buckets = *in.Buckets
+	}
 	if err := c.Validate(); err != nil {
 		return Campaign{}, err
 	}
@@ -290,6 +294,9 @@ func DecodeCampaignPatch(body []byte) (CampaignPatch, error) {
 	}
 	if in.Mode != nil {
 		return CampaignPatch{}, Invalid("mode", "is fixed at creation")
+	}
+	if in.Buckets != nil {
+		return CampaignPatch{}, Invalid("buckets", "is fixed at creation")
 	}
 	var p CampaignPatch
 	p.Name = in.Name

@@ -124,7 +124,10 @@ type SweepResult struct {
 // StreamGrant is a grant in a campaign's stream, with its position there.
 type StreamGrant struct {
 	StreamID string
-	Claim    Claim
+	// Stream tells apart the streams of a campaign split into buckets (one per bucket); entries of one
+	// stream are in order, and a trim reaches only the stream of the position it names.
+	Stream int
+	Claim  Claim
 }
 
 // Lock is a lock a store holds for the caller until Release.

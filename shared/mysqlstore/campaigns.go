@@ -16,7 +16,7 @@ type OutboxEntry = domain.OutboxEntry
 type CampaignRecord = domain.CampaignRecord
 
 const campaignColumns = `id, name, benefit_type, benefit_amount, segment, new_user_days, cost_points, mode,
-	starts_at, ends_at, stock, per_user_limit, status, version, issued`
+	starts_at, ends_at, stock, per_user_limit, status, version, buckets, issued`
 
 type scanner interface{ Scan(dest ...any) error }
 
@@ -26,7 +26,7 @@ func scanCampaign(row scanner) (CampaignRecord, error) {
 	var days sql.NullInt64
 	var benefit, segment, mode, status string
 	err := row.Scan(&c.ID, &c.Name, &benefit, &c.Benefit.Amount, &segment, &days, &c.CostPoints, &mode,
-		&c.StartsAt, &c.EndsAt, &c.Stock, &c.PerUserLimit, &status, &c.Version, &r.Issued)
+		&c.StartsAt, &c.EndsAt, &c.Stock, &c.PerUserLimit, &status, &c.Version, &c.Buckets, &r.Issued)
 	if err != nil {
 		return r, err
 	}
@@ -64,12 +64,13 @@ func (s *Store) CreateCampaign(ctx context.Context, c domain.Campaign) (domain.C
 		return domain.Campaign{}, OutboxEntry{}, err
 	}
 	c.Version = 1
+	c.Buckets = c.StockBuckets()
 	c.StartsAt, c.EndsAt = c.StartsAt.UTC(), c.EndsAt.UTC()
 	var entry OutboxEntry
 	err := s.inTx(ctx, func(tx *sql.Tx) error {
-		_, err := tx.ExecContext(ctx, `INSERT INTO campaigns (`+campaignColumns+`) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, 0)`,
+		_, err := tx.ExecContext(ctx, `INSERT INTO campaigns (`+campaignColumns+`) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, 0)`,
 			c.ID, c.Name, string(c.Benefit.Type), c.Benefit.Amount, string(c.Audience.Segment), nullableDays(c.Audience),
-			c.CostPoints, string(c.Mode), c.StartsAt, c.EndsAt, c.Stock, c.PerUserLimit, string(c.Status), c.Version)
+			c.CostPoints, string(c.Mode), c.StartsAt, c.EndsAt, c.Stock, c.PerUserLimit, string(c.Status), c.Version, c.Buckets)
 		if err != nil {
 			return classify(err)
 		}

@@ -11,6 +11,7 @@
 //	bn:{c:ID}:claims   hash   claim id → claim JSON, state pending or granted
 //	bn:{c:ID}:pending  zset   claim id → reservation time of points claims awaiting their debit
 //	bn:{c:ID}:grants   stream one entry per granted unit, replayed to the ledger by the timer
+//	bn:{c:ID#b}:...    the same keys for bucket b > 0 of a campaign whose stock is split (buckets.go)
 //	bn:{u:ID}:user     hash   version, known, registered_ms, member, credits, debits
 //	bn:{u:ID}:req      hash   request id → campaign id the request is bound to
 //	bn:{u:ID}:debits   hash   claim id → cost debited, or "void:<reservation>"
@@ -53,6 +54,7 @@ func script(name string) *redis.Script {
 
 type scripts struct {
 	begin, refuse, claim, debit, confirm, release, unbind, rebind, voidDebit, applyCampaign, applyUser, restore *redis.Script
+	seal, open, lend, receive, markDry                                                                          *redis.Script
 }
 
 func loadScripts() scripts {
@@ -60,6 +62,7 @@ func loadScripts() scripts {
 		begin: script("claim_begin"), refuse: script("claim_refuse"), claim: script("claim"), debit: script("debit"), confirm: script("confirm"),
 		release: script("release"), unbind: script("unbind"), rebind: script("rebind"), voidDebit: script("void_debit"),
 		applyCampaign: script("apply_campaign"), applyUser: script("apply_user"), restore: script("restore_claims"),
+		seal: script("seal_bucket"), open: script("open_bucket"), lend: script("lend"), receive: script("receive"), markDry: script("mark_dry"),
 	}
 }
 
@@ -86,6 +89,8 @@ type Cache struct {
 	// refusing holds the campaigns whose last claim here was refused in a way claim_refuse.lua
 	// answers: their claims are tried with reads first (refuseEarly). A stale entry costs one read.
 	refusing sync.Map
+	// buckets remembers campaign id → how many buckets its stock is split into (fixed at creation).
+	buckets sync.Map
 }
 
 // New takes a standalone client, a client on a cluster's proxy endpoint, or a cluster client: every
@@ -167,13 +172,16 @@ func (c *Cache) applyCampaign(ctx context.Context, camp domain.Campaign, issued 
 	if camp.Audience.NewUserDays != nil {
 		days = strconv.Itoa(*camp.Audience.NewUserDays)
 	}
-	k := keysOfCampaign(camp.ID)
-	args := []any{camp.Version, issued, mode, expect,
-		"id", camp.ID, "name", camp.Name, "benefit_type", string(camp.Benefit.Type), "benefit_amount", camp.Benefit.Amount,
+	fields := []any{"id", camp.ID, "name", camp.Name, "benefit_type", string(camp.Benefit.Type), "benefit_amount", camp.Benefit.Amount,
 		"segment", string(camp.Audience.Segment), "new_user_days", days, "cost_points", camp.CostPoints,
 		"mode", string(camp.Mode), "starts_ms", ms(camp.StartsAt), "ends_ms", ms(camp.EndsAt),
-		"stock", camp.Stock, "per_user_limit", camp.PerUserLimit, "status", string(camp.Status),
+		"stock", camp.Stock, "per_user_limit", camp.PerUserLimit, "status", string(camp.Status), "buckets", camp.StockBuckets(),
 	}
+	if camp.StockBuckets() > 1 {
+		return c.applyBuckets(ctx, camp, fields, issued, mode, expect)
+	}
+	k := keysOfCampaign(camp.ID)
+	args := append([]any{camp.Version, issued, mode, expect}, fields...)
 	v, err := c.scripts.applyCampaign.Run(ctx, c.rdb, []string{k.camp, k.held, k.claims, k.grants, k.pending, c.markers.of(k.camp)}, args...).Result()
 	if err != nil {
 		return ApplyResult{}, classify(err)
@@ -213,6 +221,13 @@ func toInt(v any) int64 {
 
 // Campaign reads the cached counters of a campaign.
 func (c *Cache) Campaign(ctx context.Context, id string) (CachedCampaign, error) {
+	n, err := c.bucketsOf(ctx, id)
+	if err != nil {
+		return CachedCampaign{}, err
+	}
+	if n > 1 {
+		return c.campaignOfBuckets(ctx, id, n)
+	}
 	k := keysOfCampaign(id)
 	pipe := c.rdb.Pipeline()
 	h := pipe.HMGet(ctx, k.camp, "version", "stock", "issued", "remaining")

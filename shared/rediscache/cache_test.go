@@ -342,7 +342,7 @@ func TestPointsDebitedOnceAndNeverNegative(t *testing.T) {
 func reserveOnly(t *testing.T, c *Cache, user, campaignID, request string) string {
 	t.Helper()
 	in := ClaimInput{UserID: user, CampaignID: campaignID, RequestID: request, Now: now, By: domain.ByClaim}
-	b, _, err := c.begin(context.Background(), in)
+	b, _, err := c.begin(context.Background(), in, keysOfBucket(campaignID, 0))
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -541,7 +541,7 @@ func TestCacheLossFailsClosed(t *testing.T) {
 	// Rebuild: the recorded claim comes back before stock, then the cache is marked ready.
 	prior := domain.Claim{ID: domain.ClaimID("u", "a"), CampaignID: "lost", UserID: "u", RequestID: "a",
 		Benefit: domain.Benefit{Type: domain.BenefitCoupon, Amount: 500}, GrantedAt: now}
-	if err := c.RestoreClaims(ctx, "lost", []domain.Claim{prior}); err != nil {
+	if err := c.RestoreClaims(ctx, domain.Campaign{ID: "lost"}, []domain.Claim{prior}); err != nil {
 		t.Fatal(err)
 	}
 	// A change event arriving now must not recreate the entry from MySQL's lagging count: the slot is

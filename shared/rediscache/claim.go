@@ -53,13 +53,13 @@ func parseBinding(b string) (string, int64) {
 	return id, ms
 }
 
-func (c *Cache) begin(ctx context.Context, in ClaimInput) (beginResult, bool, error) {
+func (c *Cache) begin(ctx context.Context, in ClaimInput, ck bucketKeys) (beginResult, bool, error) {
 	uk := keysOfUser(in.UserID)
 	pipe := c.rdb.Pipeline()
 	// Both slots the claim touches must hold their data: the user's (this step) and the campaign's (the
-	// next). On a cluster the pipeline goes to each slot's master separately.
+	// next, the user's bucket of it). On a cluster the pipeline goes to each slot's master separately.
 	userReady := pipe.Exists(ctx, c.markers.of(uk.user))
-	campReady := pipe.Exists(ctx, c.markers.of(keysOfCampaign(in.CampaignID).camp))
+	campReady := pipe.Exists(ctx, c.markers.of(ck.camp))
 	b := c.scripts.begin.EvalSha(ctx, pipe, []string{uk.user, uk.req, uk.rate}, in.RequestID, in.CampaignID, in.RateLimit, in.Now.UnixMilli())
 	_, err := pipe.Exec(ctx)
 	if err != nil && redis.HasErrorPrefix(b.Err(), "NOSCRIPT") {
@@ -105,8 +105,12 @@ func (c *Cache) Claim(ctx context.Context, in ClaimInput) (ClaimOutcome, error) 
 		in.Attempt = newAttempt()
 	}
 	claimID := domain.ClaimID(in.UserID, in.RequestID)
+	ck, n, err := c.homeKeys(ctx, in.CampaignID, in.UserID)
+	if err != nil {
+		return ClaimOutcome{}, err
+	}
 	if _, refusing := c.refusing.Load(in.CampaignID); refusing && in.By == domain.ByClaim {
-		code, campaignRefuses := c.refuseEarly(ctx, in, claimID)
+		code, campaignRefuses := c.refuseEarly(ctx, in, claimID, ck)
 		if code != "" {
 			return ClaimOutcome{Code: code}, nil
 		}
@@ -114,7 +118,7 @@ func (c *Cache) Claim(ctx context.Context, in ClaimInput) (ClaimOutcome, error) 
 			c.refusing.Delete(in.CampaignID) // granting again (stock raised, resumed): the full path
 		}
 	}
-	b, ready, err := c.begin(ctx, in)
+	b, ready, err := c.begin(ctx, in, ck)
 	if err != nil {
 		return ClaimOutcome{}, err
 	}
@@ -124,7 +128,10 @@ func (c *Cache) Claim(ctx context.Context, in ClaimInput) (ClaimOutcome, error) 
 	if b.bound != in.CampaignID {
 		// The request id was used for another campaign. If that campaign recorded it, that is the answer,
 		// whatever is asked now; if it never did (a crash before step 2), the binding moves here.
-		boundKeys := keysOfCampaign(b.bound)
+		boundKeys, _, err := c.homeKeys(ctx, b.bound, in.UserID)
+		if err != nil {
+			return ClaimOutcome{}, err
+		}
 		pipe := c.rdb.Pipeline()
 		// That campaign's slot must hold its data, or a record lost with it would look never made.
 		boundReady := pipe.Exists(ctx, c.markers.of(boundKeys.claims))
@@ -161,7 +168,7 @@ func (c *Cache) Claim(ctx context.Context, in ClaimInput) (ClaimOutcome, error) 
 		c.unbind(ctx, in.UserID, in.RequestID, b.binding)
 		return ClaimOutcome{Code: domain.CodeUnavailable, CacheLost: true}, nil
 	}
-	return c.decide(ctx, in, claimID, b)
+	return c.decide(ctx, in, claimID, b, ck, n)
 }
 
 // refuseEarly answers, with reads only, a claim that its campaign refuses whoever asks (paused, outside
@@ -175,8 +182,7 @@ func (c *Cache) Claim(ctx context.Context, in ClaimInput) (ClaimOutcome, error) 
 // answers it the same as before. Early refusals are not rate limited: they cost two reads.
 // It runs only for campaigns this instance last saw refuse (c.refusing), so a claim on a campaign that
 // grants keeps its two round trips; campaignRefuses says whether the campaign's slot refused at all.
-func (c *Cache) refuseEarly(ctx context.Context, in ClaimInput, claimID string) (code domain.Code, campaignRefuses bool) {
-	ck := keysOfCampaign(in.CampaignID)
+func (c *Cache) refuseEarly(ctx context.Context, in ClaimInput, claimID string, ck bucketKeys) (code domain.Code, campaignRefuses bool) {
 	refusal, err := c.scripts.refuse.Run(ctx, c.rdb, []string{ck.camp, ck.held, ck.claims, c.markers.of(ck.camp)},
 		claimID, in.UserID, in.Now.UnixMilli(), "claim").Text()
 	if err != nil || refusal == "" {
@@ -199,8 +205,11 @@ var earlyRefusals = map[domain.Code]bool{
 	domain.CodeLimitReached: true, domain.CodeSoldOut: true,
 }
 
-func (c *Cache) decide(ctx context.Context, in ClaimInput, claimID string, b beginResult) (ClaimOutcome, error) {
-	ck := keysOfCampaign(in.CampaignID)
+// maxBorrows bounds the loans one claim may take before it answers: each one brings units, so a claim
+// that still finds its bucket dry after that many lost them to the claims beside it.
+const maxBorrows = 3
+
+func (c *Cache) decide(ctx context.Context, in ClaimInput, claimID string, b beginResult, ck bucketKeys, n int) (ClaimOutcome, error) {
 	issuance := "claim"
 	if in.By == domain.ByGrant {
 		issuance = "grant"
@@ -212,16 +221,37 @@ func (c *Cache) decide(ctx context.Context, in ClaimInput, claimID string, b beg
 	if b.profile.Member {
 		member = 1
 	}
-	v, err := c.runDurable(ctx, c.scripts.claim, []string{ck.camp, ck.held, ck.claims, ck.grants, ck.pending},
-		in.UserID, claimID, in.RequestID, in.Now.UnixMilli(), issuance, known, b.profile.RegisteredAt.UnixMilli(), member, in.Attempt, b.balance).Result()
-	if err != nil {
-		return ClaimOutcome{}, classify(err)
+	var arr []any
+	var status string
+	for borrows := 0; ; borrows++ {
+		v, err := c.runDurable(ctx, c.scripts.claim, []string{ck.camp, ck.held, ck.claims, ck.grants, ck.pending},
+			in.UserID, claimID, in.RequestID, in.Now.UnixMilli(), issuance, known, b.profile.RegisteredAt.UnixMilli(), member, in.Attempt, b.balance).Result()
+		if err != nil {
+			return ClaimOutcome{}, classify(err)
+		}
+		var ok bool
+		arr, ok = v.([]any)
+		if !ok || len(arr) == 0 {
+			return ClaimOutcome{}, shapeError("claim", v)
+		}
+		status, _ = arr[0].(string)
+		if status != "dry" {
+			break
+		}
+		if borrows == maxBorrows {
+			status = string(domain.CodeUnavailable)
+			break
+		}
+		units, dropped, err := c.borrow(ctx, in.CampaignID, n, domain.HomeBucket(in.UserID, n), in.Now)
+		if err != nil {
+			c.unbind(ctx, in.UserID, in.RequestID, b.binding)
+			return ClaimOutcome{}, err
+		}
+		if units == 0 && !dropped {
+			status = string(domain.CodeSoldOut)
+			break
+		}
 	}
-	arr, ok := v.([]any)
-	if !ok || len(arr) == 0 {
-		return ClaimOutcome{}, shapeError("claim", v)
-	}
-	status, _ := arr[0].(string)
 	switch status {
 	case "ok", "replay":
 		raw, _ := arr[1].(string)
@@ -232,7 +262,7 @@ func (c *Cache) decide(ctx context.Context, in ClaimInput, claimID string, b beg
 	default:
 		code := domain.Code(status)
 		if code.HTTPStatus() == 500 {
-			return ClaimOutcome{}, shapeError("claim", v)
+			return ClaimOutcome{}, shapeError("claim", arr)
 		}
 		c.unbind(ctx, in.UserID, in.RequestID, b.binding)
 		if earlyRefusals[code] && in.By == domain.ByClaim {
@@ -279,7 +309,10 @@ func (c *Cache) finish(ctx context.Context, in ClaimInput, claimID, raw string, 
 }
 
 func (c *Cache) confirm(ctx context.Context, claim domain.Claim, replayed bool) (ClaimOutcome, error) {
-	ck := keysOfCampaign(claim.CampaignID)
+	ck, _, err := c.homeKeys(ctx, claim.CampaignID, claim.UserID)
+	if err != nil {
+		return ClaimOutcome{}, err
+	}
 	v, err := c.runDurable(ctx, c.scripts.confirm, []string{ck.claims, ck.grants, ck.pending}, claim.ID).Result()
 	if err != nil {
 		return ClaimOutcome{}, classify(err)
@@ -300,7 +333,10 @@ func (c *Cache) confirm(ctx context.Context, claim domain.Claim, replayed bool) 
 }
 
 func (c *Cache) release(ctx context.Context, claim domain.Claim, reservation int64) error {
-	ck := keysOfCampaign(claim.CampaignID)
+	ck, _, err := c.homeKeys(ctx, claim.CampaignID, claim.UserID)
+	if err != nil {
+		return err
+	}
 	return classify(c.scripts.release.Run(ctx, c.rdb, []string{ck.camp, ck.held, ck.claims, ck.pending}, claim.ID, reservation).Err())
 }
 
@@ -318,9 +354,29 @@ type SweepResult = domain.SweepResult
 // SweepPending resolves points claims reserved longer than olderThan ago and never finished (the
 // claim function died between the reservation and the debit, or between the debit and confirmation).
 // The debit is voided first if it never happened, so a late debit cannot follow a release.
+// On a campaign split into buckets it sweeps each bucket, then completes loans cut short (sweepLoans).
 func (c *Cache) SweepPending(ctx context.Context, campaignID string, olderThan time.Duration, now time.Time) (SweepResult, error) {
+	n, err := c.bucketsOf(ctx, campaignID)
+	if err != nil {
+		return SweepResult{}, err
+	}
 	var res SweepResult
-	ck := keysOfCampaign(campaignID)
+	for b := 0; b < n; b++ {
+		r, err := c.sweepBucket(ctx, keysOfBucket(campaignID, b), olderThan, now)
+		res.Confirmed += r.Confirmed
+		res.Released += r.Released
+		if err != nil {
+			return res, err
+		}
+	}
+	if n > 1 {
+		return res, c.sweepLoans(ctx, campaignID, n, now)
+	}
+	return res, nil
+}
+
+func (c *Cache) sweepBucket(ctx context.Context, ck bucketKeys, olderThan time.Duration, now time.Time) (SweepResult, error) {
+	var res SweepResult
 	ids, err := c.rdb.ZRangeByScore(ctx, ck.pending, &redis.ZRangeBy{Min: "-inf", Max: fmt.Sprint(now.Add(-olderThan).UnixMilli())}).Result()
 	if err != nil {
 		return res, classify(err)
@@ -365,31 +421,45 @@ func (c *Cache) SweepPending(ctx context.Context, campaignID string, olderThan t
 // StreamGrant is domain.StreamGrant, the services' port type.
 type StreamGrant = domain.StreamGrant
 
-// ReadGrants returns up to count stream entries after afterStreamID ("0" or "" for the start).
+// ReadGrants returns up to count stream entries after afterStreamID ("0" or "" for the start). A
+// campaign split into buckets has a stream per bucket, read one after another; its positions name the
+// bucket ("<id>@<b>"), and StreamGrant.Stream tells the streams apart.
 func (c *Cache) ReadGrants(ctx context.Context, campaignID, afterStreamID string, count int64) ([]StreamGrant, error) {
-	start := "-"
-	if afterStreamID != "" && afterStreamID != "0" {
-		start = "(" + afterStreamID
-	}
-	msgs, err := c.rdb.XRangeN(ctx, keysOfCampaign(campaignID).grants, start, "+", count).Result()
+	n, err := c.bucketsOf(ctx, campaignID)
 	if err != nil {
-		return nil, classify(err)
+		return nil, err
 	}
-	out := make([]StreamGrant, 0, len(msgs))
-	for _, m := range msgs {
-		raw, _ := m.Values["claim"].(string)
-		_, claim, err := decodeClaim(raw)
-		if err != nil {
-			return nil, err
+	after, bucket := streamOf(afterStreamID)
+	var out []StreamGrant
+	for ; bucket < n && int64(len(out)) < count; bucket, after = bucket+1, "" {
+		start := "-"
+		if after != "" && after != "0" {
+			start = "(" + after
 		}
-		out = append(out, StreamGrant{StreamID: m.ID, Claim: claim})
+		msgs, err := c.rdb.XRangeN(ctx, keysOfBucket(campaignID, bucket).grants, start, "+", count-int64(len(out))).Result()
+		if err != nil {
+			return nil, classify(err)
+		}
+		for _, m := range msgs {
+			raw, _ := m.Values["claim"].(string)
+			_, claim, err := decodeClaim(raw)
+			if err != nil {
+				return nil, err
+			}
+			out = append(out, StreamGrant{StreamID: streamPos(m.ID, bucket), Stream: bucket, Claim: claim})
+		}
+	}
+	if out == nil {
+		out = []StreamGrant{}
 	}
 	return out, nil
 }
 
-// TrimGrants removes stream entries up to and including upToStreamID: the ledger has them.
+// TrimGrants removes stream entries up to and including upToStreamID, in its bucket's stream only:
+// the ledger has them.
 func (c *Cache) TrimGrants(ctx context.Context, campaignID, upToStreamID string) error {
-	k := keysOfCampaign(campaignID).grants
+	upToStreamID, bucket := streamOf(upToStreamID)
+	k := keysOfBucket(campaignID, bucket).grants
 	pipe := c.rdb.Pipeline()
 	pipe.XTrimMinID(ctx, k, upToStreamID) // keeps ids ≥ upTo …
 	pipe.XDel(ctx, k, upToStreamID)       // … so drop upTo itself too
@@ -419,11 +489,29 @@ func (c *Cache) restoreBindings(ctx context.Context, campaignID string, claims [
 // again to another campaign would be decided there afresh: a second claim under the same claim id,
 // which MySQL can never record, answered 201; and an early refusal (refuseEarly) would answer it where
 // the original claim is the answer.
-func (c *Cache) RestoreClaims(ctx context.Context, campaignID string, claims []domain.Claim) error {
+// On a campaign split into buckets each claim goes to its user's home bucket.
+func (c *Cache) RestoreClaims(ctx context.Context, camp domain.Campaign, claims []domain.Claim) error {
+	campaignID, n := camp.ID, camp.StockBuckets()
 	if err := c.restoreBindings(ctx, campaignID, claims); err != nil {
 		return err
 	}
-	ck := keysOfCampaign(campaignID)
+	byBucket := map[int][]domain.Claim{}
+	for _, cl := range claims {
+		b := domain.HomeBucket(cl.UserID, n)
+		byBucket[b] = append(byBucket[b], cl)
+	}
+	if len(claims) == 0 {
+		byBucket[0] = nil
+	}
+	for b, cls := range byBucket {
+		if err := c.restoreBucket(ctx, keysOfBucket(campaignID, b), cls); err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
+func (c *Cache) restoreBucket(ctx context.Context, ck bucketKeys, claims []domain.Claim) error {
 	const chunk = 500
 	held := map[string]int64{}
 	for _, cl := range claims {

@@ -14,15 +14,17 @@ import (
 
 // streamScan is what the grant stream of one campaign holds beyond MySQL.
 type streamScan struct {
-	missing  []domain.Claim // granted in Redis, not in MySQL
-	trimUpTo string         // the last stream id of the prefix MySQL already has
+	missing []domain.Claim // granted in Redis, not in MySQL
+	// trimUpTo is, per stream (a campaign split into buckets has one per bucket), the last position of
+	// the prefix MySQL already has.
+	trimUpTo map[int]string
 	trimmed  int
 }
 
 func (j *Jobs) scanGrants(ctx context.Context, campaignID string) (streamScan, error) {
-	var s streamScan
+	s := streamScan{trimUpTo: map[int]string{}}
 	after := "0"
-	prefix := true
+	broken := map[int]bool{} // the streams that had an entry MySQL lacks: their prefix ended there
 	for {
 		batch, err := j.cache.ReadGrants(ctx, campaignID, after, 500)
 		if err != nil {
@@ -41,13 +43,13 @@ func (j *Jobs) scanGrants(ctx context.Context, campaignID string) (streamScan, e
 		}
 		for _, g := range batch {
 			if have[g.Claim.ID] {
-				if prefix {
-					s.trimUpTo = g.StreamID
+				if !broken[g.Stream] {
+					s.trimUpTo[g.Stream] = g.StreamID
 					s.trimmed++
 				}
 				continue
 			}
-			prefix = false
+			broken[g.Stream] = true
 			s.missing = append(s.missing, g.Claim)
 		}
 		after = batch[len(batch)-1].StreamID
@@ -94,12 +96,15 @@ func (j *Jobs) GrantReplay(ctx context.Context) (Report, error) {
 			}
 			r.Replayed++
 		}
-		if scan.trimUpTo != "" {
-			if err := j.cache.TrimGrants(ctx, id, scan.trimUpTo); err != nil {
+		trimFailed := false
+		for _, upTo := range scan.trimUpTo {
+			if err := j.cache.TrimGrants(ctx, id, upTo); err != nil {
 				errs = append(errs, fmt.Errorf("trim %s: %w", id, err))
-			} else {
-				r.Trimmed += scan.trimmed
+				trimFailed = true
 			}
+		}
+		if !trimFailed {
+			r.Trimmed += scan.trimmed
 		}
 	}
 	return r, errors.Join(errs...)

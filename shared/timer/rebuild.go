@@ -39,7 +39,7 @@ func (j *Jobs) rebuildCampaign(ctx context.Context, rec domain.CampaignRecord, i
 	}
 	// Held counts and claim records come back before stock opens, so a user who already holds the
 	// limit cannot claim again and a retried request gets its original answer.
-	if err := j.cache.RestoreClaims(ctx, rec.Campaign.ID, all); err != nil {
+	if err := j.cache.RestoreClaims(ctx, rec.Campaign, all); err != nil {
 		return false, err
 	}
 	// Count the distinct claims, not MySQL's count plus the stream's: a streamed grant the ledger wrote

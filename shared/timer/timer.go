@@ -48,7 +48,7 @@ type Cache interface {
 	RepairCampaign(ctx context.Context, c domain.Campaign, issuedFloor, expectVersion int64) (domain.ApplyResult, error)
 	ApplyUser(ctx context.Context, u domain.UserState) (domain.ApplyResult, error)
 	User(ctx context.Context, id string) (domain.CachedUser, error)
-	RestoreClaims(ctx context.Context, campaignID string, claims []domain.Claim) error
+	RestoreClaims(ctx context.Context, camp domain.Campaign, claims []domain.Claim) error
 	Claim(ctx context.Context, in domain.ClaimInput) (domain.ClaimOutcome, error)
 	SweepPending(ctx context.Context, campaignID string, olderThan time.Duration, now time.Time) (domain.SweepResult, error)
 	ReadGrants(ctx context.Context, campaignID, afterStreamID string, count int64) ([]domain.StreamGrant, error)

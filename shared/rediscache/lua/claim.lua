@@ -5,7 +5,11 @@
 -- ARGV: user_id, claim_id, request_id, now_ms, issuance ('claim'|'grant'), known, registered_ms, member,
 --       attempt (a nonce of the calling invocation, stored with the claim), balance (the user's points as
 --       step 1 read them; '' when unknown)
--- Returns: {'replay', claim_json} | {'ok', claim_json} | {refusal_code}
+-- Returns: {'replay', claim_json} | {'ok', claim_json} | {refusal_code} | {'dry', gen}
+-- A bucket of a campaign split into buckets (buckets.go) sells up to its allocation, 'alloc', not the
+-- stock: out of units, it answers 'dry' with its generation, and the caller borrows units from the
+-- other buckets; 'dry_until' (ms) says the last borrow found none, so until then it is sold out. A
+-- bucket sealed by a stock change in progress answers 'unavailable'.
 -- A client re-sends a script after a read timeout (go-redis does): the re-sent call carries the same
 -- attempt and finds the claim its first run recorded, so it answers 'ok' as the first run did, not
 -- 'replay'. A new invocation (the user's own retry) has another attempt and gets 'replay'.
@@ -22,7 +26,9 @@ if redis.call('EXISTS', KEYS[1]) == 0 then
   return {'campaign_not_found'}
 end
 local c = redis.call('HMGET', KEYS[1], 'mode', 'status', 'starts_ms', 'ends_ms', 'segment', 'new_user_days',
-  'per_user_limit', 'stock', 'issued', 'cost_points', 'benefit_type', 'benefit_amount', 'id')
+  'per_user_limit', 'stock', 'issued', 'cost_points', 'benefit_type', 'benefit_amount', 'id', 'alloc', 'sealed', 'gen',
+  'dry_until')
+if c[15] == '1' then return {'unavailable'} end
 local now = tonumber(ARGV[4])
 if c[1] ~= ARGV[5] then return {'not_claimable'} end
 if c[2] ~= 'active' then return {'paused'} end
@@ -41,7 +47,11 @@ end
 local held = tonumber(redis.call('HGET', KEYS[2], ARGV[1]) or '0')
 if held >= tonumber(c[7]) then return {'limit_reached'} end
 local stock, issued = tonumber(c[8]), tonumber(c[9])
-if issued >= stock then return {'sold_out'} end
+if c[14] then stock = tonumber(c[14]) end
+if issued >= stock then
+  if c[14] and tonumber(c[17] or '0') <= now then return {'dry', c[16] or ''} end
+  return {'sold_out'}
+end
 -- A user who could not pay when step 1 read their balance is refused here, before a unit is reserved:
 -- a reservation that the debit would only release shows other users a unit taken (sold_out, or
 -- limit_reached for this user) that is never issued. The debit in the user's slot still decides.

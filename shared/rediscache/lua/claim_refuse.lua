@@ -8,8 +8,9 @@
 -- Returns: a refusal code, or ''
 if redis.call('EXISTS', KEYS[4]) == 0 then return '' end
 if redis.call('HEXISTS', KEYS[3], ARGV[1]) == 1 then return '' end
-local c = redis.call('HMGET', KEYS[1], 'mode', 'status', 'starts_ms', 'ends_ms', 'segment', 'per_user_limit', 'stock', 'issued')
-if not c[1] then return '' end
+local c = redis.call('HMGET', KEYS[1], 'mode', 'status', 'starts_ms', 'ends_ms', 'segment', 'per_user_limit', 'stock', 'issued',
+  'alloc', 'sealed', 'dry_until')
+if not c[1] or c[10] == '1' then return '' end
 local now = tonumber(ARGV[3])
 if c[1] ~= ARGV[4] then return 'not_claimable' end
 if c[2] ~= 'active' then return 'paused' end
@@ -18,5 +19,11 @@ if now >= tonumber(c[4]) then return 'ended' end
 if c[5] ~= 'all' then return '' end
 local held = tonumber(redis.call('HGET', KEYS[2], ARGV[2]) or '0')
 if held >= tonumber(c[6]) then return 'limit_reached' end
+if c[9] then
+  -- A bucket (buckets.go): out of its allocation it is sold out only while its last borrow's verdict
+  -- holds; after that the full claim borrows again.
+  if tonumber(c[8]) >= tonumber(c[9]) and tonumber(c[11] or '0') > now then return 'sold_out' end
+  return ''
+end
 if tonumber(c[8]) >= tonumber(c[7]) then return 'sold_out' end
 return ''

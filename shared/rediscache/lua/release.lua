@@ -12,7 +12,7 @@ if tostring(claim.reservation or 0) ~= ARGV[2] then return 'other' end
 redis.call('HDEL', KEYS[3], ARGV[1])
 redis.call('ZREM', KEYS[4], ARGV[1])
 local issued = redis.call('HINCRBY', KEYS[1], 'issued', -1)
-local stock = tonumber(redis.call('HGET', KEYS[1], 'stock') or '0')
+local stock = tonumber(redis.call('HGET', KEYS[1], 'alloc') or redis.call('HGET', KEYS[1], 'stock') or '0')
 local remaining = stock - issued
 if remaining < 0 then remaining = 0 end
 redis.call('HSET', KEYS[1], 'remaining', remaining)
