@@ -271,6 +271,9 @@ func DecodeNewCampaign(body []byte) (Campaign, error) {
 		c.Status = Status(*in.Status)
 	}
 	if in.Buckets != nil {
+		if *in.Buckets < 1 {
+			return Campaign{}, Invalid("buckets", "must be between 1 and %d", MaxBuckets)
+		}
 		c.Buckets = *in.Buckets
 	}
 	if err := c.Validate(); err != nil {

@@ -39,8 +39,12 @@ func TestDecodeNewCampaign(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if c.Status != StatusActive || c.CostPoints != 0 || c.Mode != ModeGrant {
+	if c.Status != StatusActive || c.CostPoints != 0 || c.Mode != ModeGrant || c.Buckets != 1 {
 		t.Fatalf("defaults wrong: %+v", c)
+	}
+	c, err = DecodeNewCampaign([]byte(withField(goodCampaign, "buckets", "8")))
+	if err != nil || c.Buckets != 8 || c.StockBuckets() != 8 {
+		t.Fatalf("buckets 8: %+v, %v", c, err)
 	}
 }
 
@@ -81,7 +85,11 @@ func TestDecodersRefuseMalformedInput(t *testing.T) {
 		{"campaign: mode number", campaign, strings.Replace(goodCampaign, `"mode": "claim"`, `"mode": 1`, 1), CodeInvalidRequest, "mode"},
 		{"campaign: too large", campaign, `{"name":"` + strings.Repeat("a", MaxBodyBytes) + `"}`, CodePayloadTooLarge, ""},
 		{"patch: empty object", patch, `{}`, CodeInvalidRequest, ""},
+		{"campaign: buckets 0", campaign, withField(goodCampaign, "buckets", `0`), CodeInvalidRequest, "buckets"},
+		{"campaign: too many buckets", campaign, withField(goodCampaign, "buckets", `65`), CodeInvalidRequest, "buckets"},
+		{"campaign: buckets as string", campaign, withField(goodCampaign, "buckets", `"4"`), CodeInvalidRequest, "buckets"},
 		{"patch: mode", patch, `{"mode":"grant"}`, CodeInvalidRequest, "mode"},
+		{"patch: buckets are fixed at creation", patch, `{"buckets":4}`, CodeInvalidRequest, "buckets"},
 		{"patch: version", patch, `{"version":2,"stock":1}`, CodeInvalidRequest, "version"},
 		{"patch: unknown", patch, `{"stok":1}`, CodeInvalidRequest, "stok"},
 		{"patch: null name", patch, `{"name":null}`, CodeInvalidRequest, "name"},
