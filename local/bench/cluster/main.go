@@ -9,16 +9,19 @@
 // first; the cluster is flushed on every master. Each run: one campaign (stock 1e9, per-user limit
 // 1e6), users random over 2e9 ids, unique request ids, rate limit on, zero points cost.
 //
-// Rows: standalone; cluster direct (go-redis cluster client, REDIS_CLUSTER_ADDRS); cluster direct with
+// Rows: standalone; cluster direct (go-redis cluster client, REDIS_CLUSTER_ADDRS); the same with the
+// campaign's stock split into -buckets buckets (domain.Campaign.Buckets); cluster direct with
 // REDIS_WAIT_REPLICAS=1 (every claim waits for its slot's replica). On one machine the cluster's six
 // redis-servers share the cores with the client, so the cluster cannot show its scale-out here; the
-// rows show what the cluster client and WAIT cost per claim. The per-master table is EVALSHA/EVAL
-// calls per master during the cluster run: the campaign step of every claim lands on the one master
-// that owns the campaign's hash tag, the user step spreads over all three.
+// rows show what the cluster client and WAIT cost per claim. The per-master tables count the calls
+// that name the hot campaign's keys, per master that owns them, during the cluster runs with one
+// bucket and with -buckets: with one bucket every one lands on the master of the campaign's hash tag.
+// -json writes the figures for local/bench/table.
 package main
 
 import (
 	"context"
+	"encoding/json"
 	"flag"
 	"fmt"
 	"math/rand/v2"
@@ -46,6 +49,8 @@ func main() {
 	n := flag.Int("n", 20_000, "claims per measured run")
 	cs := flag.String("c", "16,50", "concurrency levels (goroutines), comma separated")
 	db := flag.Int("db", 15, "logical database of the standalone server; flushed")
+	buckets := flag.Int("buckets", 8, "buckets of the hot campaign's stock in the bucketed cluster run")
+	jsonPath := flag.String("json", "", "also write the figures of the first concurrency level here")
 	flag.Parse()
 	var levels []int
 	for _, s := range strings.Split(*cs, ",") {
@@ -76,7 +81,7 @@ func main() {
 		defer cl.Stop()
 		seeds = cl.Addrs()
 	}
-	if err := run(ctx, addr, *db, seeds, *n, levels); err != nil {
+	if err := run(ctx, addr, *db, seeds, *n, levels, *buckets, *jsonPath); err != nil {
 		fmt.Fprintln(os.Stderr, "cluster bench:", err)
 		os.Exit(1)
 	}
@@ -88,69 +93,179 @@ func fatalf(format string, a ...any) {
 }
 
 type setup struct {
-	name  string
-	rdb   redis.UniversalClient
-	cache *rediscache.Cache
+	name    string
+	rdb     redis.UniversalClient
+	cache   *rediscache.Cache
+	buckets int
+	calls   *campaignCalls // counts the hot campaign's calls per key (cluster setups)
 }
 
-func run(ctx context.Context, addr string, db int, seeds []string, n int, levels []int) error {
+// Figures is what -json writes: the first concurrency level's rates, and the hot campaign's calls per
+// master with one bucket and with Buckets.
+type Figures struct {
+	C                  int              `json:"c"`
+	Buckets            int              `json:"buckets"`
+	StandalonePerSec   float64          `json:"standalone_per_sec"`
+	ClusterPerSec      float64          `json:"cluster_per_sec"`
+	ClusterBucketsRate float64          `json:"cluster_buckets_per_sec"`
+	CallsOneBucket     map[string]int64 `json:"calls_per_master_one_bucket"`
+	CallsBuckets       map[string]int64 `json:"calls_per_master_buckets"`
+	Errors             int              `json:"errors"`
+}
+
+func run(ctx context.Context, addr string, db int, seeds []string, n int, levels []int, buckets int, jsonPath string) error {
 	// Both as shared/wiring builds them (pool of 16 per server); the standalone one on its own database.
 	standalone := redis.NewClient(&redis.Options{Addr: addr, DB: db, PoolSize: 16,
 		DialTimeout: 2 * time.Second, ReadTimeout: time.Second, WriteTimeout: time.Second, MaxRetries: 1})
 	defer standalone.Close()
 	cluster := wiring.RedisClient(config.Config{RedisCluster: seeds})
 	defer cluster.Close()
+	calls := &campaignCalls{perKey: map[string]int64{}}
+	cluster.AddHook(calls)
+	bucketedName := fmt.Sprintf("cluster direct, %d buckets", buckets)
 	setups := []setup{
-		{"standalone", standalone, rediscache.New(standalone)},
-		{"cluster direct", cluster, rediscache.New(cluster)},
-		{"cluster direct, WAIT 1", cluster, rediscache.NewWith(cluster, rediscache.Options{ReplicaAcks: 1})},
+		{"standalone", standalone, rediscache.New(standalone), 1, nil},
+		{"cluster direct", cluster, rediscache.New(cluster), 1, calls},
+		{bucketedName, cluster, rediscache.New(cluster), buckets, calls},
+		{"cluster direct, WAIT 1", cluster, rediscache.NewWith(cluster, rediscache.Options{ReplicaAcks: 1}), 1, nil},
 	}
+	fig := Figures{C: levels[0], Buckets: buckets}
 	fmt.Printf("standalone %s db %d; cluster seeds %s; n=%d per run\n", addr, db, strings.Join(seeds, ","), n)
 	tw := tabwriter.NewWriter(os.Stdout, 0, 0, 2, ' ', tabwriter.AlignRight)
 	fmt.Fprintln(tw, "setup\tc\tclaims/s\tp50\tp99\tgranted\terrors\t")
-	var perMaster map[string]int64
 	for _, c := range levels {
 		for _, s := range setups {
 			if err := reset(ctx, s); err != nil {
 				return fmt.Errorf("%s: %w", s.name, err)
 			}
 			_, _ = claims(ctx, s.cache, c, min(n/10, 2000)) // warm up: scripts loaded, pools filled
-			before, err := evalCalls(ctx, s.rdb)
-			if err != nil {
-				return err
-			}
+			calls.reset()
 			r, err := claims(ctx, s.cache, c, n)
 			if err != nil {
 				return err
 			}
-			after, err := evalCalls(ctx, s.rdb)
-			if err != nil {
-				return err
-			}
-			if s.name == "cluster direct" && c == levels[0] {
-				perMaster = map[string]int64{}
-				for m, v := range after {
-					perMaster[m] = v - before[m]
+			if c == levels[0] {
+				fig.Errors += r.errs
+				switch s.name {
+				case "standalone":
+					fig.StandalonePerSec = r.perSec
+				case "cluster direct":
+					fig.ClusterPerSec = r.perSec
+					if fig.CallsOneBucket, err = calls.perMaster(ctx, cluster); err != nil {
+						return err
+					}
+				case bucketedName:
+					fig.ClusterBucketsRate = r.perSec
+					if fig.CallsBuckets, err = calls.perMaster(ctx, cluster); err != nil {
+						return err
+					}
 				}
 			}
 			fmt.Fprintf(tw, "%s\t%d\t%.0f\t%s\t%s\t%d\t%d\t\n", s.name, c, r.perSec, r.p50.Round(time.Microsecond), r.p99.Round(time.Microsecond), r.granted, r.errs)
 		}
 	}
 	tw.Flush()
-	fmt.Printf("\none hot campaign on the cluster (c=%d, %d claims): script calls per master\n", levels[0], n)
-	masters := make([]string, 0, len(perMaster))
-	for m := range perMaster {
-		masters = append(masters, m)
+	for _, t := range []struct {
+		name      string
+		perMaster map[string]int64
+	}{{"1 bucket", fig.CallsOneBucket}, {fmt.Sprintf("%d buckets", buckets), fig.CallsBuckets}} {
+		fmt.Printf("\none hot campaign on the cluster, %s (c=%d, %d claims): calls naming its keys, per master\n", t.name, levels[0], n)
+		masters := make([]string, 0, len(t.perMaster))
+		var total int64
+		for m, v := range t.perMaster {
+			masters = append(masters, m)
+			total += v
+		}
+		slices.Sort(masters)
+		for _, m := range masters {
+			fmt.Printf("  %-21s %7d  %5.1f%%\n", m, t.perMaster[m], 100*float64(t.perMaster[m])/float64(max(total, 1)))
+		}
 	}
-	slices.Sort(masters)
-	var total int64
-	for _, m := range masters {
-		total += perMaster[m]
-	}
-	for _, m := range masters {
-		fmt.Printf("  %-21s %7d  %5.1f%%\n", m, perMaster[m], 100*float64(perMaster[m])/float64(max(total, 1)))
+	if jsonPath != "" {
+		data, err := json.MarshalIndent(fig, "", "  ")
+		if err != nil {
+			return err
+		}
+		return os.WriteFile(jsonPath, data, 0o644)
 	}
 	return nil
+}
+
+// campaignCalls counts the commands that name the hot campaign's keys (its hash tag or a bucket's),
+// per key; perMaster maps them onto the masters that own the keys.
+type campaignCalls struct {
+	mu     sync.Mutex
+	perKey map[string]int64
+}
+
+func (h *campaignCalls) reset() {
+	h.mu.Lock()
+	h.perKey = map[string]int64{}
+	h.mu.Unlock()
+}
+
+func (h *campaignCalls) count(cmd redis.Cmder) {
+	args := cmd.Args()
+	var key string
+	switch strings.ToLower(fmt.Sprint(args[0])) {
+	case "evalsha", "eval":
+		if len(args) > 3 {
+			key = fmt.Sprint(args[3])
+		}
+	default:
+		if len(args) > 1 {
+			key = fmt.Sprint(args[1])
+		}
+	}
+	if !strings.Contains(key, "{c:"+campaignID) {
+		return
+	}
+	h.mu.Lock()
+	h.perKey[key]++
+	h.mu.Unlock()
+}
+
+func (h *campaignCalls) DialHook(next redis.DialHook) redis.DialHook { return next }
+func (h *campaignCalls) ProcessHook(next redis.ProcessHook) redis.ProcessHook {
+	return func(ctx context.Context, cmd redis.Cmder) error {
+		h.count(cmd)
+		return next(ctx, cmd)
+	}
+}
+func (h *campaignCalls) ProcessPipelineHook(next redis.ProcessPipelineHook) redis.ProcessPipelineHook {
+	return func(ctx context.Context, cmds []redis.Cmder) error {
+		for _, c := range cmds {
+			h.count(c)
+		}
+		return next(ctx, cmds)
+	}
+}
+
+func (h *campaignCalls) perMaster(ctx context.Context, rdb redis.UniversalClient) (map[string]int64, error) {
+	cc, ok := rdb.(*redis.ClusterClient)
+	if !ok {
+		return nil, fmt.Errorf("not a cluster client: %T", rdb)
+	}
+	out := map[string]int64{}
+	var mu sync.Mutex // ForEachMaster runs the masters concurrently
+	if err := cc.ForEachMaster(ctx, func(_ context.Context, m *redis.Client) error {
+		mu.Lock()
+		out[m.Options().Addr] += 0 // a master the campaign never reached is listed with 0
+		mu.Unlock()
+		return nil
+	}); err != nil {
+		return nil, err
+	}
+	h.mu.Lock()
+	defer h.mu.Unlock()
+	for key, n := range h.perKey {
+		m, err := cc.MasterForKey(ctx, key)
+		if err != nil {
+			return nil, err
+		}
+		out[m.Options().Addr] += n
+	}
+	return out, nil
 }
 
 func reset(ctx context.Context, s setup) error {
@@ -164,7 +279,7 @@ func reset(ctx context.Context, s setup) error {
 	camp := domain.Campaign{ID: campaignID, Name: "bench", Benefit: domain.Benefit{Type: domain.BenefitCoupon, Amount: 500},
 		Audience: domain.Audience{Segment: domain.SegmentAll}, Mode: domain.ModeClaim,
 		StartsAt: now.Add(-time.Hour), EndsAt: now.Add(24 * time.Hour), Stock: domain.MaxStock,
-		PerUserLimit: domain.MaxPerUserLimit, Status: domain.StatusActive, Version: 1}
+		PerUserLimit: domain.MaxPerUserLimit, Status: domain.StatusActive, Version: 1, Buckets: s.buckets}
 	if res, err := s.cache.ApplyCampaign(ctx, camp, 0); err != nil || !res.Applied {
 		return fmt.Errorf("apply campaign: %+v %v", res, err)
 	}

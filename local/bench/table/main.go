@@ -193,6 +193,7 @@ func (b *bench) run() error {
 		{"rule commit → applied in Redis (row 5)", b.ruleRows},
 		{"broker produce → receive → ack (row 6)", b.brokerRows},
 		{"instance-seconds of claim: as deployed vs on go1 (a second stack)", b.instanceRows},
+		{"Redis Cluster: claims beside standalone, one hot campaign's calls per master with 1 and 8 buckets", b.clusterRows},
 	}
 	for _, st := range steps {
 		if b.only != "" && !strings.Contains(st.name, b.only) {
