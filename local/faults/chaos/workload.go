@@ -109,7 +109,7 @@ func ruleOf(r stack.Reply) *check.Rule {
 	str := func(k string) string { s, _ := c[k].(string); return s }
 	tm := func(k string) time.Time { t, _ := time.Parse(time.RFC3339Nano, str(k)); return t }
 	return &check.Rule{Version: num("version"), Mode: str("mode"), Stock: num("stock"), PerUserLimit: num("per_user_limit"),
-		Status: str("status"), CostPoints: num("cost_points"), StartsAt: tm("starts_at"), EndsAt: tm("ends_at")}
+		Status: str("status"), CostPoints: num("cost_points"), StartsAt: tm("starts_at"), EndsAt: tm("ends_at"), Buckets: int(num("buckets"))}
 }
 
 func inSync(r stack.Reply) bool {
@@ -157,6 +157,11 @@ func (w *workload) setup(ctx context.Context) (map[string]string, error) {
 		"paid":   {"cost_points": 30, "stock": 20, "per_user_limit": 1, "benefit": map[string]any{"type": "red_envelope", "amount": 300}},
 		"grant":  {"mode": "grant", "stock": 10, "per_user_limit": 1, "starts_at": ms(start.Add(1500 * time.Millisecond))},
 		"window": {"stock": 40, "per_user_limit": 1, "starts_at": ms(start.Add(1200 * time.Millisecond)), "ends_at": ms(start.Add(2700 * time.Millisecond))},
+	}
+	if w.seed%2 == 1 {
+		// Every other schedule splits the operated campaign's stock into buckets: its stock changes,
+		// pauses and the request sent to two campaigns at once then run the bucket protocol under faults.
+		specs["open"]["buckets"] = openBuckets
 	}
 	ids := map[string]string{}
 	for _, name := range []string{"open", "paid", "grant", "window"} {
@@ -242,6 +247,9 @@ func claimOf(r stack.Reply) domain.Claim {
 	return domain.Claim{ID: s("id"), CampaignID: s("campaign_id"), UserID: s("user_id"), RequestID: s("request_id"),
 		Benefit: domain.Benefit{Type: domain.BenefitType(typ), Amount: int64(amount)}, CostPoints: int64(cost), GrantedAt: at}
 }
+
+// openBuckets is how many buckets the "open" campaign's stock is split into in odd-seeded schedules.
+const openBuckets = 4
 
 // run drives users, operators and credits until the workload's time is up.
 func (w *workload) run(ctx context.Context, ids map[string]string) {

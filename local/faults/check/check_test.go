@@ -14,6 +14,11 @@ func rule(version, stock, limit int64, status string) *Rule {
 		StartsAt: t0.Add(-time.Hour), EndsAt: t0.Add(time.Hour)}
 }
 
+func bucketed(r *Rule, n int) *Rule {
+	r.Buckets = n
+	return r
+}
+
 func paid(version, stock int64) *Rule {
 	r := rule(version, stock, 1, "active")
 	r.CostPoints = 30
@@ -199,6 +204,31 @@ func TestCheck(t *testing.T) {
 				claim(2, 20, 25, "u2", "r1", Refused, "sold_out"), claim(3, 40, 50, "u3", "r1", Granted, "")},
 			s:    func() Snapshot { return consistent(paid(1, 1), row(claimID("u3", "r1"), "u3", "r1", 0)) },
 			want: Linearizable,
+		},
+		{
+			name: "a bucketed campaign's sold_out while units sat in another bucket is excused",
+			h: []Op{create(bucketed(rule(1, 2, 1, "active"), 4)), claim(1, 10, 20, "u1", "r1", Refused, "sold_out"),
+				claim(2, 30, 40, "u2", "r1", Granted, "")},
+			s: func() Snapshot {
+				return consistent(bucketed(rule(1, 2, 1, "active"), 4), row(claimID("u2", "r1"), "u2", "r1", 0))
+			},
+			want: "",
+		},
+		{
+			name: "the same sold_out on a campaign of one bucket is not",
+			h: []Op{create(rule(1, 2, 1, "active")), claim(1, 10, 20, "u1", "r1", Refused, "sold_out"),
+				claim(2, 30, 40, "u2", "r1", Granted, "")},
+			s:    func() Snapshot { return consistent(rule(1, 2, 1, "active"), row(claimID("u2", "r1"), "u2", "r1", 0)) },
+			want: Linearizable,
+		},
+		{
+			name: "a bucketed campaign granting beyond its stock is still caught",
+			h: []Op{create(bucketed(rule(1, 1, 1, "active"), 4)), claim(1, 10, 20, "u1", "r1", Granted, ""),
+				claim(2, 30, 40, "u2", "r1", Granted, "")},
+			s: func() Snapshot {
+				return consistent(bucketed(rule(1, 1, 1, "active"), 4), row(claimID("u1", "r1"), "u1", "r1", 0), row(claimID("u2", "r1"), "u2", "r1", 0))
+			},
+			want: StockBound,
 		},
 		{
 			name: "lost answer then replay is fine",

@@ -37,6 +37,7 @@ type Rule struct {
 	CostPoints   int64     `json:"cost_points"`
 	StartsAt     time.Time `json:"starts_at"`
 	EndsAt       time.Time `json:"ends_at"`
+	Buckets      int       `json:"buckets,omitempty"`
 }
 
 // Op is one client call and its answer.
