@@ -342,13 +342,13 @@ func TestPointsDebitedOnceAndNeverNegative(t *testing.T) {
 func reserveOnly(t *testing.T, c *Cache, user, campaignID, request string) string {
 	t.Helper()
 	in := ClaimInput{UserID: user, CampaignID: campaignID, RequestID: request, Now: now, By: domain.ByClaim}
-	b, _, err := c.begin(context.Background(), in, keysOfBucket(campaignID, 0))
+	b, err := c.begin(context.Background(), in)
 	if err != nil {
 		t.Fatal(err)
 	}
 	id := domain.ClaimID(user, request)
 	ck := keysOfCampaign(campaignID)
-	v, err := c.scripts.claim.Run(context.Background(), c.rdb, []string{ck.camp, ck.held, ck.claims, ck.grants, ck.pending},
+	v, err := c.scripts.claim.Run(context.Background(), c.rdb, []string{ck.camp, ck.held, ck.claims, ck.grants, ck.pending, c.markers.of(ck.camp)},
 		user, id, request, now.UnixMilli(), "claim", 1, b.profile.RegisteredAt.UnixMilli(), 0).Result()
 	if err != nil || v.([]any)[0] != "ok" {
 		t.Fatalf("reserve: %v %v", v, err)

@@ -30,6 +30,7 @@ type ClaimOutcome = domain.ClaimOutcome
 
 // beginResult is what the user slot tells the campaign step.
 type beginResult struct {
+	cacheLost   bool // the user's slot lost its data: nothing was bound
 	rateLimited bool
 	retryAfter  time.Duration
 	bound       string    // the campaign the request id is bound to
@@ -53,26 +54,18 @@ func parseBinding(b string) (string, int64) {
 	return id, ms
 }
 
-func (c *Cache) begin(ctx context.Context, in ClaimInput, ck bucketKeys) (beginResult, bool, error) {
+// begin is step 1 of a claim, in the user's slot. Both slots a claim touches must hold their data:
+// each step's script checks its own slot's readiness marker (the marker of a slot lives in it).
+func (c *Cache) begin(ctx context.Context, in ClaimInput) (beginResult, error) {
 	uk := keysOfUser(in.UserID)
-	pipe := c.rdb.Pipeline()
-	// Both slots the claim touches must hold their data: the user's (this step) and the campaign's (the
-	// next, the user's bucket of it). On a cluster the pipeline goes to each slot's master separately.
-	userReady := pipe.Exists(ctx, c.markers.of(uk.user))
-	campReady := pipe.Exists(ctx, c.markers.of(ck.camp))
-	b := c.scripts.begin.EvalSha(ctx, pipe, []string{uk.user, uk.req, uk.rate}, in.RequestID, in.CampaignID, in.RateLimit, in.Now.UnixMilli())
-	_, err := pipe.Exec(ctx)
-	if err != nil && redis.HasErrorPrefix(b.Err(), "NOSCRIPT") {
-		// First call after a restart or SCRIPT FLUSH: load through EVAL and carry on.
-		b = c.scripts.begin.Eval(ctx, c.rdb, []string{uk.user, uk.req, uk.rate}, in.RequestID, in.CampaignID, in.RateLimit, in.Now.UnixMilli())
-		err = errors.Join(b.Err(), userReady.Err(), campReady.Err())
-	}
+	v, err := c.scripts.begin.Run(ctx, c.rdb, []string{uk.user, uk.req, uk.rate, c.markers.of(uk.user)},
+		in.RequestID, in.CampaignID, in.RateLimit, in.Now.UnixMilli()).Result()
 	if err != nil {
-		return beginResult{}, false, classify(err)
+		return beginResult{}, classify(err)
 	}
-	arr, ok := b.Val().([]any)
+	arr, ok := v.([]any)
 	if !ok || len(arr) != 7 {
-		return beginResult{}, false, shapeError("claim_begin", b.Val())
+		return beginResult{}, shapeError("claim_begin", v)
 	}
 	status, _ := arr[0].(string)
 	binding, _ := arr[1].(string)
@@ -83,6 +76,7 @@ func (c *Cache) begin(ctx context.Context, in ClaimInput, ck bucketKeys) (beginR
 	balance, _ := arr[5].(int64)
 	retryMS, _ := arr[6].(int64)
 	return beginResult{
+		cacheLost:   status == "cache_lost",
 		rateLimited: status == "rate_limited",
 		retryAfter:  time.Duration(retryMS) * time.Millisecond,
 		bound:       bound,
@@ -90,7 +84,7 @@ func (c *Cache) begin(ctx context.Context, in ClaimInput, ck bucketKeys) (beginR
 		boundAt:     time.UnixMilli(boundMS),
 		profile:     domain.Profile{Known: known == 1, RegisteredAt: time.UnixMilli(regMS).UTC(), Member: member == 1},
 		balance:     balance,
-	}, userReady.Val() == 1 && campReady.Val() == 1, nil
+	}, nil
 }
 
 // Claim decides one request (see the package comment for the saga). Refusals are outcomes, not errors;
@@ -118,9 +112,12 @@ func (c *Cache) Claim(ctx context.Context, in ClaimInput) (ClaimOutcome, error) 
 			c.refusing.Delete(in.CampaignID) // granting again (stock raised, resumed): the full path
 		}
 	}
-	b, ready, err := c.begin(ctx, in, ck)
+	b, err := c.begin(ctx, in)
 	if err != nil {
 		return ClaimOutcome{}, err
+	}
+	if b.cacheLost {
+		return ClaimOutcome{Code: domain.CodeUnavailable, CacheLost: true}, nil
 	}
 	if b.rateLimited {
 		return ClaimOutcome{Code: domain.CodeRateLimited, RetryAfter: b.retryAfter}, nil
@@ -164,10 +161,6 @@ func (c *Cache) Claim(ctx context.Context, in ClaimInput) (ClaimOutcome, error) 
 		}
 		b.binding = moved
 	}
-	if !ready {
-		c.unbind(ctx, in.UserID, in.RequestID, b.binding)
-		return ClaimOutcome{Code: domain.CodeUnavailable, CacheLost: true}, nil
-	}
 	return c.decide(ctx, in, claimID, b, ck, n)
 }
 
@@ -183,19 +176,30 @@ func (c *Cache) Claim(ctx context.Context, in ClaimInput) (ClaimOutcome, error) 
 // It runs only for campaigns this instance last saw refuse (c.refusing), so a claim on a campaign that
 // grants keeps its two round trips; campaignRefuses says whether the campaign's slot refused at all.
 func (c *Cache) refuseEarly(ctx context.Context, in ClaimInput, claimID string, ck bucketKeys) (code domain.Code, campaignRefuses bool) {
-	refusal, err := c.scripts.refuse.Run(ctx, c.rdb, []string{ck.camp, ck.held, ck.claims, c.markers.of(ck.camp)},
-		claimID, in.UserID, in.Now.UnixMilli(), "claim").Text()
-	if err != nil || refusal == "" {
-		return "", err != nil
-	}
+	// Both reads go in one pipeline: one round trip (on a cluster, one to each slot's master at once).
 	uk := keysOfUser(in.UserID)
+	keys := []string{ck.camp, ck.held, ck.claims, c.markers.of(ck.camp)}
+	args := []any{claimID, in.UserID, in.Now.UnixMilli(), "claim"}
 	pipe := c.rdb.Pipeline()
+	refusal := c.scripts.refuse.EvalSha(ctx, pipe, keys, args...)
 	userReady := pipe.Exists(ctx, c.markers.of(uk.user))
 	bound := pipe.HExists(ctx, uk.req, in.RequestID)
-	if _, err := pipe.Exec(ctx); err != nil || userReady.Val() != 1 || bound.Val() {
+	_, err := pipe.Exec(ctx)
+	if err != nil && redis.HasErrorPrefix(refusal.Err(), "NOSCRIPT") {
+		refusal = c.scripts.refuse.Eval(ctx, c.rdb, keys, args...) // loaded now for the next ones
+		err = errors.Join(refusal.Err(), userReady.Err(), bound.Err())
+	}
+	if err != nil {
 		return "", true
 	}
-	return domain.Code(refusal), true
+	r, _ := refusal.Text()
+	if r == "" {
+		return "", false
+	}
+	if userReady.Val() != 1 || bound.Val() {
+		return "", true
+	}
+	return domain.Code(r), true
 }
 
 // earlyRefusals are the refusals claim_refuse.lua gives; one of them from the full path marks the
@@ -224,7 +228,7 @@ func (c *Cache) decide(ctx context.Context, in ClaimInput, claimID string, b beg
 	var arr []any
 	var status string
 	for borrows := 0; ; borrows++ {
-		v, err := c.runDurable(ctx, c.scripts.claim, []string{ck.camp, ck.held, ck.claims, ck.grants, ck.pending},
+		v, err := c.runDurable(ctx, c.scripts.claim, []string{ck.camp, ck.held, ck.claims, ck.grants, ck.pending, c.markers.of(ck.camp)},
 			in.UserID, claimID, in.RequestID, in.Now.UnixMilli(), issuance, known, b.profile.RegisteredAt.UnixMilli(), member, in.Attempt, b.balance).Result()
 		if err != nil {
 			return ClaimOutcome{}, classify(err)
@@ -259,6 +263,9 @@ func (c *Cache) decide(ctx context.Context, in ClaimInput, claimID string, b beg
 	case "campaign_not_found":
 		c.unbind(ctx, in.UserID, in.RequestID, b.binding)
 		return ClaimOutcome{Code: domain.CodeCampaignNotFound}, nil
+	case "cache_lost":
+		c.unbind(ctx, in.UserID, in.RequestID, b.binding)
+		return ClaimOutcome{Code: domain.CodeUnavailable, CacheLost: true}, nil
 	default:
 		code := domain.Code(status)
 		if code.HTTPStatus() == 500 {

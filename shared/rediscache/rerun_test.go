@@ -109,6 +109,11 @@ func campaignKeyList(id string) []string {
 	return []string{k.camp, k.held, k.claims, k.grants, k.pending}
 }
 
+// claimKeyList are claim.lua's keys: the campaign's and its slot's readiness marker.
+func claimKeyList(id string) []string {
+	return append(campaignKeyList(id), defaultMarkers.of(keysOfCampaign(id).camp))
+}
+
 func claimArgs(user, request, attempt string) []any {
 	return []any{user, domain.ClaimID(user, request), request, now.UnixMilli(), "claim", 1, now.Add(-time.Hour).UnixMilli(), 0, attempt}
 }
@@ -117,7 +122,7 @@ func TestRerunClaimBegin(t *testing.T) {
 	c, rdb := newCache(t)
 	credit(t, c, "u", 50, 1)
 	uk := keysOfUser("u")
-	keys := []string{uk.user, uk.req, uk.rate}
+	keys := []string{uk.user, uk.req, uk.rate, c.markers.of(uk.user)}
 	first, second := twice(t, c, rdb, c.scripts.begin, keys, "r1", "camp", 5, now.UnixMilli())
 	sameAnswer(t, first, second)
 	if n, _ := rdb.Get(context.Background(), uk.rate).Int(); n != 1 {
@@ -143,7 +148,7 @@ func TestRerunClaim(t *testing.T) {
 	apply(t, c, paidCampaign("paid", 30))
 	for _, id := range []string{"free", "paid"} {
 		t.Run(id, func(t *testing.T) {
-			first, second := twice(t, c, rdb, c.scripts.claim, campaignKeyList(id), claimArgs("u", "r1", "attempt-1")...)
+			first, second := twice(t, c, rdb, c.scripts.claim, claimKeyList(id), claimArgs("u", "r1", "attempt-1")...)
 			sameAnswer(t, first, second)
 			if first.([]any)[0] != "ok" {
 				t.Fatalf("answer %v", first)
@@ -152,7 +157,7 @@ func TestRerunClaim(t *testing.T) {
 				t.Fatalf("issued %d after one claim sent twice", cc.Issued)
 			}
 			// Another call (the user's own retry) is a replay of the same claim.
-			again, err := c.scripts.claim.Run(context.Background(), c.rdb, campaignKeyList(id), claimArgs("u", "r1", "attempt-2")...).Result()
+			again, err := c.scripts.claim.Run(context.Background(), c.rdb, claimKeyList(id), claimArgs("u", "r1", "attempt-2")...).Result()
 			if err != nil || again.([]any)[0] != "replay" || again.([]any)[1] != first.([]any)[1] {
 				t.Fatalf("retry from a new attempt: %v %v", again, err)
 			}
@@ -162,7 +167,7 @@ func TestRerunClaim(t *testing.T) {
 		t.Fatalf("%d stream entries for one claim", n)
 	}
 	// A refusal run twice is the same refusal and changes nothing.
-	first, second := twice(t, c, rdb, c.scripts.claim, campaignKeyList("free"), claimArgs("u", "r2", "attempt-3")...)
+	first, second := twice(t, c, rdb, c.scripts.claim, claimKeyList("free"), claimArgs("u", "r2", "attempt-3")...)
 	sameAnswer(t, first, second)
 	if first.([]any)[0] != "limit_reached" {
 		t.Fatalf("answer %v", first)
@@ -172,7 +177,7 @@ func TestRerunClaim(t *testing.T) {
 // pending reserves a paid claim and returns its id and reservation token.
 func pending(t *testing.T, c *Cache, user, campaignID, request string) (string, int64) {
 	t.Helper()
-	v, err := c.scripts.claim.Run(context.Background(), c.rdb, campaignKeyList(campaignID), claimArgs(user, request, "a")...).Result()
+	v, err := c.scripts.claim.Run(context.Background(), c.rdb, claimKeyList(campaignID), claimArgs(user, request, "a")...).Result()
 	if err != nil || v.([]any)[0] != "ok" {
 		t.Fatalf("reserve: %v %v", v, err)
 	}

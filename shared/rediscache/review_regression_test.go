@@ -15,9 +15,9 @@ func TestOneRequestIDIsNeverGrantedInTwoCampaigns(t *testing.T) {
 	apply(t, c, campaign("ca", 10, 1))
 	apply(t, c, campaign("cb", 10, 1))
 	in1 := ClaimInput{UserID: "u1", CampaignID: "ca", RequestID: "r1", Now: now, By: domain.ByClaim}
-	b, ready, err := c.begin(ctx, in1, keysOfBucket("ca", 0))
-	if err != nil || !ready || b.bound != "ca" {
-		t.Fatal(err, ready, b.bound)
+	b, err := c.begin(ctx, in1)
+	if err != nil || b.cacheLost || b.bound != "ca" {
+		t.Fatal(err, b.cacheLost, b.bound)
 	}
 	out2 := claim(t, c, "u1", "cb", "r1")
 	out1, err := c.decide(ctx, in1, domain.ClaimID("u1", "r1"), b, keysOfBucket("ca", 0), 1)
@@ -100,8 +100,8 @@ func TestAStaleReleaseLeavesARetrysReservation(t *testing.T) {
 	id := domain.ClaimID("u1", "r1")
 	ck := keysOfCampaign("ps")
 	// step 1+2 of the original request, then it stalls (crash or GC pause) before debit
-	b, _, _ := c.begin(ctx, in, keysOfBucket("ps", 0))
-	res, err := c.scripts.claim.Run(ctx, rdb, []string{ck.camp, ck.held, ck.claims, ck.grants, ck.pending},
+	b, _ := c.begin(ctx, in)
+	res, err := c.scripts.claim.Run(ctx, rdb, []string{ck.camp, ck.held, ck.claims, ck.grants, ck.pending, c.markers.of(ck.camp)},
 		"u1", id, "r1", now.UnixMilli(), "claim", 1, b.profile.RegisteredAt.UnixMilli(), 0).Result()
 	if err != nil {
 		t.Fatal(err)
@@ -117,8 +117,8 @@ func TestAStaleReleaseLeavesARetrysReservation(t *testing.T) {
 		t.Fatal(out, err)
 	}
 	// the client retries: a fresh reservation; it stalls after step 2
-	b, _, _ = c.begin(ctx, in, keysOfBucket("ps", 0))
-	res, _ = c.scripts.claim.Run(ctx, rdb, []string{ck.camp, ck.held, ck.claims, ck.grants, ck.pending},
+	b, _ = c.begin(ctx, in)
+	res, _ = c.scripts.claim.Run(ctx, rdb, []string{ck.camp, ck.held, ck.claims, ck.grants, ck.pending, c.markers.of(ck.camp)},
 		"u1", id, "r1", now.UnixMilli(), "claim", 1, b.profile.RegisteredAt.UnixMilli(), 0).Result()
 	raw2 := res.([]any)[1].(string)
 	// the sweeper's stale release lands now

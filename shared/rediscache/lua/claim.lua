@@ -1,11 +1,12 @@
 -- Step 2 of a claim, in the campaign's slot: decide exactly as domain.DecideClaim and, when it passes,
 -- take one unit of stock. A claim without a points cost is granted and streamed at once; one with a
 -- cost is reserved as pending until the user's slot has debited the points (confirm.lua / release.lua).
--- KEYS: campaign hash, held hash, claims hash, grants stream, pending zset
+-- KEYS: campaign hash, held hash, claims hash, grants stream, pending zset, the slot's readiness marker
 -- ARGV: user_id, claim_id, request_id, now_ms, issuance ('claim'|'grant'), known, registered_ms, member,
 --       attempt (a nonce of the calling invocation, stored with the claim), balance (the user's points as
 --       step 1 read them; '' when unknown)
--- Returns: {'replay', claim_json} | {'ok', claim_json} | {refusal_code} | {'dry', gen}
+-- Returns: {'replay', claim_json} | {'ok', claim_json} | {refusal_code} | {'dry', gen} | {'cache_lost'} (the
+-- slot lost its data: its records and counts cannot be trusted until the rebuild)
 -- A bucket of a campaign split into buckets (buckets.go) sells up to its allocation, 'alloc', not the
 -- stock: out of units, it answers 'dry' with its generation, and the caller borrows units from the
 -- other buckets; 'dry_until' (ms) says the last borrow found none, so until then it is sold out. A
@@ -13,6 +14,7 @@
 -- A client re-sends a script after a read timeout (go-redis does): the re-sent call carries the same
 -- attempt and finds the claim its first run recorded, so it answers 'ok' as the first run did, not
 -- 'replay'. A new invocation (the user's own retry) has another attempt and gets 'replay'.
+if redis.call('EXISTS', KEYS[6]) == 0 then return {'cache_lost'} end
 local attempt = ARGV[9] or ''
 local existing = redis.call('HGET', KEYS[3], ARGV[2])
 if existing then

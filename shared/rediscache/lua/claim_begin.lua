@@ -2,9 +2,11 @@
 -- per-user rate limit, and return the profile and balance the campaign step needs.
 -- A binding is "campaign_id|bound_ms": its age tells a binding left by a crash (old) from one whose
 -- claim is still running (young), which must not be moved to another campaign.
--- KEYS: user hash, request bindings hash, rate counter
+-- KEYS: user hash, request bindings hash, rate counter, the slot's readiness marker
 -- ARGV: request_id, campaign_id, rate_limit_per_second (0 = off), now_ms
--- Returns: {status, binding, known, registered_ms, member, balance, retry_after_ms}
+-- Returns: {status, binding, known, registered_ms, member, balance, retry_after_ms}; status 'cache_lost'
+-- (the slot lost its data: nothing bound, nothing counted) | 'rate_limited' | 'ok'
+if redis.call('EXISTS', KEYS[4]) == 0 then return {'cache_lost', '', 0, 0, 0, 0, 0} end
 local bound = redis.call('HGET', KEYS[2], ARGV[1])
 local rate = tonumber(ARGV[3])
 if not bound and rate > 0 then
