@@ -70,14 +70,17 @@ func TestReconcile(t *testing.T) {
 		inFlight int64
 		want     Drift
 	}{
-		{"in sync", CacheView{true, 3, 10, 4}, 0, DriftNone},
+		{"in sync", CacheView{true, 3, 10, 4, 0}, 0, DriftNone},
 		{"missing", CacheView{}, 0, DriftMissing},
-		{"stale version", CacheView{true, 2, 100000, 4}, 0, DriftStaleVersion},
-		{"ahead version", CacheView{true, 4, 10, 4}, 0, DriftAheadVersion},
-		{"same version other stock", CacheView{true, 3, 11, 4}, 0, DriftStockMismatch},
-		{"cache counts fewer", CacheView{true, 3, 10, 3}, 0, DriftIssuedBehind},
-		{"ledger draining", CacheView{true, 3, 10, 6}, 2, DriftNone},
-		{"lost grants", CacheView{true, 3, 10, 7}, 2, DriftIssuedAhead},
+		{"stale version", CacheView{true, 2, 100000, 4, 0}, 0, DriftStaleVersion},
+		{"ahead version", CacheView{true, 4, 10, 4, 0}, 0, DriftAheadVersion},
+		{"same version other stock", CacheView{true, 3, 11, 4, 0}, 0, DriftStockMismatch},
+		{"cache counts fewer", CacheView{true, 3, 10, 3, 0}, 0, DriftIssuedBehind},
+		{"ledger draining", CacheView{true, 3, 10, 6, 0}, 2, DriftNone},
+		{"lost grants", CacheView{true, 3, 10, 7, 0}, 2, DriftIssuedAhead},
+		{"a change sealing buckets right now", CacheView{true, 2, 10, 4, time.Second}, 0, DriftStaleVersion},
+		{"buckets sealed past the grace", CacheView{true, 3, 10, 4, SealGrace + time.Second}, 0, DriftSealed},
+		{"sealed past the grace at an old version", CacheView{true, 2, 10, 4, time.Minute}, 0, DriftSealed},
 	}
 	for _, tc := range cases {
 		if got := Reconcile(db, tc.cache, tc.inFlight); got != tc.want {

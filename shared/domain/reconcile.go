@@ -1,11 +1,20 @@
 package domain
 
+import "time"
+
+// SealGrace is how long a campaign split into buckets may stay sealed by a change before the
+// reconciler repairs it: far longer than a change takes (milliseconds per bucket), longer than any
+// invocation that may still be running one (10 s).
+const SealGrace = 30 * time.Second
+
 // CacheView is what Redis holds for a campaign, as the reconciler reads it.
 type CacheView struct {
 	Present bool
 	Version int64
 	Stock   int64
 	Issued  int64 // granted plus reserved, as counted by the claim script
+	// SealedFor is how long a bucket of the campaign has been sealed by a change (0: none is).
+	SealedFor time.Duration
 }
 
 // DBView is what MySQL holds for the same campaign.
@@ -36,6 +45,10 @@ const (
 	// DriftIssuedAhead: Redis counts units MySQL does not have yet. Normal while the ledger drains; once
 	// inFlight (grants the ledger has not written) is accounted for, a remainder means lost grants to replay.
 	DriftIssuedAhead Drift = "issued_ahead"
+	// DriftSealed: a bucket has been sealed by a change for longer than SealGrace; the change was cut
+	// short (its retries ran out, or it was a repair that died) and its redelivery cannot finish it.
+	// The campaign is rewritten from MySQL, which seals and opens every bucket again.
+	DriftSealed Drift = "sealed"
 )
 
 // Reconcile compares one campaign's cache and database views. inFlight is the number of grants known to
@@ -44,6 +57,8 @@ func Reconcile(db DBView, cache CacheView, inFlight int64) Drift {
 	switch {
 	case !cache.Present:
 		return DriftMissing
+	case cache.SealedFor > SealGrace:
+		return DriftSealed
 	case cache.Version < db.Version:
 		return DriftStaleVersion
 	case cache.Version > db.Version:

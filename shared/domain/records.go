@@ -58,6 +58,10 @@ type CachedCampaign struct {
 	Issued    int64 // granted plus reserved
 	Remaining int64
 	Pending   int64 // reserved by points claims awaiting their debit
+	// SealedSince is when the oldest bucket still sealed by a change was sealed (zero: none is). A
+	// campaign split into buckets is sealed while a change runs; sealed long after, the change was cut
+	// short and nothing will finish it (see Reconcile).
+	SealedSince time.Time
 }
 
 // CachedUser is a user's version and balance as the cache holds them.

@@ -105,16 +105,36 @@ func newGen(mode string, version int64) string {
 
 // applyBuckets is applyCampaign for a campaign of n > 1 buckets: seal every bucket, then share out the
 // stock. floor is the issued count the cache must not fall below (as for one bucket).
+//
+// Every run of one change (a redelivery, two instances at once) shares out from the same figures:
+// the buckets' seals, and the floor the first seal of bucket 0 stored for the generation. A change cut
+// short leaves buckets sealed; its redelivery finishes it, and the reconciler repairs a campaign sealed
+// longer than domain.SealGrace (a change whose retries ran out).
 func (c *Cache) applyBuckets(ctx context.Context, camp domain.Campaign, fields []any, floor int64, mode string, expect int64) (ApplyResult, error) {
 	n := camp.StockBuckets()
+	if mode != "repair" {
+		// Some buckets there and some not means evicted entries (or a first apply cut short): a bucket
+		// created now would count nothing issued. Only the reconciler's rebuild, which restores the
+		// users' holdings first, may write such a campaign.
+		present, lost, err := c.bucketsPresent(ctx, camp.ID, n)
+		switch {
+		case err != nil:
+			return ApplyResult{}, err
+		case lost:
+			return ApplyResult{CachedVersion: -2}, nil // a slot lost its data: the rebuild writes it
+		case present != 0 && present != n:
+			return ApplyResult{CachedVersion: -1}, nil
+		}
+	}
 	gen := newGen(mode, camp.Version)
+	now := time.Now().UnixMilli()
 	sealed := make([]int64, n)
 	opened := make([]bool, n)
 	allOpen := true
 	for b := 0; b < n; b++ {
 		k := keysOfBucket(camp.ID, b)
-		args := append([]any{camp.Version, gen, mode, expect}, fields...)
-		v, err := c.runDurable(ctx, c.scripts.seal, []string{k.camp, k.held, k.claims, k.grants, k.pending, c.markers.of(k.camp)}, args...).Result()
+		args := append([]any{camp.Version, gen, mode, expect, now, floor}, fields...)
+		v, err := c.runDurable(ctx, c.scripts.seal, []string{k.camp, k.held, k.claims, k.grants, k.pending, c.markers.of(k.camp), k.loansOut, k.loansIn}, args...).Result()
 		if err != nil {
 			return ApplyResult{}, classify(err)
 		}
@@ -129,10 +149,13 @@ func (c *Cache) applyBuckets(ctx context.Context, camp domain.Campaign, fields [
 			// not ready, or the entry was evicted: as for one bucket, the caller learns the cached version.
 			return ApplyResult{CachedVersion: cached}, nil
 		}
-		if len(arr) < 3 {
+		if len(arr) < 4 {
 			return ApplyResult{}, shapeError("seal_bucket", v)
 		}
 		sealed[b], _ = arr[2].(int64)
+		if b == 0 {
+			floor, _ = arr[3].(int64) // the generation's floor, as its first run stored it
+		}
 		opened[b] = status == 2
 		allOpen = allOpen && opened[b]
 	}
@@ -141,6 +164,10 @@ func (c *Cache) applyBuckets(ctx context.Context, camp domain.Campaign, fields [
 		return ApplyResult{CachedVersion: camp.Version}, nil // an earlier delivery of this change did it all
 	}
 	re := domain.Reallocate(camp.Stock, floor, sealed)
+	over := 0
+	if camp.Stock < sum(sealed)+re.Shortfall {
+		over = 1
+	}
 	for b := 0; b < n; b++ {
 		if opened[b] {
 			continue
@@ -149,11 +176,39 @@ func (c *Cache) applyBuckets(ctx context.Context, camp domain.Campaign, fields [
 		if b == 0 {
 			shortfall = re.Shortfall
 		}
-		if err := c.runDurable(ctx, c.scripts.open, []string{keysOfBucket(camp.ID, b).camp}, gen, re.Share[b], shortfall).Err(); err != nil {
+		if err := c.runDurable(ctx, c.scripts.open, []string{keysOfBucket(camp.ID, b).camp}, gen, re.Share[b], shortfall, over).Err(); err != nil {
 			return ApplyResult{}, classify(err)
 		}
 	}
 	return ApplyResult{Applied: true, CachedVersion: camp.Version}, nil
+}
+
+func sum(xs []int64) (s int64) {
+	for _, x := range xs {
+		s += x
+	}
+	return s
+}
+
+// bucketsPresent counts the buckets of campaign id whose entry exists, and says whether the slot of
+// any lost its data (its readiness marker is gone).
+func (c *Cache) bucketsPresent(ctx context.Context, id string, n int) (present int, lost bool, err error) {
+	pipe := c.rdb.Pipeline()
+	entries := make([]*redis.IntCmd, n)
+	markers := make([]*redis.IntCmd, n)
+	for b := 0; b < n; b++ {
+		k := keysOfBucket(id, b).camp
+		entries[b] = pipe.Exists(ctx, k)
+		markers[b] = pipe.Exists(ctx, c.markers.of(k))
+	}
+	if _, err := pipe.Exec(ctx); err != nil {
+		return 0, false, classify(err)
+	}
+	for b := 0; b < n; b++ {
+		present += int(entries[b].Val())
+		lost = lost || markers[b].Val() == 0
+	}
+	return present, lost, nil
 }
 
 // borrow moves units from other buckets into the dry bucket home, lender by lender in turn from the
@@ -188,6 +243,8 @@ func (c *Cache) borrow(ctx context.Context, id string, n, home int, now time.Tim
 		if applied == 1 {
 			return units, false, nil
 		}
+		// Dropped (a stock change since), or waiting (a change is opening the buckets and this one is
+		// still sealed: the sweep delivers the loan later): the claim is decided again.
 		return 0, true, nil
 	}
 	err = c.scripts.markDry.Run(ctx, c.rdb, []string{to.camp}, now.Add(dryFor).UnixMilli()).Err()
@@ -195,7 +252,9 @@ func (c *Cache) borrow(ctx context.Context, id string, n, home int, now time.Tim
 }
 
 // sweepLoans completes the loans older than loanSettleAfter that a claim lent and never received (its
-// invocation died between the two steps), then forgets loans whose both records are settled.
+// invocation died between the two steps, or the borrower was sealed by a change then). The borrower
+// keeps its record of each loan until the next generation (seal_bucket.lua clears both records), so
+// sweeps that overlap, or a lender's record brought back by a failover, never apply a loan twice.
 func (c *Cache) sweepLoans(ctx context.Context, id string, n int, now time.Time) error {
 	cutoff := now.Add(-loanSettleAfter).UnixMilli()
 	var errs []error
@@ -218,41 +277,16 @@ func (c *Cache) sweepLoans(ctx context.Context, id string, n int, now time.Time)
 				continue
 			}
 			tk := keysOfBucket(id, to)
-			if err := c.runDurable(ctx, c.scripts.receive, []string{tk.camp, tk.loansIn}, loan, parts[0], parts[1], b, now.UnixMilli()).Err(); err != nil {
+			verdict, err := c.runDurable(ctx, c.scripts.receive, []string{tk.camp, tk.loansIn}, loan, parts[0], parts[1], b, now.UnixMilli()).Int()
+			if err != nil {
 				errs = append(errs, classify(err))
 				continue
 			}
-			// The borrower's record now answers any late receive of this loan: the lender's can go.
+			if verdict == 2 {
+				continue // the borrower is still sealed by a change: the next sweep
+			}
+			// The borrower's record now answers any late receipt of this loan: the lender's can go.
 			if err := c.rdb.HDel(ctx, k.loansOut, loan).Err(); err != nil {
-				errs = append(errs, classify(err))
-			}
-		}
-	}
-	// A borrower's record guards against applying a loan twice while the lender's record may still
-	// make the sweep send it; once the lender's is gone and the loan is old, it guards nothing.
-	for b := 0; b < n; b++ {
-		k := keysOfBucket(id, b)
-		in, err := c.rdb.HGetAll(ctx, k.loansIn).Result()
-		if err != nil {
-			return classify(err)
-		}
-		for loan, rec := range in {
-			parts := strings.Split(rec, "|") // applied|units|gen|lender|ms
-			if len(parts) != 5 {
-				continue
-			}
-			if at, _ := strconv.ParseInt(parts[4], 10, 64); at > cutoff {
-				continue
-			}
-			from, err := strconv.Atoi(parts[3])
-			if err != nil || from < 0 || from >= n {
-				continue
-			}
-			pending, err := c.rdb.HExists(ctx, keysOfBucket(id, from).loansOut, loan).Result()
-			if err != nil || pending {
-				continue
-			}
-			if err := c.rdb.HDel(ctx, k.loansIn, loan).Err(); err != nil {
 				errs = append(errs, classify(err))
 			}
 		}
@@ -269,7 +303,7 @@ func (c *Cache) campaignOfBuckets(ctx context.Context, id string, n int) (Cached
 	ps := make([]*redis.IntCmd, n)
 	for b := 0; b < n; b++ {
 		k := keysOfBucket(id, b)
-		hs[b] = pipe.HMGet(ctx, k.camp, "version", "stock", "issued", "remaining", "sealed")
+		hs[b] = pipe.HMGet(ctx, k.camp, "version", "stock", "issued", "remaining", "sealed", "sealed_ms")
 		ps[b] = pipe.ZCard(ctx, k.pending)
 	}
 	if _, err := pipe.Exec(ctx); err != nil {
@@ -287,6 +321,8 @@ func (c *Cache) campaignOfBuckets(ctx context.Context, id string, n int) (Cached
 		view.Issued += toInt(vals[2])
 		if toInt(vals[4]) != 1 {
 			view.Remaining += toInt(vals[3])
+		} else if at := time.UnixMilli(toInt(vals[5])); view.SealedSince.IsZero() || at.Before(view.SealedSince) {
+			view.SealedSince = at
 		}
 		view.Pending += ps[b].Val()
 	}

@@ -33,13 +33,6 @@ func allocations(t *testing.T, rdb redis.UniversalClient, id string, n int) (all
 	return alloc, issued
 }
 
-func sum(xs []int64) (s int64) {
-	for _, x := range xs {
-		s += x
-	}
-	return s
-}
-
 // rushClaims runs users claims (two request ids each) on workers goroutines and counts the grants.
 func rushClaims(t *testing.T, c *Cache, id string, users, workers int) int64 {
 	t.Helper()

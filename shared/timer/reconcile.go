@@ -5,6 +5,7 @@ package timer
 import (
 	"context"
 	"errors"
+	"time"
 
 	"github.com/benefit-issuance/benefits/shared/domain"
 	"github.com/benefit-issuance/benefits/shared/mq"
@@ -72,7 +73,7 @@ func (j *Jobs) Reconcile(ctx context.Context) (Report, error) {
 		inFlight := int64(len(scan.missing)) + cc.Pending
 		drift := domain.Reconcile(
 			domain.DBView{Version: c.Version, Stock: c.Stock, Issued: rec.Issued},
-			domain.CacheView{Present: cc.Present, Version: cc.Version, Stock: cc.Stock, Issued: cc.Issued},
+			domain.CacheView{Present: cc.Present, Version: cc.Version, Stock: cc.Stock, Issued: cc.Issued, SealedFor: sealedFor(cc, now)},
 			inFlight)
 		fix := Fix{Entity: mq.EntityCampaign, ID: c.ID, Drift: string(drift)}
 		switch drift {
@@ -94,7 +95,7 @@ func (j *Jobs) Reconcile(ctx context.Context) (Report, error) {
 			} else if !applied {
 				fix.Action = "skipped: the entry reappeared meanwhile"
 			}
-		case domain.DriftAheadVersion, domain.DriftStockMismatch, domain.DriftIssuedBehind:
+		case domain.DriftAheadVersion, domain.DriftStockMismatch, domain.DriftIssuedBehind, domain.DriftSealed:
 			fix.Action = "repaired"
 			res, err := j.cache.RepairCampaign(ctx, c, rec.Issued+inFlight, cc.Version)
 			switch {
@@ -162,4 +163,12 @@ func (j *Jobs) reconcileUsers(ctx context.Context) ([]Fix, int, error) {
 	j.usersCursor = after
 	j.mu.Unlock()
 	return fixes, seen, nil
+}
+
+// sealedFor is how long cc has had a bucket sealed by a change, at now.
+func sealedFor(cc domain.CachedCampaign, now time.Time) time.Duration {
+	if cc.SealedSince.IsZero() {
+		return 0
+	}
+	return now.Sub(cc.SealedSince)
 }

@@ -2,8 +2,8 @@
 -- replays are harmless; an entry that was evicted while the campaign's other keys remain is not
 -- recreated here, because MySQL's issued count lags the grants in flight: the reconciler rebuilds it
 -- with those counted. In 'repair' mode (the reconciler, after it found drift) the row is written past
--- the fence, but only if the cached version is still the one the reconciler saw (0: absent), so a
--- newer change applied meanwhile is never rolled back. Either way issued is never lowered: it is the
+-- the fence, but only if the cached version is the one the reconciler saw (0: absent) or not newer
+-- than the row, so a change applied meanwhile is never rolled back past. Either way issued is never lowered: it is the
 -- larger of the cache's own count and the floor the caller knows was issued, and remaining is computed
 -- here, in the same atomic step, so a concurrent claim is never double counted.
 -- A fence write into a slot whose readiness marker is gone (the slot lost its data and the rebuild has
@@ -19,10 +19,11 @@ local repair = ARGV[3] == 'repair'
 if not repair and redis.call('EXISTS', KEYS[6]) == 0 then return {0, -2} end
 local cur = redis.call('HGET', KEYS[1], 'version')
 if repair then
-  -- The version asked for is already there (written by this very call before a re-send, or by the
-  -- fence with the same row): writing it again rolls nothing back and raises issued to the floor.
+  -- A version up to the row's (the row itself, written by this very call before a re-send or by the
+  -- fence; or an older one the rebuild finds on a slot that kept its data): writing the row rolls
+  -- nothing back and raises issued to the floor.
   local c = tonumber(cur or '0')
-  if c ~= tonumber(ARGV[4]) and c ~= version then return {0, c} end
+  if c ~= tonumber(ARGV[4]) and c > version then return {0, c} end
 else
   if cur and tonumber(cur) >= version then return {0, tonumber(cur)} end
   if not cur and redis.call('EXISTS', KEYS[2], KEYS[3], KEYS[4], KEYS[5]) > 0 then return {0, -1} end

@@ -12,7 +12,18 @@ if tostring(claim.reservation or 0) ~= ARGV[2] then return 'other' end
 redis.call('HDEL', KEYS[3], ARGV[1])
 redis.call('ZREM', KEYS[4], ARGV[1])
 local issued = redis.call('HINCRBY', KEYS[1], 'issued', -1)
-local stock = tonumber(redis.call('HGET', KEYS[1], 'alloc') or redis.call('HGET', KEYS[1], 'stock') or '0')
+local b = redis.call('HMGET', KEYS[1], 'alloc', 'over', 'stock')
+local stock = tonumber(b[3] or '0')
+if b[1] then
+  -- A bucket (buckets.go). If its stock was lowered below what the buckets had issued, the unit is
+  -- not sold again: it goes with the reservation, as max(0, stock − issued) keeps it unsold for a
+  -- campaign of one bucket.
+  stock = tonumber(b[1])
+  if b[2] == '1' and stock > issued then
+    stock = stock - 1
+    redis.call('HSET', KEYS[1], 'alloc', stock)
+  end
+end
 local remaining = stock - issued
 if remaining < 0 then remaining = 0 end
 redis.call('HSET', KEYS[1], 'remaining', remaining)
