@@ -7,6 +7,7 @@ package fc
 import (
 	"bytes"
 	"context"
+	"encoding/hex"
 	"encoding/json"
 	"errors"
 	"fmt"
@@ -72,6 +73,9 @@ type function struct {
 	env    []string
 	http   map[string]bool // methods of its HTTP trigger; nil without one
 	custom bool            // a custom runtime: an HTTP server per instance, not the runtime API
+
+	fixedOnce sync.Once
+	fixed     http.Header // fixedHeaders; shared, never modified after it is built
 
 	mu        sync.Mutex
 	cond      *sync.Cond
@@ -412,19 +416,33 @@ func (f *function) invoke(ctx context.Context, payload []byte, retry int) ([]byt
 }
 
 // setRequestHeaders sets the x-fc-* headers that name an invocation and its function, as both the
-// runtime API (go1) and a custom runtime's forwarded requests carry them.
+// runtime API (go1) and a custom runtime's forwarded requests carry them. The keys are written in
+// canonical form straight into the map, and the function's own values are built once: this runs for
+// every request an HTTP trigger forwards.
 func (f *function) setRequestHeaders(h http.Header, requestID string, timeout, retry int) {
-	def := f.def
-	h.Set("x-fc-request-id", requestID)
-	h.Set("x-fc-function-name", def.FunctionName)
-	h.Set("x-fc-function-handler", def.Handler)
-	h.Set("x-fc-function-memory", strconv.Itoa(def.MemorySize))
-	h.Set("x-fc-function-timeout", strconv.Itoa(timeout))
-	h.Set("x-fc-region", f.e.cfg.Region)
-	h.Set("x-fc-account-id", f.e.cfg.AccountID)
-	h.Set("x-fc-qualifier", "LATEST")
-	h.Set("x-fc-version-id", "LATEST")
-	h.Set("x-fc-retry-count", strconv.Itoa(retry))
+	for k, v := range f.fixedHeaders() {
+		h[k] = v
+	}
+	h["X-Fc-Request-Id"] = []string{requestID}
+	h["X-Fc-Function-Timeout"] = []string{strconv.Itoa(timeout)}
+	h["X-Fc-Retry-Count"] = []string{strconv.Itoa(retry)}
+}
+
+// fixedHeaders are the x-fc-* headers whose values are the function's, the same for every request.
+func (f *function) fixedHeaders() http.Header {
+	f.fixedOnce.Do(func() {
+		def := f.def
+		f.fixed = http.Header{
+			"X-Fc-Function-Name":    {def.FunctionName},
+			"X-Fc-Function-Handler": {def.Handler},
+			"X-Fc-Function-Memory":  {strconv.Itoa(def.MemorySize)},
+			"X-Fc-Region":           {f.e.cfg.Region},
+			"X-Fc-Account-Id":       {f.e.cfg.AccountID},
+			"X-Fc-Qualifier":        {"LATEST"},
+			"X-Fc-Version-Id":       {"LATEST"},
+		}
+	})
+	return f.fixed
 }
 
 func (f *function) timeout() int {
@@ -437,7 +455,17 @@ func (f *function) timeout() int {
 func newRequestID() string {
 	var b [16]byte
 	_, _ = io.ReadFull(randReader, b[:])
-	return fmt.Sprintf("%x-%x-%x-%x-%x", b[0:4], b[4:6], b[6:8], b[8:10], b[10:16])
+	var out [36]byte
+	hex.Encode(out[0:8], b[0:4])
+	out[8] = '-'
+	hex.Encode(out[9:13], b[4:6])
+	out[13] = '-'
+	hex.Encode(out[14:18], b[6:8])
+	out[18] = '-'
+	hex.Encode(out[19:23], b[8:10])
+	out[23] = '-'
+	hex.Encode(out[24:36], b[10:16])
+	return string(out[:])
 }
 
 // prefixWriter writes each line of a function's output with the function's name in front.

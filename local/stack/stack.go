@@ -17,6 +17,7 @@ import (
 	"strings"
 	"time"
 
+	rmq "github.com/apache/rocketmq-clients/golang/v5"
 	"github.com/go-sql-driver/mysql"
 
 	"github.com/benefit-issuance/benefits/local/apache"
@@ -63,16 +64,27 @@ type Options struct {
 	// Broker is "emulator" (default) or "apache": Apache RocketMQ 5 itself (local/apache), started
 	// for this stack with the template's topics created. BROKER in the environment sets the default.
 	Broker string
-	Env    map[string]string // extra function environment
-	Output io.Writer         // function logs
-	Logger *slog.Logger      // the stack's own progress
+	// NoFaultProxy leaves Toxiproxy out: the functions reach MySQL, Redis and the broker directly, as
+	// in production, where nothing sits between them. Toxiproxy exists only to inject faults, and in
+	// a claim rush it took about a quarter of the stack process's CPU (make bench's profile), so the
+	// benchmarks run without it; anything that injects faults needs it.
+	NoFaultProxy bool
+	// PlaintextBroker has every RocketMQ client of the stack (the functions' and the triggers') speak
+	// gRPC without TLS (the client's rocketmq.client.enableSsl=false), as clients inside a VPC may; the
+	// emulator and Apache RocketMQ's proxy take both on one port. TLS on loopback was 6 % of the stack
+	// process's CPU in make bench's profile. The triggers' clients read a process-wide switch, so it
+	// stays off for the rest of the process (harmless: both brokers still take TLS).
+	PlaintextBroker bool
+	Env             map[string]string // extra function environment
+	Output          io.Writer         // function logs
+	Logger          *slog.Logger      // the stack's own progress
 }
 
 // Stack is a running set.
 type Stack struct {
 	HTTP      string // base URL of the HTTP triggers
 	Broker    string // the broker's endpoint (direct)
-	Toxiproxy string // Toxiproxy REST API URL
+	Toxiproxy string // Toxiproxy REST API URL; empty with NoFaultProxy
 	MySQLDSN  string // direct DSN of the stack's database
 	RedisAddr string // direct Redis address; empty with a cluster
 	// RedisClusterAddrs are the cluster's seeds when the stack runs one, and Cluster the cluster.
@@ -228,34 +240,12 @@ func Start(ctx context.Context, o Options) (_ *Stack, err error) {
 		return nil, fmt.Errorf("unknown broker %q (emulator or apache)", o.Broker)
 	}
 
-	tox, err := faults.Start(o.ToxiproxyAddr)
-	if err != nil {
-		return nil, err
-	}
-	s.closers = append(s.closers, tox.Close)
-	s.Toxiproxy = tox.URL()
-	mysqlProxy, err := tox.Proxy("mysql", dsnCfg.Addr)
-	if err != nil {
-		return nil, err
-	}
-	redisProxy := ""
-	if s.Cluster == nil {
-		redisProxy, err = tox.Proxy("redis", s.RedisAddr)
-		if err != nil {
+	mysqlProxy, redisProxy, brokerProxy, ledgerMySQLProxy := dsnCfg.Addr, s.RedisAddr, s.Broker, dsnCfg.Addr
+	if !o.NoFaultProxy {
+		if mysqlProxy, redisProxy, brokerProxy, ledgerMySQLProxy, err = s.startToxiproxy(o, dsnCfg.Addr); err != nil {
 			return nil, err
 		}
 	}
-	brokerProxy, err := tox.Proxy("rocketmq", s.Broker)
-	if err != nil {
-		return nil, err
-	}
-	// The ledger reaches MySQL through a link of its own as well, so a fault can leave the ledger
-	// unable to record grants while every other function works.
-	ledgerMySQLProxy, err := tox.Proxy("mysql-ledger", dsnCfg.Addr)
-	if err != nil {
-		return nil, err
-	}
-	log.Info("Toxiproxy ready", "api", s.Toxiproxy, "mysql", mysqlProxy, "redis", redisProxy, "rocketmq", brokerProxy)
 
 	viaProxy := *dsnCfg
 	viaProxy.Addr = mysqlProxy
@@ -271,6 +261,10 @@ func Start(ctx context.Context, o Options) (_ *Stack, err error) {
 		delete(env, "REDIS_ADDR")
 		env["REDIS_CLUSTER_ADDRS"] = strings.Join(s.RedisClusterAddrs, ",")
 		env["REDIS_WAIT_REPLICAS"] = "1"
+	}
+	if o.PlaintextBroker {
+		env[rmq.CLIENT_ENABLE_SSL] = "false"
+		rmq.EnableSsl = false
 	}
 	for k, v := range o.Env {
 		env[k] = v
@@ -296,6 +290,35 @@ func Start(ctx context.Context, o Options) (_ *Stack, err error) {
 	}
 	log.Info("FC emulator ready", "http", s.HTTP)
 	return s, nil
+}
+
+// startToxiproxy puts a proxy in front of MySQL (two: the ledger has a link of its own), Redis (not a
+// cluster's) and the broker, and returns the addresses the functions use.
+func (s *Stack) startToxiproxy(o Options, mysqlAddr string) (mysqlProxy, redisProxy, brokerProxy, ledgerMySQLProxy string, err error) {
+	tox, err := faults.Start(o.ToxiproxyAddr)
+	if err != nil {
+		return "", "", "", "", err
+	}
+	s.closers = append(s.closers, tox.Close)
+	s.Toxiproxy = tox.URL()
+	if mysqlProxy, err = tox.Proxy("mysql", mysqlAddr); err != nil {
+		return "", "", "", "", err
+	}
+	if s.Cluster == nil {
+		if redisProxy, err = tox.Proxy("redis", s.RedisAddr); err != nil {
+			return "", "", "", "", err
+		}
+	}
+	if brokerProxy, err = tox.Proxy("rocketmq", s.Broker); err != nil {
+		return "", "", "", "", err
+	}
+	// The ledger reaches MySQL through a link of its own as well, so a fault can leave the ledger
+	// unable to record grants while every other function works.
+	if ledgerMySQLProxy, err = tox.Proxy("mysql-ledger", mysqlAddr); err != nil {
+		return "", "", "", "", err
+	}
+	o.Logger.Info("Toxiproxy ready", "api", s.Toxiproxy, "mysql", mysqlProxy, "redis", redisProxy, "rocketmq", brokerProxy)
+	return mysqlProxy, redisProxy, brokerProxy, ledgerMySQLProxy, nil
 }
 
 func (s *Stack) startEmulator(o Options) error {

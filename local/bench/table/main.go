@@ -8,7 +8,11 @@
 // bounded in calls and time, on loopback. Ratios are what count: the machine is shared, so absolute
 // figures move from run to run while two figures taken side by side move together.
 //
-// While the HTTP grant row runs, the stack process (FC emulator, broker emulator, Toxiproxy) is
+// The stacks run without Toxiproxy and with the RocketMQ clients in plaintext (-toxiproxy puts both
+// back): Toxiproxy exists to inject faults, production has nothing between the functions and their
+// services, and it cost a quarter of the stack's CPU; TLS on loopback another 6 %.
+//
+// While the HTTP grant row runs, the stack process (FC emulator, broker emulator) is
 // CPU-profiled into results/stack-cpu.pprof, with the top of it in results/stack-cpu-top.txt.
 package main
 
@@ -83,13 +87,16 @@ type bench struct {
 	// runs from fnRoot, a copy of the root whose dist/claim is that build.
 	fnProfile bool
 	fnRoot    string
-	grantHTTP *side // the HTTP grant row's figures, for the instance-seconds row
-	s         *stack.Stack
-	operator  string
-	client    *stack.Client
-	rdb       *redis.Client
-	rows      []Row
-	t0        time.Time
+	// faultProxy runs the stacks with Toxiproxy in front of MySQL, Redis and the broker, as the fault
+	// suite does; by default they run without it, as production does (it only injects faults).
+	faultProxy bool
+	grantHTTP  *side // the HTTP grant row's figures, for the instance-seconds row
+	s          *stack.Stack
+	operator   string
+	client     *stack.Client
+	rdb        *redis.Client
+	rows       []Row
+	t0         time.Time
 }
 
 func main() {
@@ -100,6 +107,7 @@ func main() {
 	out := flag.String("out", "", "results folder (default <repo>/local/bench/results)")
 	fnProfile := flag.Bool("profile-functions", false, "also CPU-profile the claim function's instances (a build of it with a profiler added; its figures are then not make bench's)")
 	only := flag.String("only", "", "run only the steps whose title contains this (e.g. \"cold\", \"HTTP\", \"broker\")")
+	faultProxy := flag.Bool("toxiproxy", false, "run the stacks as the fault suite does: Toxiproxy between the functions and MySQL, Redis, the broker (production has none), and TLS to the broker")
 	flag.Parse()
 	root, err := stack.FindRoot()
 	if err != nil {
@@ -116,7 +124,7 @@ func main() {
 		fatal(err)
 	}
 	defer os.RemoveAll(tools)
-	b := &bench{root: root, out: *out, tools: tools, d: *d, c: *c, users: *users, patches: *patches, only: *only, fnProfile: *fnProfile, t0: time.Now()}
+	b := &bench{root: root, out: *out, tools: tools, d: *d, c: *c, users: *users, patches: *patches, only: *only, fnProfile: *fnProfile, faultProxy: *faultProxy, t0: time.Now()}
 	if err := b.run(); err != nil {
 		fatal(err)
 	}
@@ -155,10 +163,10 @@ func (b *bench) run() error {
 		return err
 	}
 	defer logFile.Close()
-	b.progress("starting a private stack (MariaDB, Redis, broker, Toxiproxy, FC emulator); its log: %s", logPath)
+	b.progress("starting a private stack (MariaDB, Redis, broker, FC emulator; Toxiproxy: %t); its log: %s", b.faultProxy, logPath)
 	sctx, cancel := context.WithTimeout(ctx, 3*time.Minute)
 	s, err := stack.Start(sctx, stack.Options{
-		Root: b.fnRoot, HTTPAddr: "127.0.0.1:0", BrokerAddr: "127.0.0.1:0", ToxiproxyAddr: "127.0.0.1:0",
+		Root: b.fnRoot, HTTPAddr: "127.0.0.1:0", BrokerAddr: "127.0.0.1:0", ToxiproxyAddr: "127.0.0.1:0", NoFaultProxy: !b.faultProxy, PlaintextBroker: !b.faultProxy,
 		// The library reference runs without the per-user rate limit (400 users × 20/s would cap it at
 		// 8,000 claims/s and measure the limiter), so the functions run without it too.
 		Env:    withEnv(map[string]string{"CLAIM_RATE_LIMIT": "0"}, fnEnv),
@@ -645,7 +653,7 @@ func (b *bench) go1Reference(ctx context.Context) (float64, string, error) {
 	b.progress("  starting a second private stack with the claim function on go1 (its log: %s)", logFile.Name())
 	sctx, cancel := context.WithTimeout(ctx, 3*time.Minute)
 	s2, err := stack.Start(sctx, stack.Options{
-		Root: root, HTTPAddr: "127.0.0.1:0", BrokerAddr: "127.0.0.1:0", ToxiproxyAddr: "127.0.0.1:0",
+		Root: root, HTTPAddr: "127.0.0.1:0", BrokerAddr: "127.0.0.1:0", ToxiproxyAddr: "127.0.0.1:0", NoFaultProxy: !b.faultProxy, PlaintextBroker: !b.faultProxy,
 		Env: map[string]string{"CLAIM_RATE_LIMIT": "0"}, Output: logFile, Logger: slog.New(slog.NewTextHandler(logFile, nil)),
 	})
 	cancel()
