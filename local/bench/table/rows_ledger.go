@@ -5,6 +5,10 @@ import (
 	"database/sql"
 	"encoding/json"
 	"fmt"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"runtime/pprof"
 	"strings"
 	"sync"
 	"time"
@@ -83,6 +87,22 @@ func (b *bench) ledgerRows(ctx context.Context) error {
 	}
 	defer db.Close()
 
+	cpuBefore := b.cpuSnapshot(ctx)
+	profPath := filepath.Join(b.out, "ledger-stack-cpu.pprof")
+	pf, err := os.Create(profPath)
+	if err != nil {
+		return err
+	}
+	defer pf.Close()
+	if err := pprof.StartCPUProfile(pf); err != nil {
+		return err
+	}
+	profiling := true
+	defer func() {
+		if profiling {
+			pprof.StopCPUProfile()
+		}
+	}()
 	b.progress("  ledger: appending %d grants to the grants topic while the trigger (batch %d, %d in flight) drains them", n, batch, workers)
 	t0 := time.Now()
 	appendErr := make(chan error, 1)
@@ -136,6 +156,17 @@ func (b *bench) ledgerRows(ctx context.Context) error {
 		time.Sleep(50 * time.Millisecond)
 	}
 	drained := time.Since(t0)
+	pprof.StopCPUProfile()
+	profiling = false
+	cpu := b.cpuSnapshot(ctx).since(cpuBefore, drained.Seconds())
+	b.progress("  ledger: CPU while draining: %s; the stack process's profile: %s", cpu, profPath)
+	if out, err := exec.Command("go", "tool", "pprof", "-top", "-nodecount=12", profPath).CombinedOutput(); err == nil {
+		for _, l := range strings.Split(string(out), "\n")[min(4, len(strings.Split(string(out), "\n"))):] {
+			if l != "" {
+				fmt.Println("      " + l)
+			}
+		}
+	}
 	var rows int64
 	if err := db.QueryRowContext(ctx, "SELECT COUNT(*) FROM claims WHERE campaign_id = ?", campaign).Scan(&rows); err != nil {
 		return err
@@ -156,8 +187,8 @@ func (b *bench) ledgerRows(ctx context.Context) error {
 	b.rows = append(b.rows, Row{
 		Name: fmt.Sprintf("ledger drain grants/s, a backlog of %d grants through the trigger into MariaDB vs batched INSERTs of the same rows by a bare client", n),
 		Ours: num(ours), Reference: num(ref), Ratio: num(r), Goal: "ratio ≥ 0.7", Met: r >= 0.7,
-		Detail: fmt.Sprintf("ours %s from the first append to the last grant recorded (backlog appended in %s); reference %s, %d-row INSERTs in a transaction each on %d connections into a copy of claims",
-			drained.Round(10*time.Millisecond), appended.Round(10*time.Millisecond), refTime.Round(10*time.Millisecond), batch, workers),
+		Detail: fmt.Sprintf("ours %s from the first append to the last grant recorded (backlog appended in %s; CPU %s); reference %s, %d-row INSERTs in a transaction each on %d connections into a copy of claims",
+			drained.Round(10*time.Millisecond), appended.Round(10*time.Millisecond), cpu, refTime.Round(10*time.Millisecond), batch, workers),
 	})
 	// The backlog's rows would only slow the rows after this one.
 	if _, err := db.ExecContext(ctx, "DELETE FROM claims WHERE campaign_id = ?", campaign); err != nil {
