@@ -42,7 +42,7 @@ func (hd Hold) Middleware() mqhandler.Middleware {
 					return err
 				}
 				obs.Logger(ctx).Warn("redis unreachable: holding the change until it answers", "message_id", msg.ID, "error", err.Error())
-				for !hd.reachable(ctx) {
+				for {
 					if time.Now().Add(hd.Every).After(until) {
 						return err
 					}
@@ -50,6 +50,9 @@ func (hd Hold) Middleware() mqhandler.Middleware {
 					case <-ctx.Done():
 						return fault.Retryable(errors.Join(err, ctx.Err()))
 					case <-time.After(hd.Every):
+					}
+					if hd.reachable(ctx) {
+						break
 					}
 				}
 			}
