@@ -45,6 +45,31 @@ func (s *Store) RecordClaims(ctx context.Context, claims []domain.Claim) (Record
 	if !errors.Is(err, errSomeRecorded) {
 		return res, err
 	}
+	// Some were recorded: a redelivery, or the backstop, whose batches are almost all recorded. A
+	// claim row is never removed, so those found are duplicates for sure, and the rest are tried
+	// together again; only a batch that raced another writer goes one claim at a time.
+	err = s.inTx(ctx, func(tx *sql.Tx) error {
+		res = RecordResult{Duplicates: len(sorted) - len(unique)}
+		ids := make([]string, len(unique))
+		for i, c := range unique {
+			ids[i] = c.ID
+		}
+		found, err := existingClaimsTx(ctx, tx, ids)
+		if err != nil {
+			return err
+		}
+		missing := make([]domain.Claim, 0, len(unique))
+		for _, c := range unique {
+			if !found[c.ID] {
+				missing = append(missing, c)
+			}
+		}
+		res.Duplicates += len(unique) - len(missing)
+		return recordAllNew(ctx, tx, missing, &res)
+	})
+	if !errors.Is(err, errSomeRecorded) {
+		return res, err
+	}
 	err = s.inTx(ctx, func(tx *sql.Tx) error {
 		res = RecordResult{Duplicates: len(sorted) - len(unique)}
 		return recordOneByOne(ctx, tx, unique, &res)
@@ -97,8 +122,37 @@ func recordAllNew(ctx context.Context, tx *sql.Tx, claims []domain.Claim, res *R
 			return errSomeRecorded
 		}
 	}
-	res.Inserted = len(claims)
+	res.Inserted += len(claims)
 	return applyCounts(ctx, tx, issued, debits)
+}
+
+// existingClaimsTx reports which of ids are recorded, reading in the transaction.
+func existingClaimsTx(ctx context.Context, tx *sql.Tx, ids []string) (map[string]bool, error) {
+	out := make(map[string]bool, len(ids))
+	for start := 0; start < len(ids); start += claimRowsPerInsert {
+		part := ids[start:min(start+claimRowsPerInsert, len(ids))]
+		args := make([]any, len(part))
+		for i, id := range part {
+			args[i] = id
+		}
+		rows, err := tx.QueryContext(ctx, "SELECT id FROM claims WHERE id IN (?"+strings.Repeat(", ?", len(part)-1)+")", args...)
+		if err != nil {
+			return nil, classify(err)
+		}
+		for rows.Next() {
+			var id string
+			if err := rows.Scan(&id); err != nil {
+				rows.Close()
+				return nil, classify(err)
+			}
+			out[id] = true
+		}
+		rows.Close()
+		if err := rows.Err(); err != nil {
+			return nil, classify(err)
+		}
+	}
+	return out, nil
 }
 
 func placeholders(rows, cols int) string {

@@ -9,8 +9,9 @@ import (
 	"github.com/benefit-issuance/benefits/shared/domain"
 )
 
-// RecordClaims writes a wholly new batch with multi-row INSERTs and falls back to one INSERT per claim
-// when a claim is recorded already; either way each new claim counts once in issued and debited.
+// RecordClaims writes a wholly new batch with multi-row INSERTs; when some claims are recorded it
+// writes the rest together, and one by one when even that meets a row it did not expect. Whichever
+// path, each new claim counts once in issued and debited.
 func TestRecordClaimsBatchPaths(t *testing.T) {
 	grants := func(prefix string, from, to int, cost int64) []domain.Claim {
 		var out []domain.Claim
@@ -29,6 +30,8 @@ func TestRecordClaimsBatchPaths(t *testing.T) {
 		wantDups     int
 		wantIssued   int64 // after both
 		wantDebited  int64
+		debitBefore  string // a claim whose debit entry (of 2 points) exists while the claim does not
+		wantEntries  int64  // the debit entries' sum, when not wantDebited
 	}{
 		{name: "all new, one INSERT", batch: grants("a", 0, 10, 0), wantInserted: 10, wantIssued: 10},
 		{name: "all new, more rows than one INSERT takes", batch: grants("b", 0, claimRowsPerInsert+7, 1),
@@ -42,6 +45,8 @@ func TestRecordClaimsBatchPaths(t *testing.T) {
 		{name: "last of a long batch recorded before", before: grants("f", claimRowsPerInsert+1, claimRowsPerInsert+2, 1),
 			batch: grants("f", 0, claimRowsPerInsert+2, 1), wantInserted: claimRowsPerInsert + 1, wantDups: 1,
 			wantIssued: claimRowsPerInsert + 2, wantDebited: claimRowsPerInsert + 2},
+		{name: "a debit recorded without its claim: one by one", batch: grants("g", 0, 3, 2), debitBefore: "g_00001",
+			wantInserted: 3, wantIssued: 3, wantDebited: 4, wantEntries: 6},
 	}
 	for _, tc := range cases {
 		t.Run(tc.name, func(t *testing.T) {
@@ -51,6 +56,11 @@ func TestRecordClaimsBatchPaths(t *testing.T) {
 				t.Fatal(err)
 			}
 			s.PutUser(ctx, "u", domain.UserPut{RegisteredAt: t0})
+			if tc.debitBefore != "" {
+				if _, err := s.db.Exec("INSERT INTO points_entries (user_id, kind, ref, amount) VALUES ('u', 'debit', ?, 2)", tc.debitBefore); err != nil {
+					t.Fatal(err)
+				}
+			}
 			if len(tc.before) > 0 {
 				if _, err := s.RecordClaims(ctx, tc.before); err != nil {
 					t.Fatal(err)
@@ -77,8 +87,12 @@ func TestRecordClaimsBatchPaths(t *testing.T) {
 			if n := count(t, s, "SELECT COUNT(*) FROM claims WHERE campaign_id = 'cmp'"); n != tc.wantIssued {
 				t.Fatalf("%d claim rows, want %d", n, tc.wantIssued)
 			}
-			if n := count(t, s, "SELECT COALESCE(SUM(amount), 0) FROM points_entries WHERE kind = 'debit'"); n != tc.wantDebited {
-				t.Fatalf("debit entries sum to %d, want %d", n, tc.wantDebited)
+			wantEntries := tc.wantDebited
+			if tc.wantEntries != 0 {
+				wantEntries = tc.wantEntries
+			}
+			if n := count(t, s, "SELECT COALESCE(SUM(amount), 0) FROM points_entries WHERE kind = 'debit'"); n != wantEntries {
+				t.Fatalf("debit entries sum to %d, want %d", n, wantEntries)
 			}
 		})
 	}
