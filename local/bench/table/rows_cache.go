@@ -2,12 +2,20 @@ package main
 
 import (
 	"context"
+	"database/sql"
 	"fmt"
+	"log/slog"
 	"net/http"
+	"os"
+	"path/filepath"
 	"strings"
 	"time"
 
 	toxiclient "github.com/Shopify/toxiproxy/v2/client"
+	"github.com/redis/go-redis/v9"
+
+	"github.com/benefit-issuance/benefits/local/stack"
+	"github.com/benefit-issuance/benefits/shared/auth"
 
 	"github.com/benefit-issuance/benefits/local/fctemplate"
 	"github.com/benefit-issuance/benefits/shared/rediscache"
@@ -122,7 +130,44 @@ func (b *bench) convergenceRows(ctx context.Context) error {
 // wipeRows: a claim rush over HTTP (a load process of its own, 16 clients), Redis wiped (FLUSHALL)
 // 5 s into it; the time from the wipe to the next granted claim, beside the time the ledger needs to
 // record the grants acknowledged before the wipe (MySQL's issued count reaching Redis's just before).
+//
+// It runs on a private stack of its own: the rebuild first drains the grant backstop's group, which
+// holds every grant since it was created, and in production its minute timer keeps that group
+// drained; on the bench's stack (no cron timers) it would hold every grant of the rows before.
 func (b *bench) wipeRows(ctx context.Context) error {
+	logFile, err := os.Create(filepath.Join(b.out, "stack-wipe.log"))
+	if err != nil {
+		return err
+	}
+	defer logFile.Close()
+	b.progress("  starting a second private stack for the wipe (its log: %s)", logFile.Name())
+	sctx, cancel := context.WithTimeout(ctx, 3*time.Minute)
+	s2, err := stack.Start(sctx, stack.Options{
+		Root: b.fnRoot, HTTPAddr: "127.0.0.1:0", BrokerAddr: "127.0.0.1:0", ToxiproxyAddr: "127.0.0.1:0",
+		Env: map[string]string{"CLAIM_RATE_LIMIT": "0"}, Output: logFile, Logger: slog.New(slog.NewTextHandler(logFile, nil)),
+	})
+	cancel()
+	if err != nil {
+		return err
+	}
+	defer s2.Close()
+	// The helpers below work on b's stack: point them at the second one for the while.
+	saved := *b
+	defer func() { b.s, b.client, b.operator, b.rdb = saved.s, saved.client, saved.operator, saved.rdb }()
+	b.s, b.client = s2, stack.NewClient(s2.HTTP)
+	if b.operator, err = auth.Issue(s2.JWTSecret, "ops-bench", auth.RoleOperator, time.Hour, time.Now()); err != nil {
+		return err
+	}
+	b.rdb = redis.NewClient(&redis.Options{Addr: s2.RedisAddr})
+	defer b.rdb.Close()
+	if r, err := b.client.Do("POST", "/_local/timers/timer/cache-rebuild", "", nil); err != nil || r.Status != 200 {
+		return fmt.Errorf("cache rebuild: %v %d %s", err, r.Status, r.Raw)
+	}
+	db, err := sql.Open("mysql", s2.MySQLDSN)
+	if err != nil {
+		return err
+	}
+	defer db.Close()
 	id, err := b.createCampaign(ctx, 1_000_000_000, 1_000_000)
 	if err != nil {
 		return err
@@ -154,7 +199,7 @@ func (b *bench) wipeRows(ctx context.Context) error {
 		}
 		if recorded == 0 {
 			var issued int64
-			if err := b.mysqlIssued(ctx, id, &issued); err == nil && issued >= before.Issued {
+			if err := db.QueryRowContext(ctx, "SELECT issued FROM campaigns WHERE id = ?", id).Scan(&issued); err == nil && issued >= before.Issued {
 				recorded = time.Since(wiped)
 			}
 		}
@@ -180,15 +225,7 @@ func (b *bench) wipeRows(ctx context.Context) error {
 	b.rows = append(b.rows, Row{
 		Name: "claims served again ms after the cache is wiped mid-rush (16 HTTP clients): the wipe → the next granted claim vs the ledger recording the grants acknowledged before it",
 		Ours: num(ours), Reference: num(ref), Ratio: num(ratio(ours, ref)), Goal: "≤ reference + 1,000 ms", Met: ours <= ref+1000,
-		Detail: fmt.Sprintf("FLUSHALL 5 s into the rush, %d units issued before it; the rebuild woken by claims (the timer's cron is off); load over 45 s: %s", before.Issued, rep),
+		Detail: fmt.Sprintf("on a second private stack; FLUSHALL 5 s into the rush, %d units issued before it; the rebuild woken by claims (the timer's cron is off); load over 45 s: %s", before.Issued, rep),
 	})
 	return nil
-}
-
-func (b *bench) mysqlIssued(ctx context.Context, id string, issued *int64) error {
-	db, err := b.mysql()
-	if err != nil {
-		return err
-	}
-	return db.QueryRowContext(ctx, "SELECT issued FROM campaigns WHERE id = ?", id).Scan(issued)
 }

@@ -2,10 +2,8 @@ package main
 
 import (
 	"context"
-	"database/sql"
 	"flag"
 	"strings"
-	"sync"
 )
 
 // The rows of issue #13 that the first table listed as "not measured yet". They run after the other
@@ -37,16 +35,4 @@ func (b *bench) issueRows(ctx context.Context) {
 			b.rows = append(b.rows, Row{Name: st.name, Goal: "-", Detail: "failed in this run: " + err.Error()})
 		}
 	}
-}
-
-var (
-	benchDBOnce sync.Once
-	benchDB     *sql.DB
-	benchDBErr  error
-)
-
-// mysql is one pool on the stack's database, straight to the server, for the rows that poll it.
-func (b *bench) mysql() (*sql.DB, error) {
-	benchDBOnce.Do(func() { benchDB, benchDBErr = sql.Open("mysql", b.s.MySQLDSN) })
-	return benchDB, benchDBErr
 }
