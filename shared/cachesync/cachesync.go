@@ -36,6 +36,7 @@ type Cache interface {
 type Syncer struct {
 	store Store
 	cache Cache
+	hold  Hold
 }
 
 func New(store Store, cache Cache) *Syncer { return &Syncer{store: store, cache: cache} }
@@ -162,10 +163,18 @@ func (s *Syncer) RecordPoison(ctx context.Context, msg mqhandler.Message, cause 
 	return s.store.RecordSyncFailure(ctx, f)
 }
 
+// HoldWhileUnreachable makes the handler keep a change while probe fails (see Hold): probe is a
+// PING of the cache's Redis.
+func (s *Syncer) HoldWhileUnreachable(probe func(ctx context.Context) error) *Syncer {
+	s.hold = Hold{Probe: probe, Every: 500 * time.Millisecond, Max: 20 * time.Second, Margin: 5 * time.Second}
+	return s
+}
+
 // Handler is the full middleware chain the function runs.
 func (s *Syncer) Handler() mqhandler.Handler {
 	return mqhandler.Chain(s.Handle,
 		mqhandler.Poison(s.RecordPoison),
+		s.hold.Middleware(),
 		mqhandler.Retry{MaxRetries: 2, InitialInterval: 50 * time.Millisecond, MaxInterval: 200 * time.Millisecond, Jitter: 0.2}.Middleware(),
 		mqhandler.Recoverer(),
 	)

@@ -22,67 +22,196 @@ type RecordResult = domain.RecordResult
 // overlapping batch, the timer's replay) changes nothing; for each new one the campaign's issued count
 // grows and a points cost becomes a debit entry keyed by the claim id. Rows are taken in id order and
 // campaigns and users updated in id order, so concurrent batches queue instead of deadlocking.
+//
+// Almost every batch is wholly new (redeliveries are rare), so it is first written with multi-row
+// INSERTs: a few round trips instead of one per grant, which is what bounds a backlog's drain. Only
+// when that finds a claim recorded already does the batch fall back to one INSERT per claim, the only
+// way to learn which claims were new and so what to add to issued and debited.
 func (s *Store) RecordClaims(ctx context.Context, claims []domain.Claim) (RecordResult, error) {
-	var res RecordResult
 	sorted := append([]domain.Claim(nil), claims...)
 	sort.Slice(sorted, func(i, j int) bool { return sorted[i].ID < sorted[j].ID })
+	unique := make([]domain.Claim, 0, len(sorted))
+	for i, c := range sorted {
+		if i > 0 && sorted[i-1].ID == c.ID {
+			continue
+		}
+		unique = append(unique, c)
+	}
+	var res RecordResult
 	err := s.inTx(ctx, func(tx *sql.Tx) error {
-		res = RecordResult{}
-		issued := map[string]int64{}
-		debits := map[string]int64{}
-		seen := map[string]bool{}
-		for _, c := range sorted {
-			if seen[c.ID] {
-				res.Duplicates++
-				continue
-			}
-			seen[c.ID] = true
-			r, err := tx.ExecContext(ctx, `INSERT INTO claims (id, campaign_id, user_id, request_id, benefit_type, benefit_amount, cost_points, granted_at)
-				VALUES (?, ?, ?, ?, ?, ?, ?, ?) ON DUPLICATE KEY UPDATE id = id`,
-				c.ID, c.CampaignID, c.UserID, c.RequestID, string(c.Benefit.Type), c.Benefit.Amount, c.CostPoints, c.GrantedAt.UTC())
-			if err != nil {
-				return classify(err)
-			}
-			if n, _ := r.RowsAffected(); n != 1 {
-				res.Duplicates++
-				continue
-			}
-			res.Inserted++
-			issued[c.CampaignID]++
-			if c.CostPoints > 0 {
-				r, err := tx.ExecContext(ctx, "INSERT INTO points_entries (user_id, kind, ref, amount) VALUES (?, 'debit', ?, ?) ON DUPLICATE KEY UPDATE id = id",
-					c.UserID, c.ID, c.CostPoints)
-				if err != nil {
-					return classify(err)
-				}
-				if n, _ := r.RowsAffected(); n == 1 {
-					debits[c.UserID] += c.CostPoints
-				}
+		res = RecordResult{Duplicates: len(sorted) - len(unique)}
+		return recordAllNew(ctx, tx, unique, &res)
+	})
+	if !errors.Is(err, errSomeRecorded) {
+		return res, err
+	}
+	// Some were recorded: a redelivery, or the backstop, whose batches are almost all recorded. A
+	// claim row is never removed, so those found are duplicates for sure, and the rest are tried
+	// together again; only a batch that raced another writer goes one claim at a time.
+	err = s.inTx(ctx, func(tx *sql.Tx) error {
+		res = RecordResult{Duplicates: len(sorted) - len(unique)}
+		ids := make([]string, len(unique))
+		for i, c := range unique {
+			ids[i] = c.ID
+		}
+		found, err := existingClaimsTx(ctx, tx, ids)
+		if err != nil {
+			return err
+		}
+		missing := make([]domain.Claim, 0, len(unique))
+		for _, c := range unique {
+			if !found[c.ID] {
+				missing = append(missing, c)
 			}
 		}
-		for _, id := range sortedKeys(issued) {
-			r, err := tx.ExecContext(ctx, "UPDATE campaigns SET issued = issued + ? WHERE id = ?", issued[id], id)
-			if err != nil {
-				return classify(err)
-			}
-			if n, _ := r.RowsAffected(); n != 1 {
-				return fault.Permanent(fmt.Errorf("grant for unknown campaign %s", id))
-			}
-		}
-		for _, id := range sortedKeys(debits) {
-			r, err := tx.ExecContext(ctx, "UPDATE users SET points_debited = points_debited + ? WHERE id = ?", debits[id], id)
-			if err != nil {
-				return classify(err)
-			}
-			// A points cost is only payable from credits, and credits exist only for users in MySQL; a
-			// missing user here is a defect worth a retry after an operator looks, not a silent loss.
-			if n, _ := r.RowsAffected(); n != 1 {
-				return fault.Permanent(fmt.Errorf("points debit for unknown user %s", id))
-			}
-		}
-		return nil
+		res.Duplicates += len(unique) - len(missing)
+		return recordAllNew(ctx, tx, missing, &res)
+	})
+	if !errors.Is(err, errSomeRecorded) {
+		return res, err
+	}
+	err = s.inTx(ctx, func(tx *sql.Tx) error {
+		res = RecordResult{Duplicates: len(sorted) - len(unique)}
+		return recordOneByOne(ctx, tx, unique, &res)
 	})
 	return res, err
+}
+
+// errSomeRecorded rolls back the multi-row attempt: a claim of the batch was in MySQL already.
+var errSomeRecorded = errors.New("a claim of the batch is recorded already")
+
+// claimRowsPerInsert keeps a multi-row INSERT's placeholders (8 a row) far below MySQL's 65,535.
+const claimRowsPerInsert = 1000
+
+func recordAllNew(ctx context.Context, tx *sql.Tx, claims []domain.Claim, res *RecordResult) error {
+	issued := map[string]int64{}
+	debits := map[string]int64{}
+	var costly []domain.Claim
+	for start := 0; start < len(claims); start += claimRowsPerInsert {
+		part := claims[start:min(start+claimRowsPerInsert, len(claims))]
+		args := make([]any, 0, 8*len(part))
+		for _, c := range part {
+			args = append(args, c.ID, c.CampaignID, c.UserID, c.RequestID, string(c.Benefit.Type), c.Benefit.Amount, c.CostPoints, c.GrantedAt.UTC())
+			issued[c.CampaignID]++
+			if c.CostPoints > 0 {
+				costly = append(costly, c)
+				debits[c.UserID] += c.CostPoints
+			}
+		}
+		// ON DUPLICATE KEY UPDATE id = id counts an existing row as 0 affected, a new one as 1.
+		r, err := tx.ExecContext(ctx, `INSERT INTO claims (`+claimColumns+`) VALUES `+placeholders(len(part), 8)+` ON DUPLICATE KEY UPDATE id = id`, args...)
+		if err != nil {
+			return classify(err)
+		}
+		if n, _ := r.RowsAffected(); n != int64(len(part)) {
+			return errSomeRecorded
+		}
+	}
+	for start := 0; start < len(costly); start += claimRowsPerInsert {
+		part := costly[start:min(start+claimRowsPerInsert, len(costly))]
+		args := make([]any, 0, 3*len(part))
+		for _, c := range part {
+			args = append(args, c.UserID, c.ID, c.CostPoints)
+		}
+		r, err := tx.ExecContext(ctx, "INSERT INTO points_entries (user_id, kind, ref, amount) VALUES "+
+			strings.TrimSuffix(strings.Repeat("(?, 'debit', ?, ?), ", len(part)), ", ")+" ON DUPLICATE KEY UPDATE id = id", args...)
+		if err != nil {
+			return classify(err)
+		}
+		if n, _ := r.RowsAffected(); n != int64(len(part)) {
+			return errSomeRecorded
+		}
+	}
+	res.Inserted += len(claims)
+	return applyCounts(ctx, tx, issued, debits)
+}
+
+// existingClaimsTx reports which of ids are recorded, reading in the transaction.
+func existingClaimsTx(ctx context.Context, tx *sql.Tx, ids []string) (map[string]bool, error) {
+	out := make(map[string]bool, len(ids))
+	for start := 0; start < len(ids); start += claimRowsPerInsert {
+		part := ids[start:min(start+claimRowsPerInsert, len(ids))]
+		args := make([]any, len(part))
+		for i, id := range part {
+			args[i] = id
+		}
+		rows, err := tx.QueryContext(ctx, "SELECT id FROM claims WHERE id IN (?"+strings.Repeat(", ?", len(part)-1)+")", args...)
+		if err != nil {
+			return nil, classify(err)
+		}
+		for rows.Next() {
+			var id string
+			if err := rows.Scan(&id); err != nil {
+				rows.Close()
+				return nil, classify(err)
+			}
+			out[id] = true
+		}
+		rows.Close()
+		if err := rows.Err(); err != nil {
+			return nil, classify(err)
+		}
+	}
+	return out, nil
+}
+
+func placeholders(rows, cols int) string {
+	one := "(?" + strings.Repeat(", ?", cols-1) + ")"
+	return strings.TrimSuffix(strings.Repeat(one+", ", rows), ", ")
+}
+
+func recordOneByOne(ctx context.Context, tx *sql.Tx, claims []domain.Claim, res *RecordResult) error {
+	issued := map[string]int64{}
+	debits := map[string]int64{}
+	for _, c := range claims {
+		r, err := tx.ExecContext(ctx, `INSERT INTO claims (id, campaign_id, user_id, request_id, benefit_type, benefit_amount, cost_points, granted_at)
+			VALUES (?, ?, ?, ?, ?, ?, ?, ?) ON DUPLICATE KEY UPDATE id = id`,
+			c.ID, c.CampaignID, c.UserID, c.RequestID, string(c.Benefit.Type), c.Benefit.Amount, c.CostPoints, c.GrantedAt.UTC())
+		if err != nil {
+			return classify(err)
+		}
+		if n, _ := r.RowsAffected(); n != 1 {
+			res.Duplicates++
+			continue
+		}
+		res.Inserted++
+		issued[c.CampaignID]++
+		if c.CostPoints > 0 {
+			r, err := tx.ExecContext(ctx, "INSERT INTO points_entries (user_id, kind, ref, amount) VALUES (?, 'debit', ?, ?) ON DUPLICATE KEY UPDATE id = id",
+				c.UserID, c.ID, c.CostPoints)
+			if err != nil {
+				return classify(err)
+			}
+			if n, _ := r.RowsAffected(); n == 1 {
+				debits[c.UserID] += c.CostPoints
+			}
+		}
+	}
+	return applyCounts(ctx, tx, issued, debits)
+}
+
+func applyCounts(ctx context.Context, tx *sql.Tx, issued, debits map[string]int64) error {
+	for _, id := range sortedKeys(issued) {
+		r, err := tx.ExecContext(ctx, "UPDATE campaigns SET issued = issued + ? WHERE id = ?", issued[id], id)
+		if err != nil {
+			return classify(err)
+		}
+		if n, _ := r.RowsAffected(); n != 1 {
+			return fault.Permanent(fmt.Errorf("grant for unknown campaign %s", id))
+		}
+	}
+	for _, id := range sortedKeys(debits) {
+		r, err := tx.ExecContext(ctx, "UPDATE users SET points_debited = points_debited + ? WHERE id = ?", debits[id], id)
+		if err != nil {
+			return classify(err)
+		}
+		// A points cost is only payable from credits, and credits exist only for users in MySQL; a
+		// missing user here is a defect worth a retry after an operator looks, not a silent loss.
+		if n, _ := r.RowsAffected(); n != 1 {
+			return fault.Permanent(fmt.Errorf("points debit for unknown user %s", id))
+		}
+	}
+	return nil
 }
 
 func sortedKeys(m map[string]int64) []string {
