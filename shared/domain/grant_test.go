@@ -70,17 +70,21 @@ func TestReconcile(t *testing.T) {
 		inFlight int64
 		want     Drift
 	}{
-		{"in sync", CacheView{true, 3, 10, 4, 0}, 0, DriftNone},
+		{"in sync", CacheView{true, 3, 10, 4, 0, false}, 0, DriftNone},
 		{"missing", CacheView{}, 0, DriftMissing},
-		{"stale version", CacheView{true, 2, 100000, 4, 0}, 0, DriftStaleVersion},
-		{"ahead version", CacheView{true, 4, 10, 4, 0}, 0, DriftAheadVersion},
-		{"same version other stock", CacheView{true, 3, 11, 4, 0}, 0, DriftStockMismatch},
-		{"cache counts fewer", CacheView{true, 3, 10, 3, 0}, 0, DriftIssuedBehind},
-		{"ledger draining", CacheView{true, 3, 10, 6, 0}, 2, DriftNone},
-		{"lost grants", CacheView{true, 3, 10, 7, 0}, 2, DriftIssuedAhead},
-		{"a change sealing buckets right now", CacheView{true, 2, 10, 4, time.Second}, 0, DriftStaleVersion},
-		{"buckets sealed past the grace", CacheView{true, 3, 10, 4, SealGrace + time.Second}, 0, DriftSealed},
-		{"sealed past the grace at an old version", CacheView{true, 2, 10, 4, time.Minute}, 0, DriftSealed},
+		{"stale version", CacheView{true, 2, 100000, 4, 0, false}, 0, DriftStaleVersion},
+		{"ahead version", CacheView{true, 4, 10, 4, 0, false}, 0, DriftAheadVersion},
+		{"same version other stock", CacheView{true, 3, 11, 4, 0, false}, 0, DriftStockMismatch},
+		{"cache counts fewer", CacheView{true, 3, 10, 3, 0, false}, 0, DriftIssuedBehind},
+		{"ledger draining", CacheView{true, 3, 10, 6, 0, false}, 2, DriftNone},
+		{"lost grants", CacheView{true, 3, 10, 7, 0, false}, 2, DriftIssuedAhead},
+		{"a change sealing buckets right now", CacheView{true, 2, 10, 4, time.Second, false}, 0, DriftStaleVersion},
+		{"buckets sealed past the grace", CacheView{true, 3, 10, 4, SealGrace + time.Second, false}, 0, DriftSealed},
+		{"sealed past the grace at an old version", CacheView{true, 2, 10, 4, time.Minute, false}, 0, DriftSealed},
+		{"buckets giving up releases below the stock", CacheView{true, 3, 10, 4, 0, true}, 0, DriftUndersold},
+		{"buckets giving up releases at the stock", CacheView{true, 3, 10, 10, 0, true}, 6, DriftNone},
+		{"buckets giving up releases, still over the stock", CacheView{true, 3, 10, 12, 0, true}, 8, DriftNone},
+		{"giving up and the cache behind MySQL", CacheView{true, 3, 10, 3, 0, true}, 0, DriftIssuedBehind},
 	}
 	for _, tc := range cases {
 		if got := Reconcile(db, tc.cache, tc.inFlight); got != tc.want {

@@ -15,6 +15,9 @@ type CacheView struct {
 	Issued  int64 // granted plus reserved, as counted by the claim script
 	// SealedFor is how long a bucket of the campaign has been sealed by a change (0: none is).
 	SealedFor time.Duration
+	// GivingUp: the campaign's buckets give up the units of released reservations (a stock change
+	// left them over the stock), which no bucket can undo alone once they fall below it again.
+	GivingUp bool
 }
 
 // DBView is what MySQL holds for the same campaign.
@@ -49,6 +52,11 @@ const (
 	// short (its retries ran out, or it was a repair that died) and its redelivery cannot finish it.
 	// The campaign is rewritten from MySQL, which seals and opens every bucket again.
 	DriftSealed Drift = "sealed"
+	// DriftUndersold: a campaign split into buckets whose stock was lowered below what they had issued
+	// gives up each reservation released since, for each bucket only knows its own count; once the
+	// buckets' issued total is below the stock again, units are for sale that no bucket sells. The
+	// campaign is rewritten from MySQL, which shares out what is left.
+	DriftUndersold Drift = "undersold"
 )
 
 // Reconcile compares one campaign's cache and database views. inFlight is the number of grants known to
@@ -67,6 +75,8 @@ func Reconcile(db DBView, cache CacheView, inFlight int64) Drift {
 		return DriftStockMismatch
 	case cache.Issued < db.Issued:
 		return DriftIssuedBehind
+	case cache.GivingUp && cache.Issued < cache.Stock:
+		return DriftUndersold
 	case cache.Issued > db.Issued+inFlight:
 		return DriftIssuedAhead
 	}

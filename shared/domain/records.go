@@ -62,6 +62,9 @@ type CachedCampaign struct {
 	// campaign split into buckets is sealed while a change runs; sealed long after, the change was cut
 	// short and nothing will finish it (see Reconcile).
 	SealedSince time.Time
+	// GivingUp: a stock change left the buckets having issued more than the new stock, so each
+	// releases its reserved units unsold (see Reconcile's DriftUndersold).
+	GivingUp bool
 }
 
 // CachedUser is a user's version and balance as the cache holds them.

@@ -124,6 +124,8 @@ func (c *Cache) applyBuckets(ctx context.Context, camp domain.Campaign, fields [
 			return ApplyResult{CachedVersion: -2}, nil // a slot lost its data: the rebuild writes it
 		case present != 0 && present != n:
 			return ApplyResult{CachedVersion: -1}, nil
+		case present == 0:
+			mode = "create" // no bucket there: the seals may create them (and only then)
 		}
 	}
 	gen := newGen(mode, camp.Version)
@@ -303,7 +305,7 @@ func (c *Cache) campaignOfBuckets(ctx context.Context, id string, n int) (Cached
 	ps := make([]*redis.IntCmd, n)
 	for b := 0; b < n; b++ {
 		k := keysOfBucket(id, b)
-		hs[b] = pipe.HMGet(ctx, k.camp, "version", "stock", "issued", "remaining", "sealed", "sealed_ms")
+		hs[b] = pipe.HMGet(ctx, k.camp, "version", "stock", "issued", "remaining", "sealed", "sealed_ms", "over")
 		ps[b] = pipe.ZCard(ctx, k.pending)
 	}
 	if _, err := pipe.Exec(ctx); err != nil {
@@ -325,6 +327,7 @@ func (c *Cache) campaignOfBuckets(ctx context.Context, id string, n int) (Cached
 			view.SealedSince = at
 		}
 		view.Pending += ps[b].Val()
+		view.GivingUp = view.GivingUp || toInt(vals[6]) == 1
 	}
 	return view, nil
 }

@@ -73,7 +73,7 @@ func (j *Jobs) Reconcile(ctx context.Context) (Report, error) {
 		inFlight := int64(len(scan.missing)) + cc.Pending
 		drift := domain.Reconcile(
 			domain.DBView{Version: c.Version, Stock: c.Stock, Issued: rec.Issued},
-			domain.CacheView{Present: cc.Present, Version: cc.Version, Stock: cc.Stock, Issued: cc.Issued, SealedFor: sealedFor(cc, now)},
+			domain.CacheView{Present: cc.Present, Version: cc.Version, Stock: cc.Stock, Issued: cc.Issued, SealedFor: sealedFor(cc, now), GivingUp: cc.GivingUp},
 			inFlight)
 		fix := Fix{Entity: mq.EntityCampaign, ID: c.ID, Drift: string(drift)}
 		switch drift {
@@ -95,7 +95,7 @@ func (j *Jobs) Reconcile(ctx context.Context) (Report, error) {
 			} else if !applied {
 				fix.Action = "skipped: the entry reappeared meanwhile"
 			}
-		case domain.DriftAheadVersion, domain.DriftStockMismatch, domain.DriftIssuedBehind, domain.DriftSealed:
+		case domain.DriftAheadVersion, domain.DriftStockMismatch, domain.DriftIssuedBehind, domain.DriftSealed, domain.DriftUndersold:
 			fix.Action = "repaired"
 			res, err := j.cache.RepairCampaign(ctx, c, rec.Issued+inFlight, cc.Version)
 			switch {

@@ -23,6 +23,8 @@ if repair then
   -- fence; or an older one the rebuild finds on a slot that kept its data): writing the row rolls
   -- nothing back and raises issued to the floor.
   local c = tonumber(cur or '0')
+  -- An absent entry is written only by the rebuild (expect 0), which restored the holdings first.
+  if not cur and tonumber(ARGV[4]) ~= 0 then return {0, -1} end
   if c ~= tonumber(ARGV[4]) and c > version then return {0, c} end
 else
   if cur and tonumber(cur) >= version then return {0, tonumber(cur)} end

@@ -11,6 +11,8 @@ if cur[1] ~= ARGV[1] or cur[2] ~= '1' then return 0 end
 local shortfall = tonumber(ARGV[3])
 local issued = tonumber(cur[4]) + shortfall
 local alloc = tonumber(cur[3]) + shortfall + tonumber(ARGV[2])
+-- Over: reservations released while sealed give their unit up too (as release.lua does once open).
+if ARGV[4] == '1' then alloc = issued + tonumber(ARGV[2]) end
 redis.call('HSET', KEYS[1], 'sealed', 0, 'alloc', alloc, 'issued', issued, 'remaining', alloc - issued, 'over', ARGV[4])
 redis.call('HDEL', KEYS[1], 'dry_until')
 return 1

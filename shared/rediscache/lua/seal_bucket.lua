@@ -27,10 +27,12 @@ local c = tonumber(cur[1] or '0')
 if repair then
   -- Forward to the row, never back past a change applied since the reconciler looked (unless it is
   -- the version the reconciler saw: then rewriting it is the repair).
+  if not cur[1] and tonumber(ARGV[4]) ~= 0 then return {0, -1} end
   if c ~= tonumber(ARGV[4]) and c > version then return {0, c} end
 else
   if cur[1] and c >= version then return {0, c} end
-  if not cur[1] and redis.call('EXISTS', KEYS[2], KEYS[3], KEYS[4], KEYS[5]) > 0 then return {0, -1} end
+  -- Only a change that found no bucket at all ('create') may create one.
+  if not cur[1] and (ARGV[3] ~= 'create' or redis.call('EXISTS', KEYS[2], KEYS[3], KEYS[4], KEYS[5]) > 0) then return {0, -1} end
 end
 local issued = 0
 if cur[1] then
