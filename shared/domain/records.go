@@ -57,7 +57,7 @@ type CachedCampaign struct {
 	Stock     int64
 	Issued    int64 // granted plus reserved
 	Remaining int64
-	Pending   int64 // reserved by points claims awaiting their debit
+	Pending   int64 // reserved by points claims awaiting their debit (reported even when the entry is absent)
 	// SealedSince is when the oldest bucket still sealed by a change was sealed (zero: none is). A
 	// campaign split into buckets is sealed while a change runs; sealed long after, the change was cut
 	// short and nothing will finish it (see Reconcile).

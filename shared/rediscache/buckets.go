@@ -129,13 +129,14 @@ func (c *Cache) applyBuckets(ctx context.Context, camp domain.Campaign, fields [
 		}
 	}
 	gen := newGen(mode, camp.Version)
+	run := newAttempt()
 	now := time.Now().UnixMilli()
 	sealed := make([]int64, n)
 	opened := make([]bool, n)
 	allOpen := true
 	for b := 0; b < n; b++ {
 		k := keysOfBucket(camp.ID, b)
-		args := append([]any{camp.Version, gen, mode, expect, now, floor}, fields...)
+		args := append([]any{camp.Version, gen, mode, expect, now, floor, run}, fields...)
 		v, err := c.runDurable(ctx, c.scripts.seal, []string{k.camp, k.held, k.claims, k.grants, k.pending, c.markers.of(k.camp), k.loansOut, k.loansIn}, args...).Result()
 		if err != nil {
 			return ApplyResult{}, classify(err)
@@ -157,6 +158,11 @@ func (c *Cache) applyBuckets(ctx context.Context, camp domain.Campaign, fields [
 		sealed[b], _ = arr[2].(int64)
 		if b == 0 {
 			floor, _ = arr[3].(int64) // the generation's floor, as its first run stored it
+			// Only the run that created bucket 0 creates the others: another run's precheck may be older
+			// than that creation, and a bucket it finds absent now was created, sold from and evicted.
+			if by, _ := arr[len(arr)-1].(string); mode == "create" && (len(arr) < 5 || by != run) {
+				mode = "fence"
+			}
 		}
 		opened[b] = status == 2
 		allOpen = allOpen && opened[b]
@@ -315,7 +321,12 @@ func (c *Cache) campaignOfBuckets(ctx context.Context, id string, n int) (Cached
 	for b := 0; b < n; b++ {
 		vals := hs[b].Val()
 		if vals[0] == nil {
-			return CachedCampaign{}, nil
+			// Absent if one bucket is, but with every bucket's reservations (the rebuild counts them).
+			var pending int64
+			for _, p := range ps {
+				pending += p.Val()
+			}
+			return CachedCampaign{Pending: pending}, nil
 		}
 		if v := toInt(vals[0]); b == 0 || v < view.Version {
 			view.Version, view.Stock = v, toInt(vals[1])

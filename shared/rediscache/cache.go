@@ -237,7 +237,8 @@ func (c *Cache) Campaign(ctx context.Context, id string) (CachedCampaign, error)
 	}
 	vals := h.Val()
 	if vals[0] == nil {
-		return CachedCampaign{}, nil
+		// Absent (evicted), but reservations may have outlived the entry: the rebuild counts them.
+		return CachedCampaign{Pending: p.Val()}, nil
 	}
 	return CachedCampaign{Present: true, Version: toInt(vals[0]), Stock: toInt(vals[1]), Issued: toInt(vals[2]),
 		Remaining: toInt(vals[3]), Pending: p.Val()}, nil

@@ -7,7 +7,12 @@
 -- KEYS: bucket hash, loans-in hash
 -- ARGV: loan_id, units, gen (the lender's when it lent), lender bucket, now_ms
 -- Returns 1 when applied (now or before), 0 when dropped, 2 when it must wait
-local prev = redis.call('HGET', KEYS[2], ARGV[1])
+-- The receipt is recorded twice: in loans-in, and in the bucket's own entry ('loan:<id>'). loans-in is
+-- a key of its own, written once per loan and read again only when the sweep re-sends the loan: the
+-- first key of a busy bucket that an eviction takes, while the entry stays. A loan it alone remembered
+-- would then be applied a second time. The entry's record goes only with the entry (a bucket that is
+-- gone takes no loan) or with the next generation's seal.
+local prev = redis.call('HGET', KEYS[2], ARGV[1]) or redis.call('HGET', KEYS[1], 'loan:' .. ARGV[1])
 if prev then return tonumber(string.sub(prev, 1, 1)) end
 local c = redis.call('HMGET', KEYS[1], 'alloc', 'issued', 'sealed', 'gen')
 local units = tonumber(ARGV[2])
@@ -20,5 +25,7 @@ if same and units > 0 then
   redis.call('HDEL', KEYS[1], 'dry_until')
   applied = 1
 end
-redis.call('HSET', KEYS[2], ARGV[1], applied .. '|' .. ARGV[2] .. '|' .. ARGV[3] .. '|' .. ARGV[4] .. '|' .. ARGV[5])
+local rec = applied .. '|' .. ARGV[2] .. '|' .. ARGV[3] .. '|' .. ARGV[4] .. '|' .. ARGV[5]
+redis.call('HSET', KEYS[2], ARGV[1], rec)
+if c[1] then redis.call('HSET', KEYS[1], 'loan:' .. ARGV[1], rec) end
 return applied
