@@ -7,6 +7,8 @@ import (
 	"github.com/benefit-issuance/benefits/shared/domain"
 	"time"
 
+	"golang.org/x/sync/errgroup"
+
 	"github.com/benefit-issuance/benefits/shared/fault"
 	"github.com/benefit-issuance/benefits/shared/ledger"
 	"github.com/benefit-issuance/benefits/shared/mqhandler"
@@ -147,10 +149,8 @@ func (j *Jobs) backstop(ctx context.Context, s session) (sessionResult, error) {
 		res.inserted += lr.Inserted
 		res.duplicates += lr.Duplicates
 		res.poison += lr.Poison
-		for _, d := range batch {
-			if err := d.Ack(ctx); err != nil {
-				return res, fault.Retryable(fmt.Errorf("grant backstop ack %s: %w", d.ID, err))
-			}
+		if err := ackAll(ctx, batch); err != nil {
+			return res, err
 		}
 	}
 	return res, j.store.FinishBackstopRun(ctx, id)
@@ -163,4 +163,25 @@ func (j *Jobs) GrantBackstop(ctx context.Context) (Report, error) {
 	s, err := j.backstop(ctx, session{kind: domain.BackstopSession, budget: j.cfg.BackstopBudget, emptyReceives: 1})
 	r.Received, r.Inserted, r.Note = s.received, s.inserted, s.note
 	return r, err
+}
+
+// ackConcurrency bounds the acknowledgements in flight at once. Each is a call to the broker of its
+// own; one after another they were most of a rebuild's drain (7,638 grants took 19 s).
+const ackConcurrency = 16
+
+// ackAll acknowledges a batch whose grants are all in MySQL, several at a time. A failed ack is
+// harmless (the grant comes back after its invisible time and is a duplicate then), but the session
+// stays unfinished, as for any failure.
+func ackAll(ctx context.Context, batch []GrantDelivery) error {
+	g, gctx := errgroup.WithContext(ctx)
+	g.SetLimit(ackConcurrency)
+	for _, d := range batch {
+		g.Go(func() error {
+			if err := d.Ack(gctx); err != nil {
+				return fault.Retryable(fmt.Errorf("grant backstop ack %s: %w", d.ID, err))
+			}
+			return nil
+		})
+	}
+	return g.Wait()
 }
