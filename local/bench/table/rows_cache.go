@@ -127,20 +127,18 @@ func (b *bench) convergenceRows(ctx context.Context) error {
 	return nil
 }
 
-// wipeRows: a claim rush over HTTP (a load process of its own, 16 clients), Redis wiped (FLUSHALL)
-// 5 s into it; the time from the wipe to the next granted claim, beside the time the ledger needs to
-// record the grants acknowledged before the wipe (MySQL's issued count reaching Redis's just before).
-//
-// It runs on a private stack of its own: the rebuild first drains the grant backstop's group, which
-// holds every grant since it was created, and in production its minute timer keeps that group
-// drained; on the bench's stack (no cron timers) it would hold every grant of the rows before.
-func (b *bench) wipeRows(ctx context.Context) error {
-	logFile, err := os.Create(filepath.Join(b.out, "stack-wipe.log"))
+// onSecondStack runs rows on a private stack of its own, with Toxiproxy between the functions and
+// Redis (the outage is a cut of that link) whatever -toxiproxy says for the main one: the wipe's
+// rebuild first drains the grant backstop's group, which holds every grant since it was created, and
+// in production its minute timer keeps that group drained; on the bench's stack (no cron timers) it
+// would hold every grant of the rows before.
+func (b *bench) onSecondStack(ctx context.Context, rows func(context.Context) error) error {
+	logFile, err := os.Create(filepath.Join(b.out, "stack-second.log"))
 	if err != nil {
 		return err
 	}
 	defer logFile.Close()
-	b.progress("  starting a second private stack for the wipe (its log: %s)", logFile.Name())
+	b.progress("  starting a second private stack for the outage and wipe rows (its log: %s)", logFile.Name())
 	sctx, cancel := context.WithTimeout(ctx, 3*time.Minute)
 	s2, err := stack.Start(sctx, stack.Options{
 		Root: b.fnRoot, HTTPAddr: "127.0.0.1:0", BrokerAddr: "127.0.0.1:0", ToxiproxyAddr: "127.0.0.1:0",
@@ -163,7 +161,14 @@ func (b *bench) wipeRows(ctx context.Context) error {
 	if r, err := b.client.Do("POST", "/_local/timers/timer/cache-rebuild", "", nil); err != nil || r.Status != 200 {
 		return fmt.Errorf("cache rebuild: %v %d %s", err, r.Status, r.Raw)
 	}
-	db, err := sql.Open("mysql", s2.MySQLDSN)
+	return rows(ctx)
+}
+
+// wipeRows: a claim rush over HTTP (a load process of its own, 16 clients), Redis wiped (FLUSHALL)
+// 5 s into it; the time from the wipe to the next granted claim, beside the time the ledger needs to
+// record the grants acknowledged before the wipe (MySQL's issued count reaching Redis's just before).
+func (b *bench) wipeRows(ctx context.Context) error {
+	db, err := sql.Open("mysql", b.s.MySQLDSN)
 	if err != nil {
 		return err
 	}
