@@ -4,11 +4,12 @@ import (
 	"context"
 	"errors"
 	"fmt"
-	"github.com/benefit-issuance/benefits/shared/domain"
+	"sync"
 	"time"
 
 	"golang.org/x/sync/errgroup"
 
+	"github.com/benefit-issuance/benefits/shared/domain"
 	"github.com/benefit-issuance/benefits/shared/fault"
 	"github.com/benefit-issuance/benefits/shared/ledger"
 	"github.com/benefit-issuance/benefits/shared/mqhandler"
@@ -116,42 +117,68 @@ func (j *Jobs) backstop(ctx context.Context, s session) (sessionResult, error) {
 	if err != nil {
 		return res, err
 	}
+	// Several receivers at once (Config.BackstopReceivers): each batch is a hold, a receive of at most
+	// 32, a MySQL transaction and its acks, so one receiver drained about 700 grants a second, less
+	// than a rush publishes. Each receiver records its hold before its receive, so the latest hold
+	// still covers every receive in flight.
 	book := ledger.New(j.store)
-	empties := 0
-	for first := true; time.Since(start) < s.budget; first = false {
-		if !first {
-			if err := j.store.HoldBackstopRun(ctx, id, receiveHold); err != nil {
-				return res, err
+	var mu sync.Mutex
+	empties, stop := 0, false
+	g, gctx := errgroup.WithContext(ctx)
+	for w := 0; w < j.cfg.BackstopReceivers; w++ {
+		g.Go(func() error {
+			for first := w == 0; ; first = false {
+				mu.Lock()
+				done := stop || time.Since(start) >= s.budget
+				mu.Unlock()
+				if done {
+					return nil
+				}
+				if !first {
+					if err := j.store.HoldBackstopRun(gctx, id, receiveHold); err != nil {
+						return err
+					}
+				}
+				batch, err := j.src.Receive(gctx, j.cfg.BackstopBatch, j.cfg.BackstopInvisible)
+				if err != nil {
+					return fault.Retryable(fmt.Errorf("grant backstop receive: %w", err))
+				}
+				mu.Lock()
+				if len(batch) == 0 {
+					empties++
+					if empties >= s.emptyReceives && time.Since(start) >= s.emptyAfter {
+						// Drained once every receiver's batch in hand is written and acknowledged,
+						// which g.Wait awaits.
+						res.drained, stop = true, true
+					}
+					mu.Unlock()
+					continue
+				}
+				empties = 0
+				res.received += len(batch)
+				mu.Unlock()
+				msgs := make([]mqhandler.Message, len(batch))
+				for i, d := range batch {
+					msgs[i] = mqhandler.Message{ID: d.ID, Body: d.Body}
+				}
+				lr, err := book.Record(gctx, msgs)
+				if err != nil {
+					return fmt.Errorf("grant backstop write: %w", err)
+				}
+				mu.Lock()
+				res.inserted += lr.Inserted
+				res.duplicates += lr.Duplicates
+				res.poison += lr.Poison
+				mu.Unlock()
+				if err := ackAll(gctx, batch); err != nil {
+					return err
+				}
 			}
-		}
-		batch, err := j.src.Receive(ctx, j.cfg.BackstopBatch, j.cfg.BackstopInvisible)
-		if err != nil {
-			return res, fault.Retryable(fmt.Errorf("grant backstop receive: %w", err))
-		}
-		if len(batch) == 0 {
-			empties++
-			if empties >= s.emptyReceives && time.Since(start) >= s.emptyAfter {
-				res.drained = true
-				break
-			}
-			continue
-		}
-		empties = 0
-		res.received += len(batch)
-		msgs := make([]mqhandler.Message, len(batch))
-		for i, d := range batch {
-			msgs[i] = mqhandler.Message{ID: d.ID, Body: d.Body}
-		}
-		lr, err := book.Record(ctx, msgs)
-		if err != nil {
-			return res, fmt.Errorf("grant backstop write: %w", err)
-		}
-		res.inserted += lr.Inserted
-		res.duplicates += lr.Duplicates
-		res.poison += lr.Poison
-		if err := ackAll(ctx, batch); err != nil {
-			return res, err
-		}
+		})
+	}
+	if err := g.Wait(); err != nil {
+		res.drained = false
+		return res, err
 	}
 	return res, j.store.FinishBackstopRun(ctx, id)
 }

@@ -279,38 +279,42 @@ func TestBackstopSessionsExcludeEachOther(t *testing.T) {
 }
 
 // twoBrokers serves receives round-robin from two brokers' queues, as a RocketMQ 5 proxy serves each
-// receive from one broker of the topic; an acknowledged message is gone.
+// receive from one broker of the topic; a received message is invisible until acknowledged (its
+// invisible time never runs out here), and an acknowledged message is gone.
 type twoBrokers struct {
-	mu     sync.Mutex
-	queues [2][][]byte
-	next   int
+	mu       sync.Mutex
+	queues   [2][][]byte
+	next     int
+	inFlight map[string]bool
 }
 
 func (b *twoBrokers) Receive(_ context.Context, max int, _ time.Duration) ([]timer.GrantDelivery, error) {
 	b.mu.Lock()
 	defer b.mu.Unlock()
+	if b.inFlight == nil {
+		b.inFlight = map[string]bool{}
+	}
 	q := b.next
 	b.next = 1 - b.next
 	var out []timer.GrantDelivery
 	for i, body := range b.queues[q] {
+		id := fmt.Sprint(q, "-", i)
 		if len(out) == max {
 			break
 		}
-		i := i
-		out = append(out, timer.GrantDelivery{ID: fmt.Sprint(q, "-", i), Body: body, Ack: func(context.Context) error {
+		if body == nil || b.inFlight[id] {
+			continue
+		}
+		b.inFlight[id] = true
+		out = append(out, timer.GrantDelivery{ID: id, Body: body, Ack: func(context.Context) error {
 			b.mu.Lock()
 			defer b.mu.Unlock()
 			b.queues[q][i] = nil
+			delete(b.inFlight, id)
 			return nil
 		}})
 	}
-	kept := out[:0]
-	for _, d := range out {
-		if d.Body != nil {
-			kept = append(kept, d)
-		}
-	}
-	return kept, nil
+	return out, nil
 }
 
 // One empty receive says nothing about the other brokers: the drain needs as many empty receives in a
@@ -330,8 +334,9 @@ func TestDrainNeedsAnEmptyReceivePerBroker(t *testing.T) {
 	if err := f.cache.ClearReady(ctx); err != nil {
 		t.Fatal(err)
 	}
-	// Believing the first empty answer misses the grant on the second broker.
-	r, err := f.jobs(t0, timer.Config{ClaimWindow: time.Millisecond}).Run(ctx, timer.JobCacheRebuild)
+	// Believing the first empty answer misses the grant on the second broker (one receiver, so that
+	// the empty answer comes first).
+	r, err := f.jobs(t0, timer.Config{ClaimWindow: time.Millisecond, BackstopReceivers: 1}).Run(ctx, timer.JobCacheRebuild)
 	if err != nil || !r.Rebuilt || r.Received != 0 || f.issued("c") != 0 {
 		t.Fatalf("rebuild with one empty receive: %+v %v, issued %d", r, err, f.issued("c"))
 	}

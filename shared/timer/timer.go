@@ -87,6 +87,9 @@ type Config struct {
 	// accepts (ProxyConfig.minInvisibleTimeMillsForRecv).
 	BackstopInvisible time.Duration
 	BackstopBatch     int // grants per receive (32)
+	// BackstopReceivers is how many receive-write-acknowledge loops a session runs at once (4): a
+	// receive returns at most 32 grants (the proxy's cap), and one loop drained about 700 a second.
+	BackstopReceivers int
 
 	// The cache rebuild's drain of the backstop (rebuild.go).
 	DrainBudget   time.Duration // a rebuild's drain, and its wait for a dead session's hold (25s)
@@ -129,6 +132,9 @@ func (c *Config) defaults() {
 	}
 	if c.BackstopBatch <= 0 {
 		c.BackstopBatch = 32
+	}
+	if c.BackstopReceivers <= 0 {
+		c.BackstopReceivers = 4
 	}
 	if c.DrainBudget <= 0 {
 		c.DrainBudget = 25 * time.Second
