@@ -122,7 +122,7 @@ func (j *Jobs) backstop(ctx context.Context, s session) (sessionResult, error) {
 	// than a rush publishes. Each receiver records its hold before its receive, so the latest hold
 	// still covers every receive in flight.
 	book := ledger.New(j.store)
-	var mu sync.Mutex
+	var mu, holdMu sync.Mutex
 	empties, stop := 0, false
 	g, gctx := errgroup.WithContext(ctx)
 	for w := 0; w < j.cfg.BackstopReceivers; w++ {
@@ -135,7 +135,13 @@ func (j *Jobs) backstop(ctx context.Context, s session) (sessionResult, error) {
 					return nil
 				}
 				if !first {
-					if err := j.store.HoldBackstopRun(gctx, id, receiveHold); err != nil {
+					// One hold at a time: two at once could land out of order, the later write
+					// holding less than the receive before it needs, or find nothing to change
+					// within one microsecond and be taken for a finished run.
+					holdMu.Lock()
+					err := j.store.HoldBackstopRun(gctx, id, receiveHold)
+					holdMu.Unlock()
+					if err != nil {
 						return err
 					}
 				}
