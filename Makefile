@@ -73,7 +73,7 @@ test-short: lint
 	@$(GO) test -count=1 -short ./...
 
 # One table of our figures, each beside a reference measured in the same run on a private stack
-# (local/bench/table); also written to local/bench/results/latest.json. About 3 to 4 minutes.
+# (local/bench/table); also written to local/bench/results/latest.json. About 6 minutes.
 bench: build
 	@echo "==> benchmarks (figures are side by side in one run; absolute numbers are context only)"
 	@$(GO) run ./local/bench/table
