@@ -54,7 +54,7 @@ func (s *Store) RecordClaims(ctx context.Context, claims []domain.Claim) (Record
 		for i, c := range unique {
 			ids[i] = c.ID
 		}
-		found, err := existingClaimsTx(ctx, tx, ids)
+		found, err := existingClaims(ctx, tx, ids) // read in the transaction
 		if err != nil {
 			return err
 		}
@@ -126,8 +126,13 @@ func recordAllNew(ctx context.Context, tx *sql.Tx, claims []domain.Claim, res *R
 	return applyCounts(ctx, tx, issued, debits)
 }
 
-// existingClaimsTx reports which of ids are recorded, reading in the transaction.
-func existingClaimsTx(ctx context.Context, tx *sql.Tx, ids []string) (map[string]bool, error) {
+// querier is what existingClaims reads through: the pool, or a transaction.
+type querier interface {
+	QueryContext(ctx context.Context, query string, args ...any) (*sql.Rows, error)
+}
+
+// existingClaims reports which of ids are recorded, in IN lists of at most claimRowsPerInsert.
+func existingClaims(ctx context.Context, q querier, ids []string) (map[string]bool, error) {
 	out := make(map[string]bool, len(ids))
 	for start := 0; start < len(ids); start += claimRowsPerInsert {
 		part := ids[start:min(start+claimRowsPerInsert, len(ids))]
@@ -135,7 +140,7 @@ func existingClaimsTx(ctx context.Context, tx *sql.Tx, ids []string) (map[string
 		for i, id := range part {
 			args[i] = id
 		}
-		rows, err := tx.QueryContext(ctx, "SELECT id FROM claims WHERE id IN (?"+strings.Repeat(", ?", len(part)-1)+")", args...)
+		rows, err := q.QueryContext(ctx, "SELECT id FROM claims WHERE id IN (?"+strings.Repeat(", ?", len(part)-1)+")", args...)
 		if err != nil {
 			return nil, classify(err)
 		}
@@ -340,31 +345,7 @@ func (s *Store) IssuedAndRecorded(ctx context.Context, campaignID string, ids []
 }
 
 func (s *Store) ExistingClaims(ctx context.Context, ids []string) (map[string]bool, error) {
-	out := make(map[string]bool, len(ids))
-	for start := 0; start < len(ids); start += 500 {
-		end := min(start+500, len(ids))
-		args := make([]any, 0, end-start)
-		for _, id := range ids[start:end] {
-			args = append(args, id)
-		}
-		rows, err := s.db.QueryContext(ctx, "SELECT id FROM claims WHERE id IN (?"+strings.Repeat(", ?", len(args)-1)+")", args...)
-		if err != nil {
-			return nil, classify(err)
-		}
-		for rows.Next() {
-			var id string
-			if err := rows.Scan(&id); err != nil {
-				rows.Close()
-				return nil, classify(err)
-			}
-			out[id] = true
-		}
-		rows.Close()
-		if err := rows.Err(); err != nil {
-			return nil, classify(err)
-		}
-	}
-	return out, nil
+	return existingClaims(ctx, s.db, ids)
 }
 
 // CampaignClaims pages through a campaign's recorded claims by id, for the cache rebuild.
