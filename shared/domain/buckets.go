@@ -37,6 +37,9 @@ type Reallocation struct {
 	Shortfall int64
 	// Share is what each bucket's allocation grows by.
 	Share []int64
+	// Over: the stock is below what the buckets count as issued (floor included), so a reservation
+	// released from now on gives its unit up instead of selling it again.
+	Over bool
 }
 
 // Reallocate shares stock among buckets sealed at the allocations sealed, never handing out more than
@@ -53,6 +56,7 @@ func Reallocate(stock, floor int64, sealed []int64) Reallocation {
 		r.Shortfall = floor - held
 		held = floor
 	}
+	r.Over = stock < held
 	left := stock - held
 	if left <= 0 || len(sealed) == 0 {
 		return r

@@ -15,7 +15,9 @@ func TestReallocate(t *testing.T) {
 	}{
 		{"fresh campaign shares evenly", 100, 0, []int64{0, 0, 0, 0}, Reallocation{Share: []int64{25, 25, 25, 25}}},
 		{"the remainder goes to the first buckets", 10, 0, []int64{0, 0, 0, 0}, Reallocation{Share: []int64{3, 3, 2, 2}}},
-		{"stock lowered below what was issued hands out nothing", 10, 0, []int64{5, 4, 3}, Reallocation{Share: []int64{0, 0, 0}}},
+		{"stock lowered below what was issued hands out nothing", 10, 0, []int64{5, 4, 3}, Reallocation{Share: []int64{0, 0, 0}, Over: true}},
+		{"stock lowered to exactly what was issued is not over", 12, 0, []int64{5, 4, 3}, Reallocation{Share: []int64{0, 0, 0}}},
+		{"a floor above the stock is over", 10, 11, []int64{3, 3}, Reallocation{Shortfall: 5, Share: []int64{0, 0}, Over: true}},
 		{"stock lowered to just above what was issued", 13, 0, []int64{5, 4, 3}, Reallocation{Share: []int64{1, 0, 0}}},
 		{"a floor above the buckets' counts is a shortfall and is not sold again", 100, 30, []int64{10, 10, 0}, Reallocation{Shortfall: 10, Share: []int64{24, 23, 23}}},
 		{"a floor below the buckets' counts changes nothing", 12, 5, []int64{3, 3, 3}, Reallocation{Share: []int64{1, 1, 1}}},

@@ -173,7 +173,7 @@ func (c *Cache) applyBuckets(ctx context.Context, camp domain.Campaign, fields [
 	}
 	re := domain.Reallocate(camp.Stock, floor, sealed)
 	over := 0
-	if camp.Stock < sum(sealed)+re.Shortfall {
+	if re.Over {
 		over = 1
 	}
 	for b := 0; b < n; b++ {
@@ -189,13 +189,6 @@ func (c *Cache) applyBuckets(ctx context.Context, camp domain.Campaign, fields [
 		}
 	}
 	return ApplyResult{Applied: true, CachedVersion: camp.Version}, nil
-}
-
-func sum(xs []int64) (s int64) {
-	for _, x := range xs {
-		s += x
-	}
-	return s
 }
 
 // bucketsPresent counts the buckets of campaign id whose entry exists, and says whether the slot of

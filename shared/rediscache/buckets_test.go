@@ -378,3 +378,10 @@ func TestGrantStreamsOfBuckets(t *testing.T) {
 		}
 	}
 }
+
+func sum(xs []int64) (s int64) {
+	for _, x := range xs {
+		s += x
+	}
+	return s
+}
