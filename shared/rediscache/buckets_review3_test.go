@@ -117,6 +117,14 @@ func TestARebuiltEntryCountsTheReservationsThatOutlivedIt(t *testing.T) {
 	}
 }
 
+// evictBucket deletes every key of bucket b of campaign id, as an eviction of the whole bucket would.
+func evictBucket(t *testing.T, rdb redis.UniversalClient, id string, b int) {
+	k := keysOfBucket(id, b)
+	if err := rdb.Del(context.Background(), k.camp, k.held, k.claims, k.grants, k.pending, k.loansIn, k.loansOut).Err(); err != nil {
+		t.Error(err)
+	}
+}
+
 // afterPrecheck runs fn once, right after applyBuckets' bucketsPresent pipeline.
 type afterPrecheck struct {
 	fn   func()
@@ -152,7 +160,6 @@ func TestOnlyTheDeliveryThatCreatedBucketZeroCreatesBuckets(t *testing.T) {
 	const n = 4
 	camp := bucketed("new", 100, 1, n)
 	sold := 0
-	k2 := keysOfBucket("new", 2)
 	h := &afterPrecheck{}
 	h.fn = func() {
 		// Delivery B, while A is paused after its precheck.
@@ -164,9 +171,7 @@ func TestOnlyTheDeliveryThatCreatedBucketZeroCreatesBuckets(t *testing.T) {
 				sold++
 			}
 		}
-		if err := rdb.Del(ctx, k2.camp, k2.held, k2.claims, k2.grants, k2.pending, k2.loansIn, k2.loansOut).Err(); err != nil {
-			t.Error(err)
-		}
+		evictBucket(t, rdb, "new", 2)
 	}
 	rdb.AddHook(h)
 	res, err := c.ApplyCampaign(ctx, camp, 0) // delivery A

@@ -264,10 +264,7 @@ func TestAnEvictedBucketIsNotRecreatedByARedelivery(t *testing.T) {
 			sold++
 		}
 	}
-	k2 := keysOfBucket("hot", 2)
-	if err := rdb.Del(ctx, k2.camp, k2.held, k2.claims, k2.grants, k2.pending, k2.loansIn, k2.loansOut).Err(); err != nil {
-		t.Fatal(err)
-	}
+	evictBucket(t, rdb, "hot", 2)
 	// The ledger recorded the 25 grants: MySQL's issued is 25, the floor cachesync passes.
 	res, err := c.ApplyCampaign(ctx, camp, int64(sold))
 	t.Logf("redelivered v1: %+v %v", res, err)
