@@ -895,19 +895,6 @@ func (b *bench) libraryRows(ctx context.Context) error {
 	cmd := exec.CommandContext(cctx, filepath.Join(b.tools, "claimbench"), "-addr", b.s.RedisAddr, "-db", "15",
 		"-c", strconv.Itoa(b.c), "-n", "50000", "-json", jsonPath)
 	cmd.Dir = b.root // it finds shared/rediscache/lua from here
-	var out bytes.Buffer
-	cmd.Stdout, cmd.Stderr = &out, &out
-	err := cmd.Run()
-	for _, l := range strings.Split(strings.TrimSpace(out.String()), "\n") {
-		fmt.Println("      " + l)
-	}
-	if err != nil {
-		return fmt.Errorf("local/bench/claim: %v", err)
-	}
-	data, err := os.ReadFile(jsonPath)
-	if err != nil {
-		return err
-	}
 	var rows []struct {
 		Path       string  `json:"path"`
 		C          int     `json:"c"`
@@ -918,7 +905,7 @@ func (b *bench) libraryRows(ctx context.Context) error {
 		RBChain    float64 `json:"rb_chain_per_sec"`
 		Errors     int     `json:"errors"`
 	}
-	if err := json.Unmarshal(data, &rows); err != nil {
+	if err := runJSONTool(cmd, "local/bench/claim", jsonPath, &rows); err != nil {
 		return err
 	}
 	for _, r := range rows {
@@ -1416,4 +1403,23 @@ func countProcesses(binary string) int {
 		}
 	}
 	return n
+}
+
+// runJSONTool runs a bench tool of its own process, echoes its output indented under the current
+// step, and decodes the figures it wrote with -json to jsonPath into v.
+func runJSONTool(cmd *exec.Cmd, name, jsonPath string, v any) error {
+	var out bytes.Buffer
+	cmd.Stdout, cmd.Stderr = &out, &out
+	err := cmd.Run()
+	for _, l := range strings.Split(strings.TrimSpace(out.String()), "\n") {
+		fmt.Println("      " + l)
+	}
+	if err != nil {
+		return fmt.Errorf("%s: %v", name, err)
+	}
+	data, err := os.ReadFile(jsonPath)
+	if err != nil {
+		return err
+	}
+	return json.Unmarshal(data, v)
 }

@@ -1,9 +1,7 @@
 package main
 
 import (
-	"bytes"
 	"context"
-	"encoding/json"
 	"fmt"
 	"os"
 	"os/exec"
@@ -36,19 +34,6 @@ func (b *bench) clusterRows(ctx context.Context) error {
 	// The standalone side runs on the stack's Redis (database 15, as the library rows); the cluster is
 	// the tool's own.
 	cmd.Env = append(os.Environ(), services.EnvRedisAddr+"="+b.s.RedisAddr, services.EnvRedisCluster+"=")
-	var out bytes.Buffer
-	cmd.Stdout, cmd.Stderr = &out, &out
-	err := cmd.Run()
-	for _, l := range strings.Split(strings.TrimSpace(out.String()), "\n") {
-		fmt.Println("      " + l)
-	}
-	if err != nil {
-		return fmt.Errorf("local/bench/cluster: %v", err)
-	}
-	data, err := os.ReadFile(jsonPath)
-	if err != nil {
-		return err
-	}
 	var f struct {
 		C                  int              `json:"c"`
 		Buckets            int              `json:"buckets"`
@@ -59,7 +44,7 @@ func (b *bench) clusterRows(ctx context.Context) error {
 		CallsBuckets       map[string]int64 `json:"calls_per_master_buckets"`
 		Errors             int              `json:"errors"`
 	}
-	if err := json.Unmarshal(data, &f); err != nil {
+	if err := runJSONTool(cmd, "local/bench/cluster", jsonPath, &f); err != nil {
 		return err
 	}
 	busiest := func(m map[string]int64) (float64, string) {
