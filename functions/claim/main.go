@@ -10,13 +10,14 @@ import (
 	"github.com/benefit-issuance/benefits/shared/config"
 	"github.com/benefit-issuance/benefits/shared/httpfc"
 	"github.com/benefit-issuance/benefits/shared/wiring"
+	"github.com/benefit-issuance/benefits/shared/wiring/mqwiring"
 )
 
 func main() {
 	cfg, log := wiring.Load("claim", config.EnvMySQLDSN, config.EnvRedisAddr, config.EnvRocketMQ, config.EnvJWTSecret)
 	store := wiring.Must(wiring.MySQL(cfg))
 	cache := wiring.Must(wiring.Redis(cfg))
-	pub := wiring.Must(wiring.Publisher(cfg))
+	pub := wiring.Must(mqwiring.Publisher(cfg))
 	verifier := wiring.Must(wiring.Verifier(cfg))
 	api := claiming.New(cache, pub, store, verifier, time.Now, claiming.Config{RateLimit: cfg.ClaimRateLimit})
 	httpfc.Run(api, log)

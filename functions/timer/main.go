@@ -11,15 +11,16 @@ import (
 	"github.com/benefit-issuance/benefits/shared/domain"
 	"github.com/benefit-issuance/benefits/shared/timer"
 	"github.com/benefit-issuance/benefits/shared/wiring"
+	"github.com/benefit-issuance/benefits/shared/wiring/mqwiring"
 )
 
 func main() {
 	cfg, log := wiring.Load("timer", config.EnvMySQLDSN, config.EnvRedisAddr, config.EnvRocketMQ)
 	store := wiring.Must(wiring.MySQL(cfg))
 	cache := wiring.Must(wiring.Redis(cfg))
-	pub := wiring.Must(wiring.Publisher(cfg))
-	backstop := wiring.GrantBackstop(cfg)
-	emptyReceives := wiring.Must(wiring.BackstopEmptyReceives())
+	pub := wiring.Must(mqwiring.Publisher(cfg))
+	backstop := mqwiring.GrantBackstop(cfg)
+	emptyReceives := wiring.Must(mqwiring.BackstopEmptyReceives())
 	jobs := timer.New(store, cache, pub, backstop, time.Now, timer.Config{
 		PendingTimeout: cfg.PendingTimeout, ReconcileGrace: cfg.ReconcileGrace, GrantBudget: cfg.GrantBatchLimit,
 		DrainEmptyReceives: emptyReceives,

@@ -22,7 +22,7 @@ import (
 	"github.com/benefit-issuance/benefits/local/fc"
 	"github.com/benefit-issuance/benefits/local/fctemplate"
 	"github.com/benefit-issuance/benefits/local/rocketmq"
-	"github.com/benefit-issuance/benefits/shared/mq"
+	"github.com/benefit-issuance/benefits/shared/mq/rmqclient"
 )
 
 var fnDir string // holds the compiled test function as fn/main
@@ -33,7 +33,7 @@ func TestMain(m *testing.M) {
 		panic(err)
 	}
 	fnDir = dir
-	mq.ConfigureClientLogging(filepath.Join(dir, "logs"))
+	rmqclient.ConfigureClientLogging(filepath.Join(dir, "logs"))
 	build := exec.Command("go", "build", "-o", filepath.Join(dir, "fn", "main"), "./testdata/fn")
 	build.Env = append(os.Environ(), "CGO_ENABLED=0")
 	if out, err := build.CombinedOutput(); err != nil {

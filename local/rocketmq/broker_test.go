@@ -19,7 +19,7 @@ import (
 	v2 "github.com/apache/rocketmq-clients/golang/v5/protocol/v2"
 
 	"github.com/benefit-issuance/benefits/local/rocketmq"
-	"github.com/benefit-issuance/benefits/shared/mq"
+	"github.com/benefit-issuance/benefits/shared/mq/rmqclient"
 )
 
 // Every test drives the broker through the official Go client only.
@@ -29,7 +29,7 @@ func TestMain(m *testing.M) {
 	if err != nil {
 		panic(err)
 	}
-	mq.ConfigureClientLogging(dir)
+	rmqclient.ConfigureClientLogging(dir)
 	code := m.Run()
 	os.RemoveAll(dir)
 	os.Exit(code)

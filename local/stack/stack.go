@@ -26,9 +26,9 @@ import (
 	"github.com/benefit-issuance/benefits/local/fctemplate"
 	"github.com/benefit-issuance/benefits/local/rocketmq"
 	"github.com/benefit-issuance/benefits/local/services"
-	"github.com/benefit-issuance/benefits/shared/mq"
+	"github.com/benefit-issuance/benefits/shared/mq/rmqclient"
 	"github.com/benefit-issuance/benefits/shared/mysqlstore"
-	"github.com/benefit-issuance/benefits/shared/wiring"
+	"github.com/benefit-issuance/benefits/shared/wiring/mqwiring"
 )
 
 // Options for Start. Zero values pick what `make run` uses.
@@ -223,7 +223,7 @@ func Start(ctx context.Context, o Options) (_ *Stack, err error) {
 
 	// The RocketMQ client logs to a file; ours (the triggers) and the functions' go to one folder.
 	clientLogs := filepath.Join(os.TempDir(), "benefits-rocketmq-client-logs")
-	mq.ConfigureClientLogging(clientLogs)
+	rmqclient.ConfigureClientLogging(clientLogs)
 	if o.Broker == "" {
 		o.Broker = os.Getenv("BROKER")
 	}
@@ -366,7 +366,7 @@ func (s *Stack) startApache(ctx context.Context, o Options, tpl *fctemplate.Temp
 	// Consumer groups too: the proxy refuses a gRPC consumer whose group does not exist ("group not
 	// found"), whatever autoCreateSubscriptionGroup says. The template's trigger groups, the timer's
 	// backstop group on the grants topic, and the end-to-end tests' DLQ reader.
-	groups := []apache.Group{{Name: wiring.DefaultBackstopGroup}, {Name: "GID_e2e_dlq_reader"}}
+	groups := []apache.Group{{Name: mqwiring.DefaultBackstopGroup}, {Name: "GID_e2e_dlq_reader"}}
 	for _, f := range tpl.Functions() {
 		for _, tr := range f.Triggers {
 			if tr.TriggerType != fctemplate.TriggerEventBridge {

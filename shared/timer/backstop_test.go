@@ -14,17 +14,18 @@ import (
 	"github.com/benefit-issuance/benefits/shared/domain"
 	"github.com/benefit-issuance/benefits/shared/fault"
 	"github.com/benefit-issuance/benefits/shared/mq"
+	"github.com/benefit-issuance/benefits/shared/mq/rmqclient"
 	"github.com/benefit-issuance/benefits/shared/mqhandler"
 	"github.com/benefit-issuance/benefits/shared/mysqlstore"
 	"github.com/benefit-issuance/benefits/shared/timer"
-	"github.com/benefit-issuance/benefits/shared/wiring"
+	"github.com/benefit-issuance/benefits/shared/wiring/mqwiring"
 )
 
 const grantsTopic = "benefit-grants"
 
 type broker struct {
 	addr string
-	pub  *mq.Publisher
+	pub  *rmqclient.Publisher
 }
 
 // withBroker starts the local RocketMQ broker for the test, a grants publisher (the claim function's)
@@ -33,7 +34,7 @@ type broker struct {
 func (f *fixture) withBroker() *broker {
 	f.t.Helper()
 	dir := f.t.TempDir()
-	mq.ConfigureClientLogging(dir)
+	rmqclient.ConfigureClientLogging(dir)
 	b, err := rocketmq.New(rocketmq.Config{MinInvisible: 100 * time.Millisecond, MinLongPolling: 100 * time.Millisecond})
 	if err != nil {
 		f.t.Fatal(err)
@@ -43,18 +44,18 @@ func (f *fixture) withBroker() *broker {
 		f.t.Fatal(err)
 	}
 	f.t.Cleanup(func() { srv.Close(); b.Close() })
-	pub, err := mq.NewPublisher(mq.Config{Endpoint: srv.Addr(), GrantsTopic: grantsTopic, ChangesTopic: "benefit-rule-changes", LogDir: dir})
+	pub, err := rmqclient.NewPublisher(rmqclient.Config{Endpoint: srv.Addr(), GrantsTopic: grantsTopic, ChangesTopic: "benefit-rule-changes", LogDir: dir})
 	if err != nil {
 		f.t.Fatal(err)
 	}
 	f.t.Cleanup(func() { _ = pub.Close() })
-	f.src = f.consumer(srv.Addr(), wiring.DefaultBackstopGroup)
+	f.src = f.consumer(srv.Addr(), mqwiring.DefaultBackstopGroup)
 	return &broker{addr: srv.Addr(), pub: pub}
 }
 
-func (f *fixture) consumer(addr, group string) *wiring.GrantConsumer {
+func (f *fixture) consumer(addr, group string) *mqwiring.GrantConsumer {
 	f.t.Helper()
-	c, err := wiring.NewGrantConsumer(wiring.BackstopConfig{Endpoint: addr, Group: group, Topic: grantsTopic, Await: 100 * time.Millisecond})
+	c, err := mqwiring.NewGrantConsumer(mqwiring.BackstopConfig{Endpoint: addr, Group: group, Topic: grantsTopic, Await: 100 * time.Millisecond})
 	if err != nil {
 		f.t.Fatal(err)
 	}

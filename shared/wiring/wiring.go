@@ -14,7 +14,6 @@ import (
 	"github.com/benefit-issuance/benefits/shared/auth"
 	"github.com/benefit-issuance/benefits/shared/config"
 	"github.com/benefit-issuance/benefits/shared/fault"
-	"github.com/benefit-issuance/benefits/shared/mq"
 	"github.com/benefit-issuance/benefits/shared/mysqlstore"
 	"github.com/benefit-issuance/benefits/shared/obs"
 	"github.com/benefit-issuance/benefits/shared/rediscache"
@@ -50,6 +49,11 @@ func Must[T any](v T, err error) T {
 var startUp = retryPolicy{budget: 6 * time.Second, first: 100 * time.Millisecond, max: time.Second}
 
 type retryPolicy struct{ budget, first, max time.Duration }
+
+// RetryStartUp is how a starting instance opens a dependency: retried with the startUp policy.
+func RetryStartUp[T any](what string, open func() (T, error)) (T, error) {
+	return retry(startUp, what, open)
+}
 
 // retry calls open until it succeeds, fails for good (fault.IsRetryable says no), or the next wait
 // would pass the budget; it returns the last error, with the number of attempts made.
@@ -121,16 +125,6 @@ func RedisClient(cfg config.Config) redis.UniversalClient {
 	return redis.NewClient(&redis.Options{
 		Addr: cfg.RedisAddr, Password: cfg.RedisPassword,
 		DialTimeout: dial, ReadTimeout: read, WriteTimeout: write, PoolSize: pool, MaxRetries: retries,
-	})
-}
-
-// Publisher starts the RocketMQ producer.
-func Publisher(cfg config.Config) (*mq.Publisher, error) {
-	return retry(startUp, "rocketmq producer", func() (*mq.Publisher, error) {
-		return mq.NewPublisher(mq.Config{
-			Endpoint: cfg.RocketMQ, AccessKey: cfg.RocketMQAccess, SecretKey: cfg.RocketMQSecret, Namespace: cfg.RocketMQNS,
-			ChangesTopic: cfg.TopicChanges, GrantsTopic: cfg.TopicGrants, GrantStartsTopic: cfg.TopicStarts,
-		})
 	})
 }
 

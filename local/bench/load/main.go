@@ -34,7 +34,7 @@ import (
 	"github.com/benefit-issuance/benefits/local/bench/internal/claimload"
 	"github.com/benefit-issuance/benefits/shared/auth"
 	"github.com/benefit-issuance/benefits/shared/domain"
-	"github.com/benefit-issuance/benefits/shared/mq"
+	"github.com/benefit-issuance/benefits/shared/mq/rmqclient"
 	"github.com/benefit-issuance/benefits/shared/rediscache"
 )
 
@@ -189,7 +189,7 @@ func brokerLoad(ctx context.Context, endpoint string, c, n int, d time.Duration)
 	if endpoint == "" {
 		return claimload.Result{}, 0, errors.New("broker needs -endpoint")
 	}
-	mq.ConfigureClientLogging(os.TempDir() + "/benefits-rocketmq-client-logs")
+	rmqclient.ConfigureClientLogging(os.TempDir() + "/benefits-rocketmq-client-logs")
 	const topic = "bench"
 	cfg := func(group string) *rmq.Config {
 		return &rmq.Config{Endpoint: endpoint, ConsumerGroup: group, Credentials: &credentials.SessionCredentials{}}

@@ -18,7 +18,7 @@ import (
 	v2 "github.com/apache/rocketmq-clients/golang/v5/protocol/v2"
 
 	"github.com/benefit-issuance/benefits/local/services"
-	"github.com/benefit-issuance/benefits/shared/mq"
+	"github.com/benefit-issuance/benefits/shared/mq/rmqclient"
 )
 
 // The command as the README and the issue write it: start, serve the official client, stop at once
@@ -28,7 +28,7 @@ func TestCommandServesStopsAndRestartsFromData(t *testing.T) {
 		t.Skip("builds and runs the command")
 	}
 	dir := t.TempDir()
-	mq.ConfigureClientLogging(filepath.Join(dir, "client-logs"))
+	rmqclient.ConfigureClientLogging(filepath.Join(dir, "client-logs"))
 	bin := filepath.Join(dir, "rocketmq-local")
 	if out, err := exec.Command("go", "build", "-o", bin, ".").CombinedOutput(); err != nil {
 		t.Fatalf("build: %v\n%s", err, out)

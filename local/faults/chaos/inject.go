@@ -15,6 +15,7 @@ import (
 	"github.com/benefit-issuance/benefits/local/stack"
 	"github.com/benefit-issuance/benefits/shared/domain"
 	"github.com/benefit-issuance/benefits/shared/mq"
+	"github.com/benefit-issuance/benefits/shared/mq/rmqclient"
 )
 
 // Target is what the injector acts on: the stack's processes and links. An Apache RocketMQ broker
@@ -119,7 +120,7 @@ type Deliveries interface {
 type injector struct {
 	target  Target
 	toxi    *toxiclient.Client
-	pub     *mq.Publisher
+	pub     *rmqclient.Publisher
 	deliver Deliveries
 	log     func(format string, args ...any)
 

@@ -25,7 +25,7 @@ import (
 	"github.com/benefit-issuance/benefits/local/stack"
 	"github.com/benefit-issuance/benefits/shared/auth"
 	"github.com/benefit-issuance/benefits/shared/domain"
-	"github.com/benefit-issuance/benefits/shared/mq"
+	"github.com/benefit-issuance/benefits/shared/mq/rmqclient"
 	"github.com/benefit-issuance/benefits/shared/rediscache"
 )
 
@@ -105,7 +105,7 @@ type runner struct {
 	s       *stack.Stack
 	db      *sql.DB
 	cache   *rediscache.Cache
-	pub     *mq.Publisher
+	pub     *rmqclient.Publisher
 	inj     *injector
 	out     io.Writer
 	secret  string
@@ -392,7 +392,7 @@ func (r *runner) start(ctx context.Context) error {
 	}
 	r.closers = append(r.closers, func() { rdb.Close() })
 	r.cache = rediscache.New(rdb)
-	if r.pub, err = mq.NewPublisher(mq.Config{Endpoint: r.s.Broker, ChangesTopic: topicChanges, GrantsTopic: topicGrants}); err != nil {
+	if r.pub, err = rmqclient.NewPublisher(rmqclient.Config{Endpoint: r.s.Broker, ChangesTopic: topicChanges, GrantsTopic: topicGrants}); err != nil {
 		return err
 	}
 	r.closers = append(r.closers, func() { r.pub.Close() })

@@ -1,4 +1,7 @@
-package mq
+// Package rmqclient is the RocketMQ 5 client side of package mq: the producer that sends its messages.
+// It is a package of its own so that a function that never talks to the broker (ledger, cachesync)
+// links none of the client's gRPC, protobuf and OpenTelemetry dependencies.
+package rmqclient
 
 import (
 	"context"
@@ -17,6 +20,7 @@ import (
 
 	"github.com/benefit-issuance/benefits/shared/domain"
 	"github.com/benefit-issuance/benefits/shared/fault"
+	"github.com/benefit-issuance/benefits/shared/mq"
 )
 
 // Config names the broker and the topics.
@@ -112,7 +116,7 @@ func NewPublisher(cfg Config) (*Publisher, error) {
 }
 
 // PublishChange sends {entity, id, version}; keyed by the entity so operators can find it.
-func (p *Publisher) PublishChange(ctx context.Context, ev ChangeEvent) error {
+func (p *Publisher) PublishChange(ctx context.Context, ev mq.ChangeEvent) error {
 	if err := ev.Validate(); err != nil {
 		return fault.Permanent(err)
 	}
@@ -133,13 +137,13 @@ func (p *Publisher) PublishGrant(ctx context.Context, c domain.Claim) error {
 		return fault.Permanent(err)
 	}
 	msg := &rmq.Message{Topic: p.cfg.GrantsTopic, Body: body}
-	msg.SetTag(TagGrant)
+	msg.SetTag(mq.TagGrant)
 	msg.SetKeys(c.ID)
 	return p.send(ctx, msg)
 }
 
 // PublishGrantStart sends g as a delay message delivered at deliverAt (now, if that has passed).
-func (p *Publisher) PublishGrantStart(ctx context.Context, g GrantStart, deliverAt time.Time) error {
+func (p *Publisher) PublishGrantStart(ctx context.Context, g mq.GrantStart, deliverAt time.Time) error {
 	if p.cfg.GrantStartsTopic == "" {
 		return fault.Permanent(fmt.Errorf("rocketmq: no grant-starts topic configured"))
 	}
@@ -148,7 +152,7 @@ func (p *Publisher) PublishGrantStart(ctx context.Context, g GrantStart, deliver
 		return fault.Permanent(err)
 	}
 	msg := &rmq.Message{Topic: p.cfg.GrantStartsTopic, Body: body}
-	msg.SetTag(TagGrantStart)
+	msg.SetTag(mq.TagGrantStart)
 	msg.SetKeys(g.CampaignID)
 	if now := time.Now(); deliverAt.Before(now) {
 		deliverAt = now
@@ -157,14 +161,14 @@ func (p *Publisher) PublishGrantStart(ctx context.Context, g GrantStart, deliver
 	return p.send(ctx, msg)
 }
 
-// PublishRebuildWake asks the timer to run its cache rebuild now (TagCacheRebuild). The grant-starts
+// PublishRebuildWake asks the timer to run its cache rebuild now (mq.TagCacheRebuild). The grant-starts
 // topic takes only delay messages, so it is due a second from now.
 func (p *Publisher) PublishRebuildWake(ctx context.Context) error {
 	if p.cfg.GrantStartsTopic == "" {
 		return fault.Permanent(fmt.Errorf("rocketmq: no grant-starts topic configured"))
 	}
 	msg := &rmq.Message{Topic: p.cfg.GrantStartsTopic, Body: []byte(`{"job":"cache-rebuild"}`)}
-	msg.SetTag(TagCacheRebuild)
+	msg.SetTag(mq.TagCacheRebuild)
 	msg.SetDelayTimestamp(time.Now().Add(time.Second))
 	return p.send(ctx, msg)
 }
@@ -184,29 +188,4 @@ func (p *Publisher) send(ctx context.Context, msg *rmq.Message) error {
 // Close stops the producer.
 func (p *Publisher) Close() error {
 	return p.producer.GracefulStop()
-}
-
-// PublishGrantWithin calls publish for c and waits at most d for it, even if the client overstays its
-// context (the RocketMQ client's own send retries were seen to take 5 s on a 3 s context). A send still
-// running after that may yet land: a duplicate, which the ledger ignores. An answer that arrives with
-// the deadline is the answer, not a timeout.
-func PublishGrantWithin(ctx context.Context, publish func(context.Context, domain.Claim) error, c domain.Claim, d time.Duration) error {
-	pctx, cancel := context.WithTimeout(ctx, d)
-	done := make(chan error, 1)
-	go func() {
-		defer cancel()
-		done <- publish(pctx, c)
-	}()
-	select {
-	case err := <-done:
-		return err
-	case <-pctx.Done():
-		// The publish's own return cancels pctx right after it answers: both may be ready at once.
-		select {
-		case err := <-done:
-			return err
-		default:
-		}
-		return fault.Retryable(fmt.Errorf("publishing grant %s: no answer within %s", c.ID, d))
-	}
 }

@@ -1,4 +1,8 @@
-package wiring
+// Package mqwiring builds the RocketMQ clients a function main needs from its configuration. It is
+// apart from package wiring so that the functions that never talk to the broker (ledger, cachesync)
+// link none of the client: it and its gRPC, protobuf and OpenTelemetry dependencies were 8 MB of
+// each binary.
+package mqwiring
 
 import (
 	"context"
@@ -17,7 +21,9 @@ import (
 	"github.com/benefit-issuance/benefits/shared/config"
 	"github.com/benefit-issuance/benefits/shared/fault"
 	"github.com/benefit-issuance/benefits/shared/mq"
+	"github.com/benefit-issuance/benefits/shared/mq/rmqclient"
 	"github.com/benefit-issuance/benefits/shared/timer"
+	"github.com/benefit-issuance/benefits/shared/wiring"
 )
 
 // EnvBackstopGroup names the timer's own consumer group on the grants topic (template.yml sets it).
@@ -64,7 +70,7 @@ func GrantBackstop(cfg config.Config) *LazyGrantSource {
 		group = DefaultBackstopGroup
 	}
 	return &LazyGrantSource{start: func() (*GrantConsumer, error) {
-		return retry(startUp, "rocketmq backstop consumer", func() (*GrantConsumer, error) {
+		return wiring.RetryStartUp("rocketmq backstop consumer", func() (*GrantConsumer, error) {
 			return NewGrantConsumer(BackstopConfig{Endpoint: cfg.RocketMQ, AccessKey: cfg.RocketMQAccess, SecretKey: cfg.RocketMQSecret,
 				Namespace: cfg.RocketMQNS, Group: group, Topic: cfg.TopicGrants, Await: 2 * time.Second})
 		})
@@ -103,7 +109,7 @@ func NewGrantConsumer(bc BackstopConfig) (*GrantConsumer, error) {
 	if bc.Await <= 0 {
 		bc.Await = 2 * time.Second
 	}
-	mq.ConfigureClientLogging("")
+	rmqclient.ConfigureClientLogging("")
 	c, err := rmq.NewSimpleConsumer(&rmq.Config{Endpoint: bc.Endpoint, NameSpace: bc.Namespace, ConsumerGroup: bc.Group,
 		Credentials: &credentials.SessionCredentials{AccessKey: bc.AccessKey, AccessSecret: bc.SecretKey}},
 		rmq.WithSimpleAwaitDuration(bc.Await),
@@ -138,3 +144,13 @@ func (g *GrantConsumer) Receive(ctx context.Context, max int, invisible time.Dur
 
 // Close stops the consumer.
 func (g *GrantConsumer) Close() error { return g.c.GracefulStop() }
+
+// Publisher starts the RocketMQ producer.
+func Publisher(cfg config.Config) (*rmqclient.Publisher, error) {
+	return wiring.RetryStartUp("rocketmq producer", func() (*rmqclient.Publisher, error) {
+		return rmqclient.NewPublisher(rmqclient.Config{
+			Endpoint: cfg.RocketMQ, AccessKey: cfg.RocketMQAccess, SecretKey: cfg.RocketMQSecret, Namespace: cfg.RocketMQNS,
+			ChangesTopic: cfg.TopicChanges, GrantsTopic: cfg.TopicGrants, GrantStartsTopic: cfg.TopicStarts,
+		})
+	})
+}
