@@ -63,6 +63,9 @@ type Row struct {
 	Detail    string   `json:"detail,omitempty"`
 }
 
+// buildFlags are the Makefile's GOFLAGS_BUILD: a function built here is built as make build builds it.
+var buildFlags = []string{"-trimpath", "-ldflags=-s -w", "-tags", "grpcnotrace"}
+
 func num(v float64) *float64 {
 	if math.IsNaN(v) || math.IsInf(v, 0) {
 		return nil
@@ -248,7 +251,7 @@ func (b *bench) buildTools(ctx context.Context) error {
 	for _, bl := range builds {
 		args := []string{"build", "-o", filepath.Join(b.tools, bl.out)}
 		if bl.fn { // as make build builds the functions
-			args = append(args, "-trimpath", "-ldflags=-s -w")
+			args = append(args, buildFlags...)
 		}
 		cmd := exec.CommandContext(ctx, "go", append(args, bl.pkg)...)
 		cmd.Dir = b.root
@@ -343,8 +346,8 @@ func (b *bench) profiledRoot(ctx context.Context) (map[string]string, error) {
 	if err := os.WriteFile(overlayPath, overlay, 0o644); err != nil {
 		return nil, err
 	}
-	cmd := exec.CommandContext(ctx, "go", "build", "-overlay", overlayPath, "-trimpath", "-ldflags=-s -w",
-		"-o", filepath.Join(root, "dist", "claim", "main"), "./functions/claim")
+	args := append(append([]string{"build", "-overlay", overlayPath}, buildFlags...), "-o", filepath.Join(root, "dist", "claim", "main"), "./functions/claim")
+	cmd := exec.CommandContext(ctx, "go", args...)
 	cmd.Dir = b.root
 	cmd.Env = append(os.Environ(), "GOOS=linux", "GOARCH=amd64", "CGO_ENABLED=0")
 	if out, err := cmd.CombinedOutput(); err != nil {
