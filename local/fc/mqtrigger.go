@@ -38,6 +38,7 @@ type mqTrigger struct {
 	run      fctemplate.RunOptions
 	workers  int // deliveryOption.concurrency: batches in flight at once
 	consumer rmq.SimpleConsumer
+	acker    *batchAcker // nil: each message is acknowledged through the consumer
 	dlq      rmq.Producer
 	dlqTopic string
 	cancel   context.CancelFunc
@@ -100,6 +101,11 @@ func (e *Emulator) startMQTrigger(f *function, name string, ec fctemplate.EventB
 		}
 		t.dlq = p
 	}
+	if a, err := newBatchAcker(e.cfg.BrokerEndpoint, src.GroupID, name); err == nil {
+		t.acker = a
+	} else {
+		e.log.Warn("trigger acknowledges one message per call: no connection of its own to the broker", "trigger", name, "err", err)
+	}
 	ctx, cancel := context.WithCancel(e.ctx)
 	t.cancel = cancel
 	e.wg.Add(1)
@@ -130,6 +136,9 @@ func (t *mqTrigger) stop() {
 		t.cancel()
 		<-t.done
 		_ = t.consumer.GracefulStop()
+		if t.acker != nil {
+			t.acker.close()
+		}
 		if t.dlq != nil {
 			_ = t.dlq.GracefulStop()
 		}
@@ -289,7 +298,11 @@ func truncate(s string, n int) string {
 	return s[:n]
 }
 
+// ack acknowledges a batch in one call where it can, and what that call left one message at a time.
 func (t *mqTrigger) ack(batch []*rmq.MessageView) {
+	if len(batch) > 1 && t.acker != nil {
+		batch = t.acker.ack(context.Background(), batch)
+	}
 	for _, mv := range batch {
 		if err := t.consumer.Ack(context.Background(), mv); err != nil {
 			t.e.log.Debug("ack failed", "err", err)
