@@ -59,6 +59,7 @@ import (
 	"os/exec"
 	"path/filepath"
 	"runtime"
+	"runtime/pprof"
 	"slices"
 	"strconv"
 	"strings"
@@ -87,7 +88,18 @@ func main() {
 	rate := flag.Int("rate", 20, "per-user rate limit passed to Claim (config default 20; 0 disables)")
 	pool := flag.Int("pool", 0, "go-redis pool size for ours (0: same as the concurrency)")
 	jsonOut := flag.String("json", "", "also write the rows to this file as JSON (for local/bench/table)")
+	cpuProfile := flag.String("cpuprofile", "", "write this process's CPU profile of the whole run (ours and redis-benchmark's runs alike) to this file")
 	flag.Parse()
+	if *cpuProfile != "" {
+		f, err := os.Create(*cpuProfile)
+		if err != nil {
+			fatalf("cpu profile: %v", err)
+		}
+		if err := pprof.StartCPUProfile(f); err != nil {
+			fatalf("cpu profile: %v", err)
+		}
+		defer pprof.StopCPUProfile()
+	}
 	var levels []int
 	for _, s := range strings.Split(*cs, ",") {
 		c, err := strconv.Atoi(strings.TrimSpace(s))
