@@ -106,9 +106,11 @@ run-cluster: build
 conformance:
 	@$(GO) run ./local/cmd/conformance --broker both --clients go,java,node,python
 
-# The end-to-end suite on Apache RocketMQ 5 instead of the emulator (one broker per stack).
+# The end-to-end suite on Apache RocketMQ 5 instead of the emulator (one broker per stack), after the
+# FC emulator's batch acknowledgement against the real proxy (about a minute).
 test-apache: build
-	@echo "==> end-to-end tests on Apache RocketMQ (BROKER=apache)"
+	@echo "==> the FC emulator's batch acknowledgement, then the end-to-end tests, on Apache RocketMQ (BROKER=apache)"
+	@BROKER=apache $(GO) test -count=1 -timeout 5m -run '^TestBatchAckerOnApacheRocketMQ$$' ./local/fc/
 	@$(GO) run ./local/cmd/services -- env BROKER=apache $(GO) test -count=1 -timeout 40m ./local/e2e/
 
 clean:

@@ -2,6 +2,7 @@ package fc
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"os"
 	"time"
@@ -41,21 +42,26 @@ func newBatchAcker(endpoint, group, trigger string) (*batchAcker, error) {
 	}, nil
 }
 
-// ack acknowledges batch, one call per topic, and returns the messages it could not: those the call
-// failed for, or whose entry the broker did not answer OK. The caller acknowledges those one by one.
-func (a *batchAcker) ack(ctx context.Context, batch []*rmq.MessageView) []*rmq.MessageView {
+// ack acknowledges batch, one call per topic, and returns the messages it could not (the call failed,
+// or the broker did not answer an entry OK) with why. The caller acknowledges those one by one.
+func (a *batchAcker) ack(ctx context.Context, batch []*rmq.MessageView) ([]*rmq.MessageView, error) {
 	byTopic := make(map[string][]*rmq.MessageView, 1)
 	for _, mv := range batch {
 		byTopic[mv.GetTopic()] = append(byTopic[mv.GetTopic()], mv)
 	}
 	var left []*rmq.MessageView
+	var errs []error
 	for topic, mvs := range byTopic {
-		left = append(left, a.ackTopic(ctx, topic, mvs)...)
+		l, err := a.ackTopic(ctx, topic, mvs)
+		left = append(left, l...)
+		if err != nil {
+			errs = append(errs, err)
+		}
 	}
-	return left
+	return left, errors.Join(errs...)
 }
 
-func (a *batchAcker) ackTopic(ctx context.Context, topic string, mvs []*rmq.MessageView) []*rmq.MessageView {
+func (a *batchAcker) ackTopic(ctx context.Context, topic string, mvs []*rmq.MessageView) ([]*rmq.MessageView, error) {
 	req := &v2.AckMessageRequest{Group: &v2.Resource{Name: a.group}, Topic: &v2.Resource{Name: topic},
 		Entries: make([]*v2.AckMessageEntry, len(mvs))}
 	for i, mv := range mvs {
@@ -69,12 +75,15 @@ func (a *batchAcker) ackTopic(ctx context.Context, topic string, mvs []*rmq.Mess
 		rmqmd.RequestID, newRequestID(), rmqmd.DateTime, time.Now().UTC().Format("20060102T150405Z"))
 	resp, err := a.svc.AckMessage(ctx, req)
 	if err != nil {
-		return mvs
+		return mvs, err
 	}
 	done := make(map[string]bool, len(mvs))
+	var refused *v2.Status
 	for _, e := range resp.GetEntries() {
 		if e.GetStatus().GetCode() == v2.Code_OK {
 			done[e.GetReceiptHandle()] = true
+		} else {
+			refused = e.GetStatus()
 		}
 	}
 	var left []*rmq.MessageView
@@ -83,7 +92,13 @@ func (a *batchAcker) ackTopic(ctx context.Context, topic string, mvs []*rmq.Mess
 			left = append(left, mv)
 		}
 	}
-	return left
+	if len(left) > 0 {
+		if refused == nil {
+			refused = resp.GetStatus()
+		}
+		return left, fmt.Errorf("%d of %d entries not acknowledged: %s %s", len(left), len(mvs), refused.GetCode(), refused.GetMessage())
+	}
+	return nil, nil
 }
 
 func (a *batchAcker) close() { _ = a.conn.Close() }

@@ -301,7 +301,10 @@ func truncate(s string, n int) string {
 // ack acknowledges a batch in one call where it can, and what that call left one message at a time.
 func (t *mqTrigger) ack(batch []*rmq.MessageView) {
 	if len(batch) > 1 && t.acker != nil {
-		batch = t.acker.ack(context.Background(), batch)
+		var err error
+		if batch, err = t.acker.ack(context.Background(), batch); err != nil {
+			t.e.log.Info("batch acknowledgement incomplete; the rest one by one", "function", t.f.def.FunctionName, "trigger", t.name, "err", err)
+		}
 	}
 	for _, mv := range batch {
 		if err := t.consumer.Ack(context.Background(), mv); err != nil {
