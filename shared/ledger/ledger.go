@@ -7,7 +7,6 @@ package ledger
 
 import (
 	"context"
-	"encoding/json"
 	"log/slog"
 
 	"github.com/benefit-issuance/benefits/shared/domain"
@@ -90,6 +89,6 @@ func (l *Ledger) recordPoison(ctx context.Context, m mqhandler.Message, cause er
 }
 
 // Invocation is the FC event function: a batch of CloudEvents in, a Result out.
-func (l *Ledger) Invocation(log *slog.Logger) func(context.Context, json.RawMessage) (Result, error) {
+func (l *Ledger) Invocation(log *slog.Logger) func(context.Context, []byte) (Result, error) {
 	return mqhandler.Serve(log, l.Record)
 }

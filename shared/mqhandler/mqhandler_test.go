@@ -9,6 +9,8 @@ import (
 	"testing"
 	"time"
 
+	"github.com/aliyun/fc-runtime-go-sdk/fc"
+
 	"github.com/benefit-issuance/benefits/shared/fault"
 )
 
@@ -209,5 +211,45 @@ func TestRetryStopsAtMaxElapsed(t *testing.T) {
 	err := h(context.Background(), Message{ID: "m"})
 	if !fault.IsRetryable(err) || calls != 2 || time.Since(start) > 200*time.Millisecond {
 		t.Fatalf("err %v after %d calls in %v; want the retryable error after 2 calls (20 ms, then 40 ms would pass 50 ms)", err, calls, time.Since(start))
+	}
+}
+
+// Through the FC runtime SDK's own handler adapter, as fc.Start runs it: the batch reaches Serve as FC
+// sent it (a []byte argument is passed through, not unmarshalled first), and a payload that is not
+// JSON still fails the invocation.
+func TestInvocationThroughTheRuntimeSDK(t *testing.T) {
+	raw, err := os.ReadFile("../fcevents/testdata/rocketmq-event-batch.json")
+	if err != nil {
+		t.Fatal(err)
+	}
+	var tags []string
+	h := fc.NewHandler(Invocation(func(ctx context.Context, msg Message) error {
+		tags = append(tags, msg.Tag)
+		return nil
+	}, slog.Default()))
+	for _, tc := range []struct {
+		name    string
+		payload []byte
+		want    string // the SDK's answer, or "" for an error
+	}{
+		{"batch", raw, `{"processed":2}`},
+		{"not JSON", []byte(`{"not":`), ""},
+		{"not an event", []byte(`42`), ""},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			out, err := h.Invoke(context.Background(), tc.payload)
+			if tc.want == "" {
+				if err == nil {
+					t.Fatalf("answered %s, want an error", out)
+				}
+				return
+			}
+			if err != nil || string(out) != tc.want {
+				t.Fatalf("answered %s, %v; want %s", out, err, tc.want)
+			}
+		})
+	}
+	if strings.Join(tags, ",") != "campaign,user" {
+		t.Fatalf("handled %v, want the batch's two messages", tags)
 	}
 }

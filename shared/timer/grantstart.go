@@ -107,10 +107,10 @@ func (g *GrantStarts) Handler() mqhandler.Handler {
 
 // Entry is the timer function's FC event function. Its timer triggers send a TimerEvent naming the
 // job; its grant-starts trigger sends RocketMQ CloudEvents (one, or a batch), each a grant start.
-func Entry(jobs *Jobs, starts *GrantStarts, log *slog.Logger) func(context.Context, json.RawMessage) (any, error) {
+func Entry(jobs *Jobs, starts *GrantStarts, log *slog.Logger) func(context.Context, []byte) (any, error) {
 	onTimer := jobs.Invocation(log)
 	onMessages := mqhandler.Invocation(starts.Handler(), log)
-	return func(ctx context.Context, payload json.RawMessage) (any, error) {
+	return func(ctx context.Context, payload []byte) (any, error) {
 		if !isTimerEvent(payload) {
 			return onMessages(ctx, payload)
 		}
