@@ -250,6 +250,37 @@ func TestInvisibleTimeRedeliversWithTheAttemptCounted(t *testing.T) {
 	}
 }
 
+// Acknowledging an acknowledged message again is answered OK, as Apache RocketMQ's proxy answers it
+// (the Go client does not report an ack's refusal, so the broker is asked directly); a handle that
+// names no finished message is still refused.
+func TestAckingAnAcknowledgedMessageAgainIsOK(t *testing.T) {
+	b, addr := startBroker(t, rocketmq.Config{})
+	p := newProducer(t, addr, rmq.WithTopics("t"))
+	c := newConsumer(t, addr, "GID_t", map[string]string{"t": "*"})
+	send(t, p, &rmq.Message{Topic: "t", Body: []byte("x")})
+	send(t, p, &rmq.Message{Topic: "t", Body: []byte("y")})
+	got := receive(t, c, 2, testInvisible, 3*time.Second)
+	if len(got) != 2 {
+		t.Fatalf("received %d of 2", len(got))
+	}
+	for _, mv := range got {
+		for i := range 2 {
+			if err := b.Ack("GID_t", "t", mv.GetMessageId(), mv.GetReceiptHandle()); err != nil {
+				t.Fatalf("ack %d of %s: %v", i+1, mv.GetBody(), err)
+			}
+		}
+	}
+	if err := b.Ack("GID_other", "t", got[0].GetMessageId(), got[0].GetReceiptHandle()); err == nil {
+		t.Fatal("another group's ack with this group's handle was taken")
+	}
+	if err := b.Ack("GID_t", "t", got[1].GetMessageId(), got[0].GetReceiptHandle()); err == nil {
+		t.Fatal("an ack naming another message than its handle was taken")
+	}
+	if more := receive(t, c, 1, testInvisible, testInvisible+500*time.Millisecond); len(more) != 0 {
+		t.Fatalf("acknowledged messages came back: %v", bodies(more))
+	}
+}
+
 func attemptOf(mvs []*rmq.MessageView) int32 {
 	if len(mvs) == 0 {
 		return 0
