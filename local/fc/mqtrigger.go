@@ -358,9 +358,24 @@ type cloudEvent struct {
 
 type cloudEventData struct {
 	Topic            string            `json:"topic"`
-	SystemProperties map[string]any    `json:"systemProperties"`
+	SystemProperties systemProperties  `json:"systemProperties"`
 	UserProperties   map[string]string `json:"userProperties"`
 	Body             string            `json:"body"`
+}
+
+// systemProperties are those EventBridge's RocketMQ source sets, numbers as numbers. A struct rather
+// than a map: encoding a batch then neither boxes nor sorts each event's keys (the trigger's encoding
+// of ledger batches was a fifth of the stack process's CPU while the ledger drained a backlog).
+type systemProperties struct {
+	UniqKey          string `json:"UNIQ_KEY"`
+	ConsumeStartTime int64  `json:"CONSUME_START_TIME"`
+	MsgRegion        string `json:"MSG_REGION"`
+	InstanceID       string `json:"INSTANCE_ID"`
+	TraceOn          string `json:"TRACE_ON"`
+	ReconsumeTimes   string `json:"RECONSUME_TIMES"`
+	BornTimestamp    int64  `json:"BORN_TIMESTAMP"`
+	Tags             string `json:"TAGS,omitempty"`
+	Keys             string `json:"KEYS,omitempty"`
 }
 
 // delivered is what the trigger takes from a received message to build its event.
@@ -376,16 +391,10 @@ type delivered struct {
 // properties stay numbers, as FC sends them.
 func (t *mqTrigger) cloudEvent(m delivered, attempt int32, now time.Time) cloudEvent {
 	source := "RocketMQ-Function-" + t.name
-	sp := map[string]any{
-		"UNIQ_KEY": m.ID, "CONSUME_START_TIME": now.UnixMilli(), "MSG_REGION": t.e.cfg.Region,
-		"INSTANCE_ID": t.src.InstanceId, "TRACE_ON": "true", "RECONSUME_TIMES": strconv.Itoa(int(attempt - 1)),
-		"BORN_TIMESTAMP": m.Born.UnixMilli(),
-	}
-	if m.Tag != "" {
-		sp["TAGS"] = m.Tag
-	}
-	if len(m.Keys) > 0 {
-		sp["KEYS"] = strings.Join(m.Keys, " ")
+	sp := systemProperties{
+		UniqKey: m.ID, ConsumeStartTime: now.UnixMilli(), MsgRegion: t.e.cfg.Region,
+		InstanceID: t.src.InstanceId, TraceOn: "true", ReconsumeTimes: strconv.Itoa(int(attempt - 1)),
+		BornTimestamp: m.Born.UnixMilli(), Tags: m.Tag, Keys: strings.Join(m.Keys, " "),
 	}
 	props := m.Props
 	if props == nil {
