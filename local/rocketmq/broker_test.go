@@ -250,9 +250,9 @@ func TestInvisibleTimeRedeliversWithTheAttemptCounted(t *testing.T) {
 	}
 }
 
-// Acknowledging an acknowledged message again is answered OK, as Apache RocketMQ's proxy answers it
-// (the Go client does not report an ack's refusal, so the broker is asked directly); a handle that
-// names no finished message is still refused.
+// Acknowledging an acknowledged message again is answered OK while its handle is unexpired, as Apache
+// RocketMQ's proxy answers it (the Go client does not report an ack's refusal, so the broker is asked
+// directly); a handle that names another group's or another message, or has expired, is refused.
 func TestAckingAnAcknowledgedMessageAgainIsOK(t *testing.T) {
 	b, addr := startBroker(t, rocketmq.Config{})
 	p := newProducer(t, addr, rmq.WithTopics("t"))
@@ -263,7 +263,8 @@ func TestAckingAnAcknowledgedMessageAgainIsOK(t *testing.T) {
 	if len(got) != 2 {
 		t.Fatalf("received %d of 2", len(got))
 	}
-	for _, mv := range got {
+	// The later message first: finished while the earlier one is still in flight, then both finished.
+	for _, mv := range []*rmq.MessageView{got[1], got[0]} {
 		for i := range 2 {
 			if err := b.Ack("GID_t", "t", mv.GetMessageId(), mv.GetReceiptHandle()); err != nil {
 				t.Fatalf("ack %d of %s: %v", i+1, mv.GetBody(), err)
@@ -278,6 +279,10 @@ func TestAckingAnAcknowledgedMessageAgainIsOK(t *testing.T) {
 	}
 	if more := receive(t, c, 1, testInvisible, testInvisible+500*time.Millisecond); len(more) != 0 {
 		t.Fatalf("acknowledged messages came back: %v", bodies(more))
+	}
+	// The proxy refuses an expired handle, whatever became of its message.
+	if err := b.Ack("GID_t", "t", got[0].GetMessageId(), got[0].GetReceiptHandle()); err == nil {
+		t.Fatal("an ack with an expired handle was taken")
 	}
 }
 

@@ -14,28 +14,33 @@ import (
 	v2 "github.com/apache/rocketmq-clients/golang/v5/protocol/v2"
 )
 
-// A receipt handle names the delivery it came from; a random nonce makes every delivery's handle
+// A receipt handle names the delivery it came from and when its invisible time ends (as the real
+// broker's handle carries its pop time and invisible time); a random nonce makes every delivery's handle
 // distinct so that an old handle stops working once the message was redelivered or its invisible
-// duration changed.
-func encodeHandle(group, topic string, off int64) string {
-	raw := strings.Join([]string{"1", group, topic, strconv.FormatInt(off, 10), newToken()}, "\x00")
+// duration changed. Handles are not logged: a restart invalidates them.
+func encodeHandle(group, topic string, off int64, until time.Time) string {
+	raw := strings.Join([]string{"2", group, topic, strconv.FormatInt(off, 10), strconv.FormatInt(until.UnixMilli(), 10), newToken()}, "\x00")
 	return base64.RawURLEncoding.EncodeToString([]byte(raw))
 }
 
-func decodeHandle(h string) (group, topic string, off int64, ok bool) {
+func decodeHandle(h string) (group, topic string, off int64, until time.Time, ok bool) {
 	raw, err := base64.RawURLEncoding.DecodeString(h)
 	if err != nil {
-		return "", "", 0, false
+		return "", "", 0, time.Time{}, false
 	}
 	parts := strings.Split(string(raw), "\x00")
-	if len(parts) != 5 || parts[0] != "1" {
-		return "", "", 0, false
+	if len(parts) != 6 || parts[0] != "2" {
+		return "", "", 0, time.Time{}, false
 	}
 	off, err = strconv.ParseInt(parts[3], 10, 64)
 	if err != nil {
-		return "", "", 0, false
+		return "", "", 0, time.Time{}, false
 	}
-	return parts[1], parts[2], off, true
+	ms, err := strconv.ParseInt(parts[4], 10, 64)
+	if err != nil {
+		return "", "", 0, time.Time{}, false
+	}
+	return parts[1], parts[2], off, time.UnixMilli(ms), true
 }
 
 func newToken() string {
@@ -49,7 +54,7 @@ func newToken() string {
 // (proxy/src/main/java/org/apache/rocketmq/proxy/processor/ConsumerProcessor.java checks
 // ReceiptHandle.isExpired). A message id, when given, must be the handle's message.
 func (b *Broker) liveDeliveryLocked(group, topic, messageID, handle string) (*groupCursor, *storedMessage, *delivery, error) {
-	g, tp, off, ok := decodeHandle(handle)
+	g, tp, off, _, ok := decodeHandle(handle)
 	if !ok {
 		return nil, nil, nil, fail(v2.Code_INVALID_RECEIPT_HANDLE, "malformed receipt handle")
 	}
@@ -75,11 +80,11 @@ func (b *Broker) liveDeliveryLocked(group, topic, messageID, handle string) (*gr
 	return c, m, d, nil
 }
 
-// doneLocked says whether handle names a message of topic that group has finished (acknowledged, or
-// dead-lettered).
+// doneLocked says whether handle is an unexpired handle of a message of topic that group has finished
+// (acknowledged, or dead-lettered). The proxy refuses an expired handle whatever became of its message.
 func (b *Broker) doneLocked(group, topic, messageID, handle string) bool {
-	g, tp, off, ok := decodeHandle(handle)
-	if !ok || g != group || tp != topic {
+	g, tp, off, until, ok := decodeHandle(handle)
+	if !ok || g != group || tp != topic || !b.now().Before(until) {
 		return false
 	}
 	t, ok := b.topics[topic]
@@ -128,7 +133,7 @@ func (b *Broker) ChangeInvisible(group, topic, messageID, handle string, d time.
 		return "", err
 	}
 	del.until = b.now().Add(d)
-	del.handle = encodeHandle(group, topic, m.Offset)
+	del.handle = encodeHandle(group, topic, m.Offset, del.until)
 	b.notifyLocked()
 	return del.handle, nil
 }

@@ -174,7 +174,7 @@ func (b *Broker) popLocked(t *topicState, in ReceiveInput, filter tagFilter) ([]
 		d.attempt++
 		d.inflight = true
 		d.until = now.Add(in.Invisible)
-		d.handle = encodeHandle(in.Group, t.name, off)
+		d.handle = encodeHandle(in.Group, t.name, off, d.until)
 		recs = append(recs, record{Op: opAttempt, Group: in.Group, Topic: t.name, Offset: off, Attempt: d.attempt})
 		out = append(out, Delivered{Msg: m, Attempt: d.attempt, ReceiptHandle: d.handle, Invisible: in.Invisible})
 		if fifo {
