@@ -61,11 +61,12 @@ func TestDecodeRocketMQRefusesGarbage(t *testing.T) {
 }
 
 // A consumer's decode reads what the full one reads: for every fixture, and for property values that
-// are numbers, null, absent or escaped strings.
+// are numbers, null, absent or escaped strings, and names that differ from FC's only in case.
 func TestDecodeRocketMQDeliveriesAgreesWithTheFullDecode(t *testing.T) {
 	inputs := map[string][]byte{
-		"odd properties": []byte(`[{"id":"e1","data":{"topic":"t","systemProperties":{"TAGS":7,"KEYS":null,"UNIQ_KEY":"a\u0062c"},"userProperties":{"n":1.5,"s":"x y"},"body":"{\"k\":1}"}},` +
-			`{"id":"e2","data":{"topic":"t","body":""}}]`),
+		"odd properties": []byte(`[{"id":"e1","data":{"topic":"t","systemProperties":{"TAGS":7,"KEYS":null,"UNIQ_KEY":"a\u0062c","tags":"lower","Uniq_Key":"other"},"userProperties":{"n":1.5,"s":"x y"},"body":"{\"k\":1}"}},` +
+			`{"id":"e2","data":{"topic":"t","systemProperties":{"tags":"lower","Keys":"k"},"body":""}},` +
+			`{"id":"e3","data":{"topic":"t","body":""}}]`),
 	}
 	for _, f := range []string{"testdata/rocketmq-event.json", "testdata/rocketmq-event-batch.json", "testdata/rocketmq-event-batch-uniq-key.json"} {
 		raw, err := os.ReadFile(f)
