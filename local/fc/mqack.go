@@ -94,7 +94,7 @@ func (a *batchAcker) ackTopic(ctx context.Context, topic string, mvs []*rmq.Mess
 	}
 	if len(left) > 0 {
 		if refused == nil {
-			refused = resp.GetStatus()
+			return left, fmt.Errorf("%d of %d entries not answered (call status %s)", len(left), len(mvs), resp.GetStatus().GetCode())
 		}
 		return left, fmt.Errorf("%d of %d entries not acknowledged: %s %s", len(left), len(mvs), refused.GetCode(), refused.GetMessage())
 	}

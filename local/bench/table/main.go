@@ -1030,7 +1030,7 @@ resources:
 		size := fileMB(filepath.Join(b.root, "dist", name, "main"))
 		b.rows = append(b.rows, Row{Name: fmt.Sprintf("binary MB: %s vs a do-nothing function", name),
 			Ours: num(size), Reference: num(refSize), Ratio: num(ratio(size, refSize)), Goal: "≤ 15 MB", Met: size > 0 && size <= 15,
-			Detail: "dist/" + name + "/main as make build writes it (-trimpath -s -w)"})
+			Detail: "dist/" + name + "/main as make build writes it (" + strings.Join(buildFlags, " ") + ")"})
 	}
 	return nil
 }
