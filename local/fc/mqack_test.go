@@ -101,7 +101,11 @@ func TestBatchAckerAcknowledgesABatch(t *testing.T) {
 // for the one-by-one path, and those messages are delivered again.
 func TestBatchAckerReturnsWhatTheBrokerRefused(t *testing.T) {
 	_, addr := startAckBroker(t)
-	const invisible = time.Second
+	refusesExpiredHandles(t, addr, time.Second)
+}
+
+func refusesExpiredHandles(t *testing.T, addr string, invisible time.Duration) {
+	t.Helper()
 	f := receiveBatch(t, addr, 4, invisible)
 	time.Sleep(invisible + 200*time.Millisecond)
 	a, err := newBatchAcker(addr, "GID_ack", "test")
@@ -138,8 +142,8 @@ func startAckBroker(t *testing.T) (*rocketmq.Broker, string) {
 }
 
 // The Apache proxy takes many entries in one AckMessage call too (AckMessageActivity acknowledges each
-// and answers each), and answers a second ack of a message OK. It runs with BROKER=apache (make
-// test-apache).
+// and answers each), answers a second ack of a message OK, and refuses expired handles, as the
+// emulator does. It runs with BROKER=apache (make test-apache).
 func TestBatchAckerOnApacheRocketMQ(t *testing.T) {
 	if os.Getenv("BROKER") != "apache" {
 		t.Skip("BROKER=apache runs it against Apache RocketMQ (make test-apache)")
@@ -163,4 +167,5 @@ func TestBatchAckerOnApacheRocketMQ(t *testing.T) {
 	}
 	const invisible = 10 * time.Second // the proxy's least
 	batchAckAfterSome(t, receiveBatch(t, b.Endpoint(), 10, invisible), invisible)
+	refusesExpiredHandles(t, b.Endpoint(), invisible)
 }
