@@ -221,16 +221,16 @@ func toInt(v any) int64 {
 
 // Campaign reads the cached counters of a campaign.
 func (c *Cache) Campaign(ctx context.Context, id string) (CachedCampaign, error) {
-	n, err := c.bucketsOf(ctx, id)
-	if err != nil {
-		return CachedCampaign{}, err
+	if n, ok := c.buckets.Load(id); ok && n.(int) > 1 {
+		return c.campaignOfBuckets(ctx, id, n.(int))
 	}
-	if n > 1 {
-		return c.campaignOfBuckets(ctx, id, n)
-	}
+	// One read of bucket 0 says both whether the campaign is split and what it holds. With the bucket
+	// count read first on its own, bucket 0 created between the two reads (its siblings still being
+	// created) passed for the whole campaign: the rules API saw it in sync and returned, and the first
+	// claims homed in a bucket not yet there were answered campaign_not_found.
 	k := keysOfCampaign(id)
 	pipe := c.rdb.Pipeline()
-	h := pipe.HMGet(ctx, k.camp, "version", "stock", "issued", "remaining")
+	h := pipe.HMGet(ctx, k.camp, "version", "stock", "issued", "remaining", "buckets")
 	p := pipe.ZCard(ctx, k.pending)
 	if _, err := pipe.Exec(ctx); err != nil {
 		return CachedCampaign{}, classify(err)
@@ -239,6 +239,10 @@ func (c *Cache) Campaign(ctx context.Context, id string) (CachedCampaign, error)
 	if vals[0] == nil {
 		// Absent (evicted), but reservations may have outlived the entry: the rebuild counts them.
 		return CachedCampaign{Pending: p.Val()}, nil
+	}
+	if n := int(toInt(vals[4])); n > 1 {
+		c.buckets.Store(id, n)
+		return c.campaignOfBuckets(ctx, id, n)
 	}
 	return CachedCampaign{Present: true, Version: toInt(vals[0]), Stock: toInt(vals[1]), Issued: toInt(vals[2]),
 		Remaining: toInt(vals[3]), Pending: p.Val()}, nil
