@@ -18,6 +18,7 @@ import (
 	"github.com/benefit-issuance/benefits/shared/mqhandler"
 	"github.com/benefit-issuance/benefits/shared/mysqlstore"
 	"github.com/benefit-issuance/benefits/shared/timer"
+	"github.com/benefit-issuance/benefits/shared/wiring"
 	"github.com/benefit-issuance/benefits/shared/wiring/mqwiring"
 )
 
@@ -44,7 +45,13 @@ func (f *fixture) withBroker() *broker {
 		f.t.Fatal(err)
 	}
 	f.t.Cleanup(func() { srv.Close(); b.Close() })
-	pub, err := rmqclient.NewPublisher(rmqclient.Config{Endpoint: srv.Addr(), GrantsTopic: grantsTopic, ChangesTopic: "benefit-rule-changes", LogDir: dir})
+	// Started as the functions start it (mqwiring.Publisher): a start that fails for a moment is tried
+	// again. The RocketMQ Go client 5.1.4 can fail one ("marshaling TelemetryCommand: size mismatch",
+	// its settings written while its telemetry stream marshals them, the race `go test -race` reports
+	// upstream), and a fixture that gave up on it failed make test once in CI.
+	pub, err := wiring.RetryStartUp("rocketmq producer", func() (*rmqclient.Publisher, error) {
+		return rmqclient.NewPublisher(rmqclient.Config{Endpoint: srv.Addr(), GrantsTopic: grantsTopic, ChangesTopic: "benefit-rule-changes", LogDir: dir})
+	})
 	if err != nil {
 		f.t.Fatal(err)
 	}
@@ -55,7 +62,9 @@ func (f *fixture) withBroker() *broker {
 
 func (f *fixture) consumer(addr, group string) *mqwiring.GrantConsumer {
 	f.t.Helper()
-	c, err := mqwiring.NewGrantConsumer(mqwiring.BackstopConfig{Endpoint: addr, Group: group, Topic: grantsTopic, Await: 100 * time.Millisecond})
+	c, err := wiring.RetryStartUp("rocketmq backstop consumer", func() (*mqwiring.GrantConsumer, error) {
+		return mqwiring.NewGrantConsumer(mqwiring.BackstopConfig{Endpoint: addr, Group: group, Topic: grantsTopic, Await: 100 * time.Millisecond})
+	})
 	if err != nil {
 		f.t.Fatal(err)
 	}
