@@ -79,22 +79,27 @@ func (p Properties) Strings() map[string]string {
 // DecodeRocketMQ accepts what an EventBridge RocketMQ trigger invokes a function with: one CloudEvent
 // (push mode) or a JSON array of them (event-streaming mode with batching).
 func DecodeRocketMQ(payload []byte) ([]RocketMQEvent, error) {
+	return decodeOneOrMany[RocketMQEvent](payload)
+}
+
+// decodeOneOrMany decodes one event, or a JSON array of them.
+func decodeOneOrMany[T any](payload []byte) ([]T, error) {
 	trimmed := bytes.TrimSpace(payload)
 	if len(trimmed) == 0 {
 		return nil, fmt.Errorf("rocketmq event: empty payload")
 	}
 	if trimmed[0] == '[' {
-		var events []RocketMQEvent
+		var events []T
 		if err := json.Unmarshal(trimmed, &events); err != nil {
 			return nil, fmt.Errorf("rocketmq event batch: %w", err)
 		}
 		return events, nil
 	}
-	var ev RocketMQEvent
+	var ev T
 	if err := json.Unmarshal(trimmed, &ev); err != nil {
 		return nil, fmt.Errorf("rocketmq event: %w", err)
 	}
-	return []RocketMQEvent{ev}, nil
+	return []T{ev}, nil
 }
 
 // RocketMQDelivery is what a consumer reads of a RocketMQEvent: the message and its properties.
@@ -119,20 +124,5 @@ func (d RocketMQDelivery) MessageID() string { return d.Data.SystemProperties.Ge
 
 // DecodeRocketMQDeliveries is DecodeRocketMQ for a consumer: one CloudEvent or a JSON array of them.
 func DecodeRocketMQDeliveries(payload []byte) ([]RocketMQDelivery, error) {
-	trimmed := bytes.TrimSpace(payload)
-	if len(trimmed) == 0 {
-		return nil, fmt.Errorf("rocketmq event: empty payload")
-	}
-	if trimmed[0] == '[' {
-		var ds []RocketMQDelivery
-		if err := json.Unmarshal(trimmed, &ds); err != nil {
-			return nil, fmt.Errorf("rocketmq event batch: %w", err)
-		}
-		return ds, nil
-	}
-	var d RocketMQDelivery
-	if err := json.Unmarshal(trimmed, &d); err != nil {
-		return nil, fmt.Errorf("rocketmq event: %w", err)
-	}
-	return []RocketMQDelivery{d}, nil
+	return decodeOneOrMany[RocketMQDelivery](payload)
 }
