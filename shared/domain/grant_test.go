@@ -92,3 +92,23 @@ func TestReconcile(t *testing.T) {
 		}
 	}
 }
+
+func TestGrantsLost(t *testing.T) {
+	cases := []struct {
+		name                              string
+		grantedBefore, dbIssued, streamed int64
+		want                              bool
+	}{
+		{"all recorded", 5, 5, 0, false},
+		{"some on their way", 5, 3, 2, false},
+		{"recorded and granted since", 5, 7, 1, false},
+		{"one neither recorded nor streamed", 5, 3, 1, true},
+		{"nothing recorded, nothing streamed", 1, 0, 0, true},
+		{"nothing granted", 0, 0, 0, false},
+	}
+	for _, tc := range cases {
+		if got := GrantsLost(tc.grantedBefore, tc.dbIssued, tc.streamed); got != tc.want {
+			t.Errorf("%s: %v, want %v", tc.name, got, tc.want)
+		}
+	}
+}

@@ -82,3 +82,11 @@ func Reconcile(db DBView, cache CacheView, inFlight int64) Drift {
 	}
 	return DriftNone
 }
+
+// GrantsLost says whether Redis had granted more units (grantedBefore: issued minus reservations, read
+// before the stream and MySQL) than MySQL records and the stream still carries to it. Every unit granted
+// by then is in one of the two unless it was lost, so a surplus is lost grants; a DriftIssuedAhead
+// without one is grants made while the reconciler read, counted in the cache's later view only.
+func GrantsLost(grantedBefore, dbIssued, streamed int64) bool {
+	return grantedBefore > dbIssued+streamed
+}
