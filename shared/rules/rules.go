@@ -131,6 +131,16 @@ func utc(c domain.Campaign) domain.Campaign {
 	return c
 }
 
+// cacheReadBudget bounds the cache reads of one answer (a list's included): a healthy Redis answers in
+// a millisecond, and one that cannot be reached is reported as not in sync rather than holding the
+// answer (reads on the request's context took 1.6 s each).
+const cacheReadBudget = 500 * time.Millisecond
+
+func (a *API) cacheReads(ctx context.Context) (context.Context, context.CancelFunc) {
+	return context.WithTimeout(ctx, cacheReadBudget)
+}
+
+// campaignView reads the campaign's cache state under ctx, which the caller bounds (cacheReads).
 func (a *API) campaignView(ctx context.Context, c domain.Campaign) campaignView {
 	cc, err := a.cache.Campaign(ctx, c.ID)
 	if err != nil {
@@ -144,6 +154,7 @@ func (a *API) campaignView(ctx context.Context, c domain.Campaign) campaignView 
 	}}
 }
 
+// userView reads the user's cache state under ctx, which the caller bounds (cacheReads).
 func (a *API) userView(ctx context.Context, u domain.User) userView {
 	cu, err := a.cache.User(ctx, u.ID)
 	if err != nil {
@@ -182,25 +193,28 @@ func (a *API) scheduleGrantStart(ctx context.Context, c domain.Campaign) {
 
 // waitCampaign polls the cache until it shows version or the bounded wait ends.
 func (a *API) waitCampaign(ctx context.Context, id string, version int64) {
-	a.wait(ctx, func() bool {
+	a.wait(ctx, func(ctx context.Context) bool {
 		cc, err := a.cache.Campaign(ctx, id)
 		return err == nil && cc.Present && cc.Version >= version
 	})
 }
 
 func (a *API) waitUser(ctx context.Context, id string, version int64) {
-	a.wait(ctx, func() bool {
+	a.wait(ctx, func(ctx context.Context) bool {
 		cu, err := a.cache.User(ctx, id)
 		return err == nil && cu.Present && cu.Version >= version
 	})
 }
 
-func (a *API) wait(ctx context.Context, done func() bool) {
+// wait polls done until it holds or SyncWait is over. done gets the bounded context: a Redis that
+// cannot be reached takes a command over a second and a half to fail (go-redis dials five times, and
+// retries the command once), and polls on the request's context ran a write past the function's 10 s.
+func (a *API) wait(ctx context.Context, done func(context.Context) bool) {
 	ctx, cancel := context.WithTimeout(ctx, a.cfg.SyncWait)
 	defer cancel()
 	t := time.NewTicker(a.cfg.PollInterval)
 	defer t.Stop()
-	for !done() {
+	for !done(ctx) {
 		select {
 		case <-ctx.Done():
 			return
@@ -228,7 +242,9 @@ func (a *API) createCampaign(w http.ResponseWriter, r *http.Request) error {
 	a.publish(r.Context(), entry)
 	a.waitCampaign(r.Context(), created.ID, created.Version)
 	a.scheduleGrantStart(r.Context(), created)
-	view := a.campaignView(r.Context(), created)
+	reads, cancel := a.cacheReads(r.Context())
+	defer cancel()
+	view := a.campaignView(reads, created)
 	w.Header().Set("ETag", etag(created.Version))
 	w.Header().Set("Location", "/v1/campaigns/"+created.ID)
 	httpapi.WriteJSON(w, http.StatusCreated, view)
@@ -252,7 +268,9 @@ func (a *API) getCampaign(w http.ResponseWriter, r *http.Request) error {
 	if err != nil {
 		return err
 	}
-	view := a.campaignView(r.Context(), rec.Campaign)
+	reads, cancel := a.cacheReads(r.Context())
+	defer cancel()
+	view := a.campaignView(reads, rec.Campaign)
 	w.Header().Set("ETag", etag(rec.Campaign.Version))
 	httpapi.WriteJSON(w, http.StatusOK, view)
 	return nil
@@ -266,8 +284,10 @@ func (a *API) listCampaigns(w http.ResponseWriter, r *http.Request) error {
 	out := struct {
 		Campaigns []campaignView `json:"campaigns"`
 	}{Campaigns: make([]campaignView, 0, len(recs))}
+	reads, cancel := a.cacheReads(r.Context())
+	defer cancel()
 	for _, rec := range recs {
-		out.Campaigns = append(out.Campaigns, a.campaignView(r.Context(), rec.Campaign))
+		out.Campaigns = append(out.Campaigns, a.campaignView(reads, rec.Campaign))
 	}
 	httpapi.WriteJSON(w, http.StatusOK, out)
 	return nil
@@ -325,7 +345,9 @@ func (a *API) patchCampaign(w http.ResponseWriter, r *http.Request) error {
 	a.publish(r.Context(), entry)
 	a.waitCampaign(r.Context(), updated.ID, updated.Version)
 	a.scheduleGrantStart(r.Context(), updated)
-	view := a.campaignView(r.Context(), updated)
+	reads, cancel := a.cacheReads(r.Context())
+	defer cancel()
+	view := a.campaignView(reads, updated)
 	w.Header().Set("ETag", etag(updated.Version))
 	httpapi.WriteJSON(w, http.StatusOK, view)
 	return nil
@@ -342,7 +364,9 @@ func (a *API) putUser(w http.ResponseWriter, r *http.Request) error {
 	}
 	a.publish(r.Context(), entry)
 	a.waitUser(r.Context(), u.ID, u.Version)
-	httpapi.WriteJSON(w, http.StatusOK, a.userView(r.Context(), u))
+	reads, cancel := a.cacheReads(r.Context())
+	defer cancel()
+	httpapi.WriteJSON(w, http.StatusOK, a.userView(reads, u))
 	return nil
 }
 
@@ -355,7 +379,9 @@ func (a *API) getUser(w http.ResponseWriter, r *http.Request) error {
 	if err != nil {
 		return err
 	}
-	httpapi.WriteJSON(w, http.StatusOK, a.userView(r.Context(), rec.User))
+	reads, cancel := a.cacheReads(r.Context())
+	defer cancel()
+	httpapi.WriteJSON(w, http.StatusOK, a.userView(reads, rec.User))
 	return nil
 }
 
@@ -372,6 +398,8 @@ func (a *API) creditPoints(w http.ResponseWriter, r *http.Request) error {
 		a.publish(r.Context(), *entry)
 	}
 	a.waitUser(r.Context(), u.ID, u.Version)
-	httpapi.WriteJSON(w, http.StatusOK, a.userView(r.Context(), u))
+	reads, cancel := a.cacheReads(r.Context())
+	defer cancel()
+	httpapi.WriteJSON(w, http.StatusOK, a.userView(reads, u))
 	return nil
 }
