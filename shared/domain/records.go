@@ -122,6 +122,12 @@ type ClaimOutcome struct {
 	CacheLost bool
 }
 
+// Reservation is a unit a points claim holds reserved (pending its debit) in a bucket of its campaign.
+type Reservation struct {
+	ClaimID string
+	Bucket  int
+}
+
 // SweepResult counts how pending reservations were resolved.
 type SweepResult struct {
 	Confirmed int

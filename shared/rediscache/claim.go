@@ -425,6 +425,56 @@ func (c *Cache) sweepBucket(ctx context.Context, ck bucketKeys, olderThan time.D
 	return res, nil
 }
 
+// Reservation is domain.Reservation, the services' port type.
+type Reservation = domain.Reservation
+
+// Reservations lists the units the campaign's buckets hold reserved for points claims awaiting their
+// debit, whether or not its entry is there (an evicted entry's reservations outlive it).
+func (c *Cache) Reservations(ctx context.Context, campaignID string) ([]Reservation, error) {
+	n, err := c.bucketsOf(ctx, campaignID)
+	if err != nil {
+		return nil, err
+	}
+	pipe := c.rdb.Pipeline()
+	ids := make([]*redis.StringSliceCmd, n)
+	for b := 0; b < n; b++ {
+		ids[b] = pipe.ZRange(ctx, keysOfBucket(campaignID, b).pending, 0, -1)
+	}
+	if _, err := pipe.Exec(ctx); err != nil {
+		return nil, classify(err)
+	}
+	var out []Reservation
+	for b := range ids {
+		for _, id := range ids[b].Val() {
+			out = append(out, Reservation{ClaimID: id, Bucket: b})
+		}
+	}
+	return out, nil
+}
+
+// Kept returns those of rs whose claim is still recorded in its bucket, reserved or granted: a
+// released reservation's record is gone.
+func (c *Cache) Kept(ctx context.Context, campaignID string, rs []Reservation) ([]Reservation, error) {
+	if len(rs) == 0 {
+		return nil, nil
+	}
+	pipe := c.rdb.Pipeline()
+	there := make([]*redis.BoolCmd, len(rs))
+	for i, r := range rs {
+		there[i] = pipe.HExists(ctx, keysOfBucket(campaignID, r.Bucket).claims, r.ClaimID)
+	}
+	if _, err := pipe.Exec(ctx); err != nil {
+		return nil, classify(err)
+	}
+	var kept []Reservation
+	for i, r := range rs {
+		if there[i].Val() {
+			kept = append(kept, r)
+		}
+	}
+	return kept, nil
+}
+
 // StreamGrant is domain.StreamGrant, the services' port type.
 type StreamGrant = domain.StreamGrant
 

@@ -12,9 +12,9 @@ import (
 )
 
 // rebuildCampaign restores one absent campaign entry from MySQL plus what is known to be on its way
-// there: grants in the Redis stream that the ledger has not written (inFlight) and reservations
-// awaiting a debit. It writes only while the entry is still absent.
-func (j *Jobs) rebuildCampaign(ctx context.Context, rec domain.CampaignRecord, inFlight []domain.Claim, pending int64) (bool, error) {
+// there: grants in the Redis stream that the ledger has not written (inFlight) and the reservations
+// still held (reserved), each counted once by claim id. It writes only while the entry is still absent.
+func (j *Jobs) rebuildCampaign(ctx context.Context, rec domain.CampaignRecord, inFlight []domain.Claim, reserved []domain.Reservation) (bool, error) {
 	after := ""
 	seen := map[string]bool{}
 	var all []domain.Claim
@@ -43,8 +43,14 @@ func (j *Jobs) rebuildCampaign(ctx context.Context, rec domain.CampaignRecord, i
 		return false, err
 	}
 	// Count the distinct claims, not MySQL's count plus the stream's: a streamed grant the ledger wrote
-	// after the scan is in both.
-	res, err := j.cache.RepairCampaign(ctx, rec.Campaign, int64(len(all))+pending, 0)
+	// after the scan is in both, and so is a reservation granted and written since it was read.
+	held := int64(0)
+	for _, r := range reserved {
+		if !seen[r.ClaimID] {
+			held++
+		}
+	}
+	res, err := j.cache.RepairCampaign(ctx, rec.Campaign, int64(len(all))+held, 0)
 	return res.Applied, err
 }
 
@@ -96,7 +102,7 @@ func (j *Jobs) CacheRebuild(ctx context.Context) (Report, error) {
 		return r, err
 	}
 	for _, rec := range camps {
-		if _, err := j.rebuildCampaign(ctx, rec, nil, 0); err != nil {
+		if _, err := j.rebuildCampaign(ctx, rec, nil, nil); err != nil {
 			return r, fmt.Errorf("rebuild campaign %s: %w", rec.Campaign.ID, err)
 		}
 		r.Campaigns++

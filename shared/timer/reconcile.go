@@ -31,14 +31,21 @@ func (j *Jobs) Reconcile(ctx context.Context) (Report, error) {
 	var errs []error
 	for _, listed := range camps {
 		id := listed.Campaign.ID
-		// A unit travels reserved (pending in Redis) -> granted (in the stream) -> recorded (MySQL), and
-		// each count below is read at its own moment. The cache is read twice: before the stream scan
-		// and MySQL, for what it had granted then, all of which must be in the stream or MySQL by now
-		// (lost grants, if not); and after them, for what it issues and holds reserved, none of which
-		// can be in the stream or MySQL as read before. Read only before, a reservation granted and
-		// recorded meanwhile was counted twice, pending and in MySQL: the cache seemed behind and the
-		// repair raised its issued count one above the truth for good (the fault suite, seed 237).
-		before, err := j.cache.Campaign(ctx, id)
+		// A unit travels reserved (a points claim awaiting its debit) -> granted (in the stream) ->
+		// recorded (MySQL), or reserved -> released; each count below is read at its own moment, so
+		// they are read along that flow and joined by claim id. Every unit there is at the first read is
+		// then seen (reserved then, or granted, so in the stream or MySQL later), and none twice: a
+		// reservation granted or recorded meanwhile is the same claim id. Summed as counts, a
+		// reservation granted and recorded before MySQL was read counted twice: the cache seemed behind
+		// and the repair raised its issued count one above the truth for good (fault suite, seed 237).
+		// Versions and stock are judged on this first read, older than MySQL's row: a change applied
+		// meanwhile reads as the cache behind (republished, harmless), never as ahead (rewritten back).
+		cc, err := j.cache.Campaign(ctx, id)
+		if err != nil {
+			errs = append(errs, err)
+			continue
+		}
+		reserved, err := j.cache.Reservations(ctx, id)
 		if err != nil {
 			errs = append(errs, err)
 			continue
@@ -55,40 +62,58 @@ func (j *Jobs) Reconcile(ctx context.Context) (Report, error) {
 			errs = append(errs, err)
 			continue
 		}
-		// What the cache has issued that MySQL lacks, and MySQL's count, from one snapshot: a grant the
-		// ledger writes between the scan and the count is then counted once. Counted twice it raised
-		// issued above the truth for good (a repair never lowers it): stock left unsold, and a cache
-		// that never again equals MySQL (found by the fault suite under Redis latency).
-		missing := make([]string, len(scan.missing))
-		for i, g := range scan.missing {
-			missing[i] = g.ID
+		// MySQL's count, and which of the streamed and reserved claims it has, from one snapshot: a
+		// grant the ledger writes between the scan and the count is then counted once.
+		ids := make([]string, 0, len(scan.missing)+len(reserved))
+		for _, g := range scan.missing {
+			ids = append(ids, g.ID)
 		}
-		issued, recorded, err := j.store.IssuedAndRecorded(ctx, id, missing)
+		for _, r := range reserved {
+			ids = append(ids, r.ClaimID)
+		}
+		issued, recorded, err := j.store.IssuedAndRecorded(ctx, id, ids)
 		if err != nil {
 			errs = append(errs, err)
 			continue
 		}
 		rec.Issued = issued
 		var stillMissing []domain.Claim
+		streamed := map[string]bool{}
 		for _, g := range scan.missing {
 			if !recorded[g.ID] {
 				stillMissing = append(stillMissing, g)
+				streamed[g.ID] = true
 			}
 		}
-		scan.missing = stillMissing
-		cc, err := j.cache.Campaign(ctx, id)
+		var unseen []domain.Reservation // reserved then, neither streamed nor recorded since
+		for _, r := range reserved {
+			if !recorded[r.ClaimID] && !streamed[r.ClaimID] {
+				unseen = append(unseen, r)
+			}
+		}
+		// Of those, the ones still there (reserved, or granted after the scan); a released one is gone.
+		held, err := j.cache.Kept(ctx, id, unseen)
 		if err != nil {
 			errs = append(errs, err)
 			continue
 		}
+		// What the cache issues now, for the cache behind MySQL: read after MySQL, it counts every unit
+		// MySQL has unless the cache lost it. Read before, grants made meanwhile looked like a loss.
+		after, err := j.cache.Campaign(ctx, id)
+		if err != nil {
+			errs = append(errs, err)
+			continue
+		}
+		if after.Present != cc.Present || after.Version != cc.Version {
+			continue // the campaign changed while this run read it: the next run judges it
+		}
 		c := rec.Campaign
-		inFlight := int64(len(scan.missing)) + cc.Pending
+		inFlight := int64(len(stillMissing) + len(held))
 		drift := domain.Reconcile(
 			domain.DBView{Version: c.Version, Stock: c.Stock, Issued: rec.Issued},
-			domain.CacheView{Present: cc.Present, Version: cc.Version, Stock: cc.Stock, Issued: cc.Issued, SealedFor: sealedFor(cc, now), GivingUp: cc.GivingUp},
+			domain.CacheView{Present: cc.Present, Version: cc.Version, Stock: cc.Stock, Issued: after.Issued, SealedFor: sealedFor(cc, now), GivingUp: cc.GivingUp},
 			inFlight)
-		if drift == domain.DriftIssuedAhead && before.Present &&
-			!domain.GrantsLost(before.Issued-before.Pending, rec.Issued, int64(len(scan.missing))) {
+		if drift == domain.DriftIssuedAhead && !domain.GrantsLost(cc.Issued-cc.Pending, rec.Issued, int64(len(stillMissing))) {
 			drift = domain.DriftNone // granted while this run read, and on its way: nothing is lost
 		}
 		fix := Fix{Entity: mq.EntityCampaign, ID: c.ID, Drift: string(drift)}
@@ -105,7 +130,7 @@ func (j *Jobs) Reconcile(ctx context.Context) (Report, error) {
 			// The rest of the cache is there (ready is set), so this campaign alone was evicted: rebuild
 			// it with the grants still in flight counted and held, or its stock would be sold twice.
 			fix.Action = "rebuilt"
-			if applied, err := j.rebuildCampaign(ctx, rec, scan.missing, cc.Pending); err != nil {
+			if applied, err := j.rebuildCampaign(ctx, rec, stillMissing, held); err != nil {
 				fix.Action = "rebuild failed: " + err.Error()
 				errs = append(errs, err)
 			} else if !applied {

@@ -10,7 +10,10 @@ import (
 
 	"github.com/redis/go-redis/v9"
 
+	"github.com/benefit-issuance/benefits/shared/cachesync"
 	"github.com/benefit-issuance/benefits/shared/domain"
+	"github.com/benefit-issuance/benefits/shared/mq"
+	"github.com/benefit-issuance/benefits/shared/mysqlstore"
 	"github.com/benefit-issuance/benefits/shared/rediscache"
 	"github.com/benefit-issuance/benefits/shared/timer"
 )
@@ -32,8 +35,9 @@ func (c *busyCacheDuringReconcile) Campaign(ctx context.Context, id string) (red
 }
 
 // confirmFails makes the next confirmation of a points claim fail, as if its invocation died between
-// the debit and the confirmation: the unit stays reserved (pending), debited.
-type confirmFails struct{ armed bool }
+// the debit and the confirmation: the unit stays reserved (pending), debited. With debit set, the next
+// debit fails instead: the unit stays reserved, never debited, and the sweep releases it.
+type confirmFails struct{ armed, debit bool }
 
 func (h *confirmFails) DialHook(next redis.DialHook) redis.DialHook { return next }
 func (h *confirmFails) ProcessPipelineHook(next redis.ProcessPipelineHook) redis.ProcessPipelineHook {
@@ -41,12 +45,22 @@ func (h *confirmFails) ProcessPipelineHook(next redis.ProcessPipelineHook) redis
 }
 func (h *confirmFails) ProcessHook(next redis.ProcessHook) redis.ProcessHook {
 	return func(ctx context.Context, cmd redis.Cmder) error {
-		// confirm.lua is the one script whose three keys end with the campaign's pending set.
+		// confirm.lua is the one script whose three keys end with the campaign's pending set, debit.lua
+		// the one whose two end with the user's debits.
 		args := cmd.Args()
-		if h.armed && (cmd.Name() == "evalsha" || cmd.Name() == "eval") && len(args) > 5 && fmt.Sprint(args[2]) == "3" {
-			if k, _ := args[5].(string); strings.HasSuffix(k, ":pending") {
+		if h.armed && (cmd.Name() == "evalsha" || cmd.Name() == "eval") && len(args) > 4 {
+			var match bool
+			switch keys := fmt.Sprint(args[2]); {
+			case !h.debit && keys == "3" && len(args) > 5:
+				k, _ := args[5].(string)
+				match = strings.HasSuffix(k, ":pending")
+			case h.debit && keys == "2":
+				k, _ := args[4].(string)
+				match = strings.HasSuffix(k, ":debits")
+			}
+			if match {
 				h.armed = false
-				cmd.SetErr(errors.New("the invocation died before confirming"))
+				cmd.SetErr(errors.New("the invocation died"))
 				return cmd.Err()
 			}
 		}
@@ -135,5 +149,124 @@ func TestReconcileDoesNotReportAGrantMadeWhileItReadAsLost(t *testing.T) {
 	r, err = f.jobs(t0, timer.Config{}).Run(ctx, timer.JobReconcile)
 	if err != nil || len(r.Fixed) != 1 || r.Fixed[0].Drift != string(domain.DriftIssuedAhead) {
 		t.Fatalf("a lost grant: %+v %v", r.Fixed, err)
+	}
+}
+
+// afterMySQL is MySQL while the campaign keeps changing: right after the reconciler's snapshot of a
+// campaign's count (IssuedAndRecorded), meanwhile runs.
+type afterMySQL struct {
+	*mysqlstore.Store
+	meanwhile func(ctx context.Context) error
+}
+
+func (s *afterMySQL) IssuedAndRecorded(ctx context.Context, id string, ids []string) (int64, map[string]bool, error) {
+	n, rec, err := s.Store.IssuedAndRecorded(ctx, id, ids)
+	if run := s.meanwhile; run != nil && err == nil {
+		s.meanwhile = nil
+		err = run(ctx)
+	}
+	return n, rec, err
+}
+
+// A change applied after the reconciler read MySQL's row is never rolled back: found by review of an
+// order that read the cache after MySQL, where the cache then looked ahead of the row and the repair
+// wrote the old row (its stock, its status) back over the change.
+func TestReconcileNeverRollsBackAChangeAppliedWhileItRead(t *testing.T) {
+	f := newFixture(t)
+	ctx := context.Background()
+	f.campaign("cmp", true, func(c *domain.Campaign) { c.Stock = 10 })
+	store := &afterMySQL{Store: f.store, meanwhile: func(ctx context.Context) error {
+		stock := int64(3)
+		if _, _, err := f.store.UpdateCampaign(ctx, "cmp", 1, domain.CampaignPatch{Stock: &stock}); err != nil {
+			return err
+		}
+		return cachesync.New(f.store, f.cache).Apply(ctx, mq.ChangeEvent{Entity: mq.EntityCampaign, ID: "cmp", Version: 2})
+	}}
+	j := timer.New(store, f.cache, f.mq, f.src, func() time.Time { return t0 }, timer.Config{})
+	r, err := j.Run(ctx, timer.JobReconcile)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if cc, _ := f.cache.Campaign(ctx, "cmp"); cc.Version != 2 || cc.Stock != 3 || cc.Remaining != 3 {
+		t.Fatalf("cache after reconcile: version %d stock %d remaining %d, want the change (2, 3, 3); fixes %+v", cc.Version, cc.Stock, cc.Remaining, r.Fixed)
+	}
+}
+
+// An evicted entry is rebuilt with each claim counted once: a reservation granted and recorded while
+// the reconciler read is in MySQL's list and was counted again as reserved (issued one too high).
+func TestReconcileRebuildsAnEvictedEntryCountingAReservationGrantedMeanwhileOnce(t *testing.T) {
+	f := newFixture(t)
+	ctx := context.Background()
+	f.campaign("pts", true, func(c *domain.Campaign) { c.Stock = 10; c.CostPoints = 10 })
+	f.user("alice", t0.Add(-48*time.Hour), 100)
+	hook := &confirmFails{armed: true}
+	f.rdb.AddHook(hook)
+	if _, err := f.cache.Claim(ctx, rediscache.ClaimInput{UserID: "alice", CampaignID: "pts", RequestID: "r1", Now: t0, By: domain.ByClaim}); err == nil {
+		t.Fatal("alice's claim was to die before its confirmation")
+	}
+	if err := f.rdb.Del(ctx, "bn:{c:pts}:camp").Err(); err != nil {
+		t.Fatal(err)
+	}
+	store := &busyDuringReconcile{Store: f.store, meanwhile: func(ctx context.Context) error {
+		// The sweep confirms her debited reservation, and the ledger records it.
+		if _, err := f.cache.SweepPending(ctx, "pts", 0, t0.Add(time.Minute)); err != nil {
+			return err
+		}
+		gs, err := f.cache.ReadGrants(ctx, "pts", "0", 10)
+		if err != nil || len(gs) != 1 {
+			return fmt.Errorf("the stream after the sweep: %v %v", gs, err)
+		}
+		_, err = f.store.RecordClaims(ctx, []domain.Claim{gs[0].Claim})
+		return err
+	}}
+	j := timer.New(store, f.cache, f.mq, f.src, func() time.Time { return t0 }, timer.Config{})
+	r, err := j.Run(ctx, timer.JobReconcile)
+	if err != nil || len(r.Fixed) != 1 || r.Fixed[0].Action != "rebuilt" {
+		t.Fatalf("reconcile: %+v %v, want the entry rebuilt", r.Fixed, err)
+	}
+	if cc, _ := f.cache.Campaign(ctx, "pts"); cc.Issued != 1 || cc.Remaining != 9 {
+		t.Fatalf("rebuilt: issued %d remaining %d, want 1 and 9 (alice's claim)", cc.Issued, cc.Remaining)
+	}
+}
+
+// A reservation released while the reconciler read is not counted in the repair's floor: counted, the
+// repair raised issued one above the truth for good.
+func TestReconcileRepairDoesNotCountAReservationReleasedMeanwhile(t *testing.T) {
+	f := newFixture(t)
+	ctx := context.Background()
+	f.campaign("pts", true, func(c *domain.Campaign) { c.Stock = 10; c.CostPoints = 10 })
+	f.user("alice", t0.Add(-48*time.Hour), 100)
+	f.user("bob", t0.Add(-48*time.Hour), 100)
+	hook := &confirmFails{armed: true, debit: true}
+	f.rdb.AddHook(hook)
+	if _, err := f.cache.Claim(ctx, rediscache.ClaimInput{UserID: "alice", CampaignID: "pts", RequestID: "r1", Now: t0, By: domain.ByClaim}); err == nil || hook.armed {
+		t.Fatalf("alice's claim was to die before its debit: %v", err)
+	}
+	// bob's grant reached MySQL, but the cache lost its count: a real drift, which the repair mends.
+	b := f.claim("bob", "pts", "r1", t0)
+	if b.Code != "" {
+		t.Fatal(b.Code)
+	}
+	if _, err := f.store.RecordClaims(ctx, []domain.Claim{b.Claim}); err != nil {
+		t.Fatal(err)
+	}
+	if err := f.rdb.HIncrBy(ctx, "bn:{c:pts}:camp", "issued", -1).Err(); err != nil {
+		t.Fatal(err)
+	}
+	store := &busyDuringReconcile{Store: f.store, meanwhile: func(ctx context.Context) error {
+		// The sweep finds her reservation never debited and releases it.
+		sw, err := f.cache.SweepPending(ctx, "pts", 0, t0.Add(time.Minute))
+		if err == nil && sw.Released != 1 {
+			err = fmt.Errorf("sweep %+v, want one released", sw)
+		}
+		return err
+	}}
+	j := timer.New(store, f.cache, f.mq, f.src, func() time.Time { return t0 }, timer.Config{})
+	r, err := j.Run(ctx, timer.JobReconcile)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if cc, _ := f.cache.Campaign(ctx, "pts"); cc.Issued != 1 || cc.Remaining != 9 || cc.Pending != 0 {
+		t.Fatalf("repaired: issued %d remaining %d pending %d, want 1, 9 and 0 (bob's claim); fixes %+v", cc.Issued, cc.Remaining, cc.Pending, r.Fixed)
 	}
 }

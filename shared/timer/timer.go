@@ -51,6 +51,8 @@ type Cache interface {
 	RestoreClaims(ctx context.Context, camp domain.Campaign, claims []domain.Claim) error
 	Claim(ctx context.Context, in domain.ClaimInput) (domain.ClaimOutcome, error)
 	SweepPending(ctx context.Context, campaignID string, olderThan time.Duration, now time.Time) (domain.SweepResult, error)
+	Reservations(ctx context.Context, campaignID string) ([]domain.Reservation, error)
+	Kept(ctx context.Context, campaignID string, rs []domain.Reservation) ([]domain.Reservation, error)
 	ReadGrants(ctx context.Context, campaignID, afterStreamID string, count int64) ([]domain.StreamGrant, error)
 	TrimGrants(ctx context.Context, campaignID, upToStreamID string) error
 	Ready(ctx context.Context) (bool, error)
