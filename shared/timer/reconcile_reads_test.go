@@ -270,3 +270,92 @@ func TestReconcileRepairDoesNotCountAReservationReleasedMeanwhile(t *testing.T) 
 		t.Fatalf("repaired: issued %d remaining %d pending %d, want 1, 9 and 0 (bob's claim); fixes %+v", cc.Issued, cc.Remaining, cc.Pending, r.Fixed)
 	}
 }
+
+// afterReservations is the cache while the sweep runs: right after the reconciler listed a campaign's
+// reservations, meanwhile runs.
+type afterReservations struct {
+	*rediscache.Cache
+	meanwhile func(ctx context.Context) error
+}
+
+func (c *afterReservations) Reservations(ctx context.Context, id string) ([]domain.Reservation, error) {
+	rs, err := c.Cache.Reservations(ctx, id)
+	if run := c.meanwhile; run != nil && err == nil {
+		c.meanwhile = nil
+		err = run(ctx)
+	}
+	return rs, err
+}
+
+// losesCounts records bob's grant in MySQL and takes lost from the cache's issued count: a drift the
+// repair must mend once the cache counts fewer than MySQL, so that its floor shows.
+func losesCounts(t *testing.T, f *fixture, campaign string, lost int64) {
+	t.Helper()
+	ctx := context.Background()
+	b := f.claim("bob", campaign, "r1", t0)
+	if b.Code != "" {
+		t.Fatal(b.Code)
+	}
+	if _, err := f.store.RecordClaims(ctx, []domain.Claim{b.Claim}); err != nil {
+		t.Fatal(err)
+	}
+	if err := f.rdb.HIncrBy(ctx, "bn:{c:"+campaign+"}:camp", "issued", -lost).Err(); err != nil {
+		t.Fatal(err)
+	}
+}
+
+// A reservation listed, then granted before the stream scan and not yet recorded, is in the stream and
+// among the reservations: one claim id, counted once in the repair's floor.
+func TestReconcileCountsAReservationGrantedBeforeTheScanOnce(t *testing.T) {
+	f := newFixture(t)
+	ctx := context.Background()
+	f.campaign("pts", true, func(c *domain.Campaign) { c.Stock = 10; c.CostPoints = 10 })
+	f.user("alice", t0.Add(-48*time.Hour), 100)
+	f.user("bob", t0.Add(-48*time.Hour), 100)
+	hook := &confirmFails{armed: true}
+	f.rdb.AddHook(hook)
+	if _, err := f.cache.Claim(ctx, rediscache.ClaimInput{UserID: "alice", CampaignID: "pts", RequestID: "r1", Now: t0, By: domain.ByClaim}); err == nil || hook.armed {
+		t.Fatalf("alice's claim was to die before its confirmation: %v", err)
+	}
+	losesCounts(t, f, "pts", 2) // alice's reservation and bob's grant: the cache counts 0, MySQL 1
+	cache := &afterReservations{Cache: f.cache, meanwhile: func(ctx context.Context) error {
+		sw, err := f.cache.SweepPending(ctx, "pts", 0, t0.Add(time.Minute)) // confirms her: debited
+		if err == nil && sw.Confirmed != 1 {
+			err = fmt.Errorf("sweep %+v, want one confirmed", sw)
+		}
+		return err
+	}}
+	j := timer.New(f.store, cache, f.mq, f.src, func() time.Time { return t0 }, timer.Config{})
+	r, err := j.Run(ctx, timer.JobReconcile)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if cc, _ := f.cache.Campaign(ctx, "pts"); cc.Issued != 2 || cc.Remaining != 8 || cc.Pending != 0 {
+		t.Fatalf("repaired: issued %d remaining %d pending %d, want 2, 8 and 0 (alice's and bob's claims); fixes %+v",
+			cc.Issued, cc.Remaining, cc.Pending, r.Fixed)
+	}
+}
+
+// An evicted entry is rebuilt with the reservations it still holds counted: left out, the unit
+// reserved would be sold again once its claim is granted.
+func TestReconcileRebuildCountsAReservationStillHeld(t *testing.T) {
+	f := newFixture(t)
+	ctx := context.Background()
+	f.campaign("pts", true, func(c *domain.Campaign) { c.Stock = 10; c.CostPoints = 10 })
+	f.user("alice", t0.Add(-48*time.Hour), 100)
+	hook := &confirmFails{armed: true}
+	f.rdb.AddHook(hook)
+	if _, err := f.cache.Claim(ctx, rediscache.ClaimInput{UserID: "alice", CampaignID: "pts", RequestID: "r1", Now: t0, By: domain.ByClaim}); err == nil || hook.armed {
+		t.Fatalf("alice's claim was to die before its confirmation: %v", err)
+	}
+	if err := f.rdb.Del(ctx, "bn:{c:pts}:camp").Err(); err != nil {
+		t.Fatal(err)
+	}
+	r, err := f.jobs(t0, timer.Config{}).Run(ctx, timer.JobReconcile)
+	if err != nil || len(r.Fixed) != 1 || r.Fixed[0].Action != "rebuilt" {
+		t.Fatalf("reconcile: %+v %v, want the entry rebuilt", r.Fixed, err)
+	}
+	if cc, _ := f.cache.Campaign(ctx, "pts"); cc.Issued != 1 || cc.Remaining != 9 || cc.Pending != 1 {
+		t.Fatalf("rebuilt: issued %d remaining %d pending %d, want 1, 9 and 1 (alice's reservation)", cc.Issued, cc.Remaining, cc.Pending)
+	}
+}
