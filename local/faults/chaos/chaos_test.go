@@ -139,6 +139,11 @@ var regressions = []string{
 	// grants it had scanned as in flight, counting twice those written meanwhile. Found by seed 3 of
 	// the first run after the fixes above.
 	"3/kill:cachesync@965ms,latency:redis@1652ms+3526ms=1355",
+	// Claim functions killed mid-claim left points claims reserved; one, reserved when the reconciler
+	// read the cache, was granted and recorded before it read MySQL and counted twice: the repair
+	// raised issued one above MySQL for good. Found by seed 237; it shows only when the reconciler runs
+	// in that window (0 of 30 replays), so shared/timer's reconcile_reads_test.go pins it with hooks.
+	"237/kill:claim@51ms,duplicate:change@632ms,broker-restart:@1624ms,kill:claim@1678ms",
 }
 
 // The seeded subset of `make faults` that runs in `make test`, so that a regression fails CI: a few
