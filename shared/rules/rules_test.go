@@ -49,6 +49,12 @@ func newFixture(t *testing.T, syncing bool, wait time.Duration) *fixture {
 	if syncing {
 		pub.OnChange = cachesync.New(store, cache).Apply
 	}
+	return newFixtureWith(t, store, cache, pub, wait)
+}
+
+// newFixtureWith builds the API on the given store, cache and publisher, with an operator's token.
+func newFixtureWith(t *testing.T, store *mysqlstore.Store, cache *rediscache.Cache, pub *mqtest.Publisher, wait time.Duration) *fixture {
+	t.Helper()
 	v, err := auth.NewVerifier(secret, time.Now)
 	if err != nil {
 		t.Fatal(err)

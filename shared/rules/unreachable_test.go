@@ -1,15 +1,12 @@
 package rules_test
 
 import (
-	"crypto/rand"
 	"net"
 	"testing"
 	"time"
 
-	"github.com/benefit-issuance/benefits/shared/auth"
 	"github.com/benefit-issuance/benefits/shared/config"
 	"github.com/benefit-issuance/benefits/shared/mq/mqtest"
-	"github.com/benefit-issuance/benefits/shared/rules"
 	"github.com/benefit-issuance/benefits/shared/storetest"
 	"github.com/benefit-issuance/benefits/shared/wiring"
 )
@@ -37,17 +34,8 @@ func TestAnswersWithinItsBoundsWhenRedisCannotBeReached(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	v, err := auth.NewVerifier(secret, time.Now)
-	if err != nil {
-		t.Fatal(err)
-	}
-	tok, err := auth.Issue(secret, "ops-1", auth.RoleOperator, time.Hour, time.Now())
-	if err != nil {
-		t.Fatal(err)
-	}
 	const wait = 300 * time.Millisecond
-	api := rules.New(store, cache, &mqtest.Publisher{}, v, rand.Reader, rules.Config{SyncWait: wait, PollInterval: 5 * time.Millisecond})
-	f := &fixture{t: t, store: store, api: api, token: tok, wait: wait}
+	f := newFixtureWith(t, store, cache, &mqtest.Publisher{}, wait)
 	// The wait, one bounded read (0.5 s) and MySQL; unbounded, each Redis command alone took 1.6 s.
 	const bound = wait + 1200*time.Millisecond
 	timed := func(what string, call func() answer) answer {

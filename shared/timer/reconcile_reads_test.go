@@ -27,11 +27,17 @@ type busyCacheDuringReconcile struct {
 
 func (c *busyCacheDuringReconcile) Campaign(ctx context.Context, id string) (rediscache.CachedCampaign, error) {
 	cc, err := c.Cache.Campaign(ctx, id)
-	if run := c.meanwhile; run != nil && err == nil {
-		c.meanwhile = nil
-		err = run(ctx)
+	return cc, runOnce(ctx, &c.meanwhile, err)
+}
+
+// runOnce runs *meanwhile the first time it is called after a read that succeeded, then forgets it.
+func runOnce(ctx context.Context, meanwhile *func(context.Context) error, readErr error) error {
+	run := *meanwhile
+	if run == nil || readErr != nil {
+		return readErr
 	}
-	return cc, err
+	*meanwhile = nil
+	return run(ctx)
 }
 
 // confirmFails makes the next confirmation of a points claim fail, as if its invocation died between
@@ -68,6 +74,20 @@ func (h *confirmFails) ProcessHook(next redis.ProcessHook) redis.ProcessHook {
 	}
 }
 
+// claimDies makes user's points claim on campaign die half-way, as a killed invocation's would: after
+// its debit (the unit stays reserved, debited) or, with beforeDebit, before it (reserved, never
+// debited). It returns the claim's input, for a retry.
+func claimDies(t *testing.T, f *fixture, user, campaign string, beforeDebit bool) rediscache.ClaimInput {
+	t.Helper()
+	hook := &confirmFails{armed: true, debit: beforeDebit}
+	f.rdb.AddHook(hook)
+	in := rediscache.ClaimInput{UserID: user, CampaignID: campaign, RequestID: "r1", Now: t0, By: domain.ByClaim}
+	if _, err := f.cache.Claim(context.Background(), in); err == nil || hook.armed {
+		t.Fatalf("%s's claim was to die half-way (before its debit: %v): %v (hook still armed: %v)", user, beforeDebit, err, hook.armed)
+	}
+	return in
+}
+
 // Found by the fault suite (seed 237, a claim function killed twice): a points claim reserved when the
 // reconciler read the cache view, then granted and recorded in MySQL before it read MySQL, was counted
 // twice, as a reservation and in MySQL's count. The cache looked behind MySQL, and the repair raised its
@@ -81,12 +101,7 @@ func TestReconcileCountsAReservationGrantedMeanwhileOnce(t *testing.T) {
 			f.campaign("pts", true, func(c *domain.Campaign) { c.Stock = 10; c.CostPoints = 10 })
 			f.user("alice", t0.Add(-48*time.Hour), 100)
 			f.user("bob", t0.Add(-48*time.Hour), 100)
-			hook := &confirmFails{armed: true}
-			f.rdb.AddHook(hook)
-			alice := rediscache.ClaimInput{UserID: "alice", CampaignID: "pts", RequestID: "r1", Now: t0, By: domain.ByClaim}
-			if _, err := f.cache.Claim(ctx, alice); err == nil || hook.armed {
-				t.Fatalf("alice's claim was to die before its confirmation: %v (hook still armed: %v)", err, hook.armed)
-			}
+			alice := claimDies(t, f, "alice", "pts", false)
 			if cc, err := f.cache.Campaign(ctx, "pts"); err != nil || cc.Pending != 1 || cc.Issued != 1 {
 				t.Fatalf("before the reconcile: %+v %v, want one unit reserved", cc, err)
 			}
@@ -161,11 +176,7 @@ type afterMySQL struct {
 
 func (s *afterMySQL) IssuedAndRecorded(ctx context.Context, id string, ids []string) (int64, map[string]bool, error) {
 	n, rec, err := s.Store.IssuedAndRecorded(ctx, id, ids)
-	if run := s.meanwhile; run != nil && err == nil {
-		s.meanwhile = nil
-		err = run(ctx)
-	}
-	return n, rec, err
+	return n, rec, runOnce(ctx, &s.meanwhile, err)
 }
 
 // A change applied after the reconciler read MySQL's row is never rolled back: found by review of an
@@ -199,11 +210,7 @@ func TestReconcileRebuildsAnEvictedEntryCountingAReservationGrantedMeanwhileOnce
 	ctx := context.Background()
 	f.campaign("pts", true, func(c *domain.Campaign) { c.Stock = 10; c.CostPoints = 10 })
 	f.user("alice", t0.Add(-48*time.Hour), 100)
-	hook := &confirmFails{armed: true}
-	f.rdb.AddHook(hook)
-	if _, err := f.cache.Claim(ctx, rediscache.ClaimInput{UserID: "alice", CampaignID: "pts", RequestID: "r1", Now: t0, By: domain.ByClaim}); err == nil {
-		t.Fatal("alice's claim was to die before its confirmation")
-	}
+	claimDies(t, f, "alice", "pts", false)
 	if err := f.rdb.Del(ctx, "bn:{c:pts}:camp").Err(); err != nil {
 		t.Fatal(err)
 	}
@@ -237,11 +244,7 @@ func TestReconcileRepairDoesNotCountAReservationReleasedMeanwhile(t *testing.T) 
 	f.campaign("pts", true, func(c *domain.Campaign) { c.Stock = 10; c.CostPoints = 10 })
 	f.user("alice", t0.Add(-48*time.Hour), 100)
 	f.user("bob", t0.Add(-48*time.Hour), 100)
-	hook := &confirmFails{armed: true, debit: true}
-	f.rdb.AddHook(hook)
-	if _, err := f.cache.Claim(ctx, rediscache.ClaimInput{UserID: "alice", CampaignID: "pts", RequestID: "r1", Now: t0, By: domain.ByClaim}); err == nil || hook.armed {
-		t.Fatalf("alice's claim was to die before its debit: %v", err)
-	}
+	claimDies(t, f, "alice", "pts", true)
 	// bob's grant reached MySQL, but the cache lost its count: a real drift, which the repair mends.
 	b := f.claim("bob", "pts", "r1", t0)
 	if b.Code != "" {
@@ -280,11 +283,7 @@ type afterReservations struct {
 
 func (c *afterReservations) Reservations(ctx context.Context, id string) ([]domain.Reservation, error) {
 	rs, err := c.Cache.Reservations(ctx, id)
-	if run := c.meanwhile; run != nil && err == nil {
-		c.meanwhile = nil
-		err = run(ctx)
-	}
-	return rs, err
+	return rs, runOnce(ctx, &c.meanwhile, err)
 }
 
 // losesCounts records bob's grant in MySQL and takes lost from the cache's issued count: a drift the
@@ -312,11 +311,7 @@ func TestReconcileCountsAReservationGrantedBeforeTheScanOnce(t *testing.T) {
 	f.campaign("pts", true, func(c *domain.Campaign) { c.Stock = 10; c.CostPoints = 10 })
 	f.user("alice", t0.Add(-48*time.Hour), 100)
 	f.user("bob", t0.Add(-48*time.Hour), 100)
-	hook := &confirmFails{armed: true}
-	f.rdb.AddHook(hook)
-	if _, err := f.cache.Claim(ctx, rediscache.ClaimInput{UserID: "alice", CampaignID: "pts", RequestID: "r1", Now: t0, By: domain.ByClaim}); err == nil || hook.armed {
-		t.Fatalf("alice's claim was to die before its confirmation: %v", err)
-	}
+	claimDies(t, f, "alice", "pts", false)
 	losesCounts(t, f, "pts", 2) // alice's reservation and bob's grant: the cache counts 0, MySQL 1
 	cache := &afterReservations{Cache: f.cache, meanwhile: func(ctx context.Context) error {
 		sw, err := f.cache.SweepPending(ctx, "pts", 0, t0.Add(time.Minute)) // confirms her: debited
@@ -343,11 +338,7 @@ func TestReconcileRebuildCountsAReservationStillHeld(t *testing.T) {
 	ctx := context.Background()
 	f.campaign("pts", true, func(c *domain.Campaign) { c.Stock = 10; c.CostPoints = 10 })
 	f.user("alice", t0.Add(-48*time.Hour), 100)
-	hook := &confirmFails{armed: true}
-	f.rdb.AddHook(hook)
-	if _, err := f.cache.Claim(ctx, rediscache.ClaimInput{UserID: "alice", CampaignID: "pts", RequestID: "r1", Now: t0, By: domain.ByClaim}); err == nil || hook.armed {
-		t.Fatalf("alice's claim was to die before its confirmation: %v", err)
-	}
+	claimDies(t, f, "alice", "pts", false)
 	if err := f.rdb.Del(ctx, "bn:{c:pts}:camp").Err(); err != nil {
 		t.Fatal(err)
 	}

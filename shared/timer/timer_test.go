@@ -326,12 +326,8 @@ type busyDuringReconcile struct {
 }
 
 func (s *busyDuringReconcile) Campaign(ctx context.Context, id string) (mysqlstore.CampaignRecord, error) {
-	if s.meanwhile != nil {
-		run := s.meanwhile
-		s.meanwhile = nil
-		if err := run(ctx); err != nil {
-			return mysqlstore.CampaignRecord{}, err
-		}
+	if err := runOnce(ctx, &s.meanwhile, nil); err != nil {
+		return mysqlstore.CampaignRecord{}, err
 	}
 	return s.Store.Campaign(ctx, id)
 }
