@@ -179,6 +179,10 @@ func TestFaultSuiteSubset(t *testing.T) {
 var clusterRegressions = []string{
 	"11/redis-failover:open@1000ms",
 	"12/redis-master-kill:open@1000ms",
+	// Claims decided by an instance killed while the broker was cut, lost with their emptied shard
+	// before they were durable, after other claims had been refused on their account: the check's
+	// model had no cache loss and found no linearization in about half the replays.
+	"86/cut:rocketmq@771ms+2681ms,redis-shard-empty:grant@2170ms,kill:claim@2384ms,kill:timer@2996ms",
 }
 
 // The cluster subset of the fault suite, in the Redis Cluster pass of `make test`

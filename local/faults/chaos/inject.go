@@ -11,6 +11,7 @@ import (
 	toxiclient "github.com/Shopify/toxiproxy/v2/client"
 	"github.com/redis/go-redis/v9"
 
+	"github.com/benefit-issuance/benefits/local/faults/check"
 	"github.com/benefit-issuance/benefits/local/services"
 	"github.com/benefit-issuance/benefits/local/stack"
 	"github.com/benefit-issuance/benefits/shared/domain"
@@ -131,6 +132,7 @@ type injector struct {
 	mu       sync.Mutex
 	injected map[FaultKind]int
 	errs     []string
+	losses   []check.Span // the cache losses of the schedule, for the linearizability check
 	// clusterMu runs cluster faults one at a time: a failover or kill waits for the one before it to
 	// have healed (a shard cannot fail over while its replica is still rejoining).
 	clusterMu sync.Mutex
@@ -159,6 +161,13 @@ func (in *injector) run(ctx context.Context, start time.Time, faults []Fault) {
 		}()
 	}
 	wg.Wait()
+}
+
+// lost records a cache loss that began at from and ends now.
+func (in *injector) lost(from time.Time) {
+	in.mu.Lock()
+	in.losses = append(in.losses, check.Span{From: from, To: time.Now()})
+	in.mu.Unlock()
 }
 
 func (in *injector) count(k FaultKind) {
@@ -213,6 +222,9 @@ func (in *injector) apply(ctx context.Context, i int, f Fault) error {
 		}
 		return nil
 	case RedisEmpty, RedisKeep:
+		if f.Kind == RedisEmpty {
+			defer in.lost(time.Now())
+		}
 		return in.target.RestartRedis(ctx, f.Kind == RedisKeep)
 	case RedisFailover, RedisMasterKill, RedisShardEmpty:
 		ct, ok := in.target.(ClusterTarget)
@@ -226,6 +238,11 @@ func (in *injector) apply(ctx context.Context, i int, f Fault) error {
 		key := "bn:{c:" + id + "}:camp" // the campaign's hash tag (shared/rediscache's key layout)
 		in.clusterMu.Lock()
 		defer in.clusterMu.Unlock()
+		if f.Kind != RedisFailover {
+			// A failover is coordinated, the replica in sync; a killed master takes the writes its
+			// replica had not yet received with it.
+			defer in.lost(time.Now())
+		}
 		switch f.Kind {
 		case RedisFailover:
 			return ct.FailoverRedis(ctx, key)

@@ -453,7 +453,7 @@ func (r *runner) runOne(ctx context.Context, sched Schedule) (ScheduleResult, er
 	}
 	r.inj.deliver = rec
 	r.inj.campaigns = ids
-	r.inj.errs = nil
+	r.inj.errs, r.inj.losses = nil, nil
 	start := time.Now()
 	injected := make(chan struct{})
 	go func() {
@@ -468,7 +468,7 @@ func (r *runner) runOne(ctx context.Context, sched Schedule) (ScheduleResult, er
 	res.InjectErrors = r.inj.errs
 	healed := time.Now()
 
-	h := check.History{Ops: rec.ops, ClaimID: domain.ClaimID, Settle: settle, ReservationHold: reservationHold}
+	h := check.History{Ops: rec.ops, ClaimID: domain.ClaimID, Settle: settle, ReservationHold: reservationHold, CacheLosses: r.inj.losses}
 	var snap check.Snapshot
 	for {
 		snap, err = r.snapshot(ctx, ids, w.prefix)

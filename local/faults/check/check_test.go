@@ -70,6 +70,8 @@ func TestCheck(t *testing.T) {
 		h    []Op
 		s    func() Snapshot
 		want string // the invariant that must be reported; "" for none
+		// losses are the run's cache losses, as the injector saw them.
+		losses []Span
 	}{
 		{
 			name: "honest run with a replay and a sold-out",
@@ -231,6 +233,45 @@ func TestCheck(t *testing.T) {
 			want: StockBound,
 		},
 		{
+			name: "a sold_out while a claim lost with the cache held the last unit is explained",
+			h: []Op{create(rule(1, 1, 1, "active")), claim(1, 10, 20, "u1", "r1", Unknown, ""),
+				claim(2, 22, 25, "u2", "r1", Refused, "sold_out"), claim(3, 40, 50, "u3", "r1", Granted, "")},
+			losses: []Span{{at(26), at(35)}},
+			s:      func() Snapshot { return consistent(rule(1, 1, 1, "active"), row(claimID("u3", "r1"), "u3", "r1", 0)) },
+			want:   "",
+		},
+		{
+			name: "the same answers with no cache loss are not linearizable",
+			h: []Op{create(rule(1, 1, 1, "active")), claim(1, 10, 20, "u1", "r1", Unknown, ""),
+				claim(2, 22, 25, "u2", "r1", Refused, "sold_out"), claim(3, 40, 50, "u3", "r1", Granted, "")},
+			s:    func() Snapshot { return consistent(rule(1, 1, 1, "active"), row(claimID("u3", "r1"), "u3", "r1", 0)) },
+			want: Linearizable,
+		},
+		{
+			name: "a cache loss that ended before the lost claim began explains nothing",
+			h: []Op{create(rule(1, 1, 1, "active")), claim(1, 10, 20, "u1", "r1", Unknown, ""),
+				claim(2, 22, 25, "u2", "r1", Refused, "sold_out"), claim(3, 40, 50, "u3", "r1", Granted, "")},
+			losses: []Span{{at(2), at(8)}},
+			s:      func() Snapshot { return consistent(rule(1, 1, 1, "active"), row(claimID("u3", "r1"), "u3", "r1", 0)) },
+			want:   Linearizable,
+		},
+		{
+			name: "a sold_out after the loss took the lost claim's unit back is not",
+			h: []Op{create(rule(1, 1, 1, "active")), claim(1, 10, 20, "u1", "r1", Unknown, ""),
+				claim(2, 40, 45, "u2", "r1", Refused, "sold_out")},
+			losses: []Span{{at(26), at(35)}},
+			s:      func() Snapshot { return consistent(rule(1, 1, 1, "active")) },
+			want:   Linearizable,
+		},
+		{
+			name: "a limit_reached while the user's lost claim held the limit is explained",
+			h: []Op{create(rule(1, 5, 1, "active")), claim(1, 10, 20, "u1", "r1", Unknown, ""),
+				claim(1, 22, 25, "u1", "r2", Refused, "limit_reached"), claim(1, 40, 50, "u1", "r3", Granted, "")},
+			losses: []Span{{at(26), at(35)}},
+			s:      func() Snapshot { return consistent(rule(1, 5, 1, "active"), row(claimID("u1", "r3"), "u1", "r3", 0)) },
+			want:   "",
+		},
+		{
 			name: "lost answer then replay is fine",
 			h: []Op{create(r1), claim(1, 10, 20, "u1", "r1", Unknown, ""),
 				claim(1, 30, 40, "u1", "r1", Replayed, "")},
@@ -240,7 +281,7 @@ func TestCheck(t *testing.T) {
 	}
 	for _, tc := range cases {
 		t.Run(tc.name, func(t *testing.T) {
-			v := Check(History{Ops: tc.h, ClaimID: claimID, Settle: 10 * time.Millisecond}, tc.s(), 5*time.Second)
+			v := Check(History{Ops: tc.h, ClaimID: claimID, Settle: 10 * time.Millisecond, CacheLosses: tc.losses}, tc.s(), 5*time.Second)
 			if tc.want == "" {
 				if len(v) != 0 {
 					t.Fatalf("violations in an honest history: %v", v)

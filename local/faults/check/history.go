@@ -72,6 +72,17 @@ type History struct {
 	// ReservationHold is how long a paid claim that died half-way may hold its reservation: the
 	// sweeper's age limit plus its period.
 	ReservationHold time.Duration `json:"-"`
+	// CacheLosses are the faults that may have dropped cache data (Redis restarted empty, a shard
+	// emptied, a master killed before its replica had its writes), each from the moment it began to
+	// the moment it returned. A claim decided in data lost this way, and not yet durable, is undone
+	// by the loss.
+	CacheLosses []Span `json:"cache_losses,omitempty"`
+}
+
+// Span is a stretch of time.
+type Span struct {
+	From time.Time `json:"from"`
+	To   time.Time `json:"to"`
 }
 
 // CampaignRow is a campaign as MySQL holds it at the end.

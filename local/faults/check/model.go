@@ -21,6 +21,13 @@ import (
 // time, since the cache applies it through the queue. A call whose answer was lost may or may not
 // have happened (a nondeterministic step).
 //
+// A claim whose answer was lost, that MySQL never recorded, and that overlaps a cache loss, may
+// have been granted in Redis and then lost with the data before it was durable (its instance died
+// before the grant reached the broker or MySQL). Until the loss, other claims saw its unit taken: a
+// sold_out or limit_reached answered then was true. The model undoes such a grant at the loss (an
+// undo step within the loss's span), as the rebuilt cache, counted from MySQL, does. A false refusal
+// for that while is a weakening of the answer, never of the money: a unit is never issued twice.
+//
 // Refusals that depend on the clock (not_started, ended), the audience or points are not modelled
 // here: Stock checks every recorded claim against the windows, and Points checks balances.
 
@@ -32,6 +39,8 @@ type lstate struct {
 	issued  int64
 	held    map[string]int64  // user -> units
 	bound   map[string]string // user|request -> claim id
+	// lost are the claims (by lostClaim) whose cache loss has happened: they can no longer be granted.
+	lost []int
 }
 
 func (s lstate) remaining() int64 { return max(0, s.stock-s.issued) }
@@ -56,6 +65,36 @@ func (s lstate) grant(user, key, id string) lstate {
 	return n
 }
 
+// undo is the cache loss of claim lost (user, key): it takes back the unit the claim was granted, if
+// it was, and the claim can no longer be granted, since a claim decided after the loss began found
+// the data gone or wrote to a rebuilt cache, from which its grant would have been recorded.
+func (s lstate) undo(lost int, user, key string, granted bool) lstate {
+	n := s
+	n.lost = append(append(make([]int, 0, len(s.lost)+1), s.lost...), lost)
+	sort.Ints(n.lost)
+	if !granted {
+		return n
+	}
+	n.issued--
+	n.held = make(map[string]int64, len(s.held))
+	for k, v := range s.held {
+		n.held[k] = v
+	}
+	n.held[user]--
+	n.bound = make(map[string]string, len(s.bound))
+	for k, v := range s.bound {
+		if k != key {
+			n.bound[k] = v
+		}
+	}
+	return n
+}
+
+func (s lstate) isLost(lost int) bool {
+	i := sort.SearchInts(s.lost, lost)
+	return i < len(s.lost) && s.lost[i] == lost
+}
+
 func (s lstate) key() string {
 	var b strings.Builder
 	fmt.Fprintf(&b, "%d/%d/%d/%t/%d|", s.version, s.stock, s.limit, s.paused, s.issued)
@@ -71,6 +110,7 @@ func (s lstate) key() string {
 		b.WriteByte(';')
 	}
 	// held follows from bound, so it needs no place in the key.
+	fmt.Fprint(&b, s.lost)
 	return b.String()
 }
 
@@ -78,6 +118,10 @@ type modelIn struct {
 	patch *Rule
 	user  string
 	req   string
+	// lostClaim (from 1) marks a claim that a cache loss may have undone, and undo that loss, which
+	// takes back what the claim was granted, if it was.
+	lostClaim int
+	undo      bool
 }
 
 type modelOut struct {
@@ -107,6 +151,13 @@ func newModel(initial Rule, claimID func(user, req string) string) porcupine.Non
 				return []any{n}
 			}
 			key := i.user + "|" + i.req
+			if i.undo {
+				id, ok := s.bound[key]
+				return []any{s.undo(i.lostClaim, i.user, key, ok && id == claimID(i.user, i.req))}
+			}
+			if i.lostClaim > 0 && s.isLost(i.lostClaim) {
+				return []any{s}
+			}
 			if id, ok := s.bound[key]; ok {
 				// A request that has its claim gets it back whatever happened since.
 				switch o.outcome {
@@ -157,6 +208,9 @@ func newModel(initial Rule, claimID func(user, req string) string) porcupine.Non
 		},
 		DescribeOperation: func(in, out any) string {
 			i, o := in.(modelIn), out.(modelOut)
+			if i.undo {
+				return fmt.Sprintf("cache loss undoes claim %s/%s", i.user, i.req)
+			}
 			if i.patch != nil {
 				return fmt.Sprintf("patch v%d stock=%d limit=%d %s -> %s", i.patch.Version, i.patch.Stock, i.patch.PerUserLimit, i.patch.Status, o.outcome)
 			}
@@ -226,8 +280,9 @@ var stateful = map[string]bool{"sold_out": true, "limit_reached": true, "paused"
 // no claim for its (user, request_id) it issued nothing that survived, and it leaves the model as a
 // no-op; if MySQL records one, it may have been the call that was granted. Without that, every lost
 // answer doubles the states the search keeps, and a minute of faults makes the check undecidable in
-// any budget. A grant that Redis made and then lost with its data (a cache loss before the grant was
-// durable) was never told to anyone, and the rebuilt cache does not count it either.
+// any budget. The exception is a lost answer that overlaps a cache loss: its grant may have been
+// made, seen by other claims, and lost with the data before it was durable, so it stays in the model,
+// with an undo step within the loss.
 func Linearize(h History, s Snapshot, budget time.Duration) []Violation {
 	recorded := map[userReq]bool{}
 	for _, c := range s.Claims {
@@ -263,6 +318,16 @@ func Linearize(h History, s Snapshot, budget time.Duration) []Violation {
 			// A refusal for the clock, the audience, points or the rate limit neither depends on nor
 			// changes the modelled state: it fits anywhere, and leaving it out keeps the search small.
 		case op.Kind == OpClaim && op.Outcome == Unknown && !recorded[userReq{op.User, op.Request}]:
+			settled := op.Return.Add(h.Settle)
+			loss, ok := lossDuring(h.CacheLosses, op.Call, settled)
+			if !ok {
+				continue
+			}
+			byCampaign[op.Campaign] = append(byCampaign[op.Campaign],
+				porcupine.Operation{ClientId: op.Client, Input: modelIn{user: op.User, req: op.Request, lostClaim: i + 1},
+					Output: modelOut{outcome: Unknown}, Call: call, Return: settled.UnixNano()},
+				porcupine.Operation{ClientId: op.Client, Input: modelIn{user: op.User, req: op.Request, lostClaim: i + 1, undo: true},
+					Output: modelOut{outcome: Unknown}, Call: max(call, loss.From.UnixNano()), Return: loss.To.UnixNano()})
 		case op.Kind == OpClaim:
 			if op.Outcome == Unknown {
 				ret = op.Return.Add(h.Settle).UnixNano()
@@ -302,6 +367,26 @@ func Linearize(h History, s Snapshot, budget time.Duration) []Violation {
 		}
 	}
 	return out
+}
+
+// lossDuring is the span of the cache losses that could have taken back a grant made between call and
+// settled: those that had not ended before the call, nor begun after the grant could have been made.
+func lossDuring(losses []Span, call, settled time.Time) (Span, bool) {
+	var span Span
+	found := false
+	for _, l := range losses {
+		if !l.To.After(call) || !l.From.Before(settled) {
+			continue
+		}
+		if !found || l.From.Before(span.From) {
+			span.From = l.From
+		}
+		if !found || l.To.After(span.To) {
+			span.To = l.To
+		}
+		found = true
+	}
+	return span, found
 }
 
 // longestPrefix describes the longest partial linearization porcupine found, ending at the call the
