@@ -323,22 +323,39 @@ func (c *RedisCluster) ReplicaOf(ctx context.Context, masterAddr string) (string
 
 // MasterOfKey is the address of the master serving key's slot.
 func (c *RedisCluster) MasterOfKey(ctx context.Context, key string) (string, error) {
+	masters, err := c.MastersOfKeys(ctx, key)
+	if err != nil {
+		return "", err
+	}
+	return masters[0], nil
+}
+
+// MastersOfKeys are the addresses of the masters serving each key's slot, from one view of the
+// cluster.
+func (c *RedisCluster) MastersOfKeys(ctx context.Context, keys ...string) ([]string, error) {
 	client := redis.NewClusterClient(&redis.ClusterOptions{Addrs: c.Addrs()})
 	defer client.Close()
-	slot, err := client.ClusterKeySlot(ctx, key).Result()
-	if err != nil {
-		return "", err
-	}
 	slots, err := client.ClusterSlots(ctx).Result()
 	if err != nil {
-		return "", err
+		return nil, err
 	}
-	for _, s := range slots {
-		if int64(s.Start) <= slot && slot <= int64(s.End) && len(s.Nodes) > 0 {
-			return s.Nodes[0].Addr, nil
+	masters := make([]string, len(keys))
+	for i, key := range keys {
+		slot, err := client.ClusterKeySlot(ctx, key).Result()
+		if err != nil {
+			return nil, err
+		}
+		for _, s := range slots {
+			if int64(s.Start) <= slot && slot <= int64(s.End) && len(s.Nodes) > 0 {
+				masters[i] = s.Nodes[0].Addr
+				break
+			}
+		}
+		if masters[i] == "" {
+			return nil, fmt.Errorf("slot %d of %q is not served", slot, key)
 		}
 	}
-	return "", fmt.Errorf("slot %d of %q is not served", slot, key)
+	return masters, nil
 }
 
 // Failover runs CLUSTER FAILOVER on a replica of the master at masterAddr, the coordinated handover an

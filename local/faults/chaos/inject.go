@@ -4,6 +4,8 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"slices"
+	"strconv"
 	"strings"
 	"sync"
 	"time"
@@ -33,8 +35,12 @@ type Target interface {
 // key (its master at the time of the call).
 type ClusterTarget interface {
 	FailoverRedis(ctx context.Context, key string) error
-	KillRedisMaster(ctx context.Context, key string) error
-	EmptyRedisShard(ctx context.Context, key string) error
+	// KillRedisMaster and EmptyRedisShard return when the shard's data was lost: the span around
+	// the kill or the FLUSHALL, not the election and resync after it.
+	KillRedisMaster(ctx context.Context, key string) (check.Span, error)
+	EmptyRedisShard(ctx context.Context, key string) (check.Span, error)
+	// MastersOfKeys are the masters serving each key now.
+	MastersOfKeys(ctx context.Context, keys ...string) ([]string, error)
 	// HealRedis restarts every killed node and waits until every slot is served and every replica in
 	// sync.
 	HealRedis(ctx context.Context) error
@@ -71,28 +77,50 @@ func (t stackTarget) FailoverRedis(ctx context.Context, key string) error {
 
 // KillRedisMaster kills the master with SIGKILL, waits until its replica has been elected, then
 // starts the killed node again: it rejoins empty, as the new master's replica, and the shard
-// acknowledges claims again (REDIS_WAIT_REPLICAS=1) once it is in sync.
-func (t stackTarget) KillRedisMaster(ctx context.Context, key string) error {
+// acknowledges claims again (REDIS_WAIT_REPLICAS=1) once it is in sync. The writes its replica
+// lacked are lost at the kill; what the new master takes after the election is kept.
+func (t stackTarget) KillRedisMaster(ctx context.Context, key string) (check.Span, error) {
 	c, master, err := t.masterOf(ctx, key)
 	if err != nil {
-		return err
+		return check.Span{}, err
 	}
-	if _, err := c.KillMaster(ctx, master); err != nil {
-		return err
+	replica, err := c.ReplicaOf(ctx, master)
+	if err != nil {
+		return check.Span{}, err
 	}
-	return c.RestartNode(ctx, master)
+	lost := check.Span{From: time.Now()}
+	err = c.KillNode(master)
+	lost.To = time.Now()
+	if err != nil {
+		return lost, err
+	}
+	if err := c.WaitMaster(ctx, replica, 60*time.Second); err != nil {
+		return lost, err
+	}
+	return lost, c.RestartNode(ctx, master)
 }
 
 // EmptyRedisShard empties the master serving key (FLUSHALL); its replica follows, so the shard has
 // lost its data, slot markers included, as one whose master and replica both died would have.
-func (t stackTarget) EmptyRedisShard(ctx context.Context, key string) error {
+func (t stackTarget) EmptyRedisShard(ctx context.Context, key string) (check.Span, error) {
 	_, master, err := t.masterOf(ctx, key)
 	if err != nil {
-		return err
+		return check.Span{}, err
 	}
 	rdb := redis.NewClient(&redis.Options{Addr: master, MaxRetries: -1})
 	defer rdb.Close()
-	return rdb.FlushAll(ctx).Err()
+	lost := check.Span{From: time.Now()}
+	err = rdb.FlushAll(ctx).Err()
+	lost.To = time.Now()
+	return lost, err
+}
+
+func (t stackTarget) MastersOfKeys(ctx context.Context, keys ...string) ([]string, error) {
+	c, err := t.cluster()
+	if err != nil {
+		return nil, err
+	}
+	return c.MastersOfKeys(ctx, keys...)
 }
 
 func (t stackTarget) HealRedis(ctx context.Context) error {
@@ -125,8 +153,10 @@ type injector struct {
 	deliver Deliveries
 	log     func(format string, args ...any)
 
-	// campaigns names the schedule's campaigns (open, paid, grant, window) for cluster faults' targets.
+	// campaigns names the schedule's campaigns (open, paid, grant, window) for cluster faults' targets;
+	// buckets is how many buckets each (by id) has, to tell which a shard's loss takes.
 	campaigns   map[string]string
+	buckets     map[string]int
 	clusterMode bool
 
 	mu       sync.Mutex
@@ -163,10 +193,41 @@ func (in *injector) run(ctx context.Context, start time.Time, faults []Fault) {
 	wg.Wait()
 }
 
-// lost records a cache loss that began at from and ends now.
-func (in *injector) lost(from time.Time) {
+// campaignKey is a campaign bucket's hash key (shared/rediscache's key layout).
+func campaignKey(id string, bucket int) string {
+	if bucket == 0 {
+		return "bn:{c:" + id + "}:camp"
+	}
+	return "bn:{c:" + id + "#" + strconv.Itoa(bucket) + "}:camp"
+}
+
+// campaignsWithAKeyBeside are the schedule's campaigns with a bucket on the master that serves key.
+func (in *injector) campaignsWithAKeyBeside(ctx context.Context, ct ClusterTarget, key string) ([]string, error) {
+	keys := []string{key}
+	var owners []string
+	for _, id := range in.campaigns {
+		for b := range max(1, in.buckets[id]) {
+			keys = append(keys, campaignKey(id, b))
+			owners = append(owners, id)
+		}
+	}
+	masters, err := ct.MastersOfKeys(ctx, keys...)
+	if err != nil {
+		return nil, err
+	}
+	var on []string
+	for i, m := range masters[1:] {
+		if m == masters[0] && !slices.Contains(on, owners[i]) {
+			on = append(on, owners[i])
+		}
+	}
+	return on, nil
+}
+
+// lost records a cache loss.
+func (in *injector) lost(span check.Span) {
 	in.mu.Lock()
-	in.losses = append(in.losses, check.Span{From: from, To: time.Now()})
+	in.losses = append(in.losses, span)
 	in.mu.Unlock()
 }
 
@@ -222,10 +283,15 @@ func (in *injector) apply(ctx context.Context, i int, f Fault) error {
 		}
 		return nil
 	case RedisEmpty, RedisKeep:
-		if f.Kind == RedisEmpty {
-			defer in.lost(time.Now())
+		if f.Kind == RedisKeep {
+			return in.target.RestartRedis(ctx, true)
 		}
-		return in.target.RestartRedis(ctx, f.Kind == RedisKeep)
+		// The data is lost when the process stops, some time before the restart returns.
+		lost := check.Span{From: time.Now()}
+		err := in.target.RestartRedis(ctx, false)
+		lost.To = time.Now()
+		in.lost(lost)
+		return err
 	case RedisFailover, RedisMasterKill, RedisShardEmpty:
 		ct, ok := in.target.(ClusterTarget)
 		if !ok {
@@ -235,22 +301,28 @@ func (in *injector) apply(ctx context.Context, i int, f Fault) error {
 		if !ok {
 			return fmt.Errorf("%s: no campaign %q (want one of %s)", f.Kind, f.Target, strings.Join(shards, ", "))
 		}
-		key := "bn:{c:" + id + "}:camp" // the campaign's hash tag (shared/rediscache's key layout)
+		key := campaignKey(id, 0)
 		in.clusterMu.Lock()
 		defer in.clusterMu.Unlock()
-		if f.Kind != RedisFailover {
-			// A failover is coordinated, the replica in sync; a killed master takes the writes its
-			// replica had not yet received with it.
-			defer in.lost(time.Now())
+		if f.Kind == RedisFailover {
+			return ct.FailoverRedis(ctx, key) // coordinated, its replica in sync: it loses nothing
 		}
-		switch f.Kind {
-		case RedisFailover:
-			return ct.FailoverRedis(ctx, key)
-		case RedisMasterKill:
-			return ct.KillRedisMaster(ctx, key)
-		default:
-			return ct.EmptyRedisShard(ctx, key)
+		onShard, err := in.campaignsWithAKeyBeside(ctx, ct, key)
+		if err != nil {
+			return err
 		}
+		var lost check.Span
+		if f.Kind == RedisMasterKill {
+			lost, err = ct.KillRedisMaster(ctx, key)
+		} else {
+			lost, err = ct.EmptyRedisShard(ctx, key)
+		}
+		if !lost.From.IsZero() {
+			lost.Campaigns = onShard
+			in.lost(lost)
+			in.log("  %s lost the data of campaigns %v (%s)", f, onShard, lost.To.Sub(lost.From).Round(time.Millisecond))
+		}
+		return err
 	case MySQLRestart:
 		return in.target.RestartMySQL(ctx)
 	case BrokerRestart:

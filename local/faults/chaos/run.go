@@ -453,6 +453,12 @@ func (r *runner) runOne(ctx context.Context, sched Schedule) (ScheduleResult, er
 	}
 	r.inj.deliver = rec
 	r.inj.campaigns = ids
+	r.inj.buckets = map[string]int{}
+	for _, op := range rec.ops {
+		if op.Kind == check.OpPatch && op.Rule != nil {
+			r.inj.buckets[op.Campaign] = max(r.inj.buckets[op.Campaign], op.Rule.Buckets)
+		}
+	}
 	r.inj.errs, r.inj.losses = nil, nil
 	start := time.Now()
 	injected := make(chan struct{})

@@ -4,6 +4,7 @@
 package check
 
 import (
+	"slices"
 	"time"
 )
 
@@ -79,10 +80,16 @@ type History struct {
 	CacheLosses []Span `json:"cache_losses,omitempty"`
 }
 
-// Span is a stretch of time.
+// Span is a cache loss: a stretch of time and the campaigns whose data it took.
 type Span struct {
 	From time.Time `json:"from"`
 	To   time.Time `json:"to"`
+	// Campaigns whose data (any bucket's) the loss took; none named means every campaign's.
+	Campaigns []string `json:"campaigns,omitempty"`
+}
+
+func (s Span) hits(campaign string) bool {
+	return len(s.Campaigns) == 0 || slices.Contains(s.Campaigns, campaign)
 }
 
 // CampaignRow is a campaign as MySQL holds it at the end.

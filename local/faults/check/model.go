@@ -21,12 +21,17 @@ import (
 // time, since the cache applies it through the queue. A call whose answer was lost may or may not
 // have happened (a nondeterministic step).
 //
-// A claim whose answer was lost, that MySQL never recorded, and that overlaps a cache loss, may
-// have been granted in Redis and then lost with the data before it was durable (its instance died
-// before the grant reached the broker or MySQL). Until the loss, other claims saw its unit taken: a
-// sold_out or limit_reached answered then was true. The model undoes such a grant at the loss (an
-// undo step within the loss's span), as the rebuilt cache, counted from MySQL, does. A false refusal
-// for that while is a weakening of the answer, never of the money: a unit is never issued twice.
+// A claim whose answer was lost, and whose grant, if it made one, did not survive (MySQL never
+// recorded it, or a later attempt of the same request was answered 201), may have been granted in
+// Redis and lost with its campaign's cache data before it was durable: its instance died before the
+// grant reached the broker or MySQL, and the grant stream went with the data (an emptied shard, a
+// master killed before its replica had the write, Redis restarted empty). Until the loss, other
+// claims saw its unit taken, so a sold_out or limit_reached answered then was true. The model takes
+// such a grant back at each later loss of its campaign's data (an undo step within the loss's
+// span), as the cache, rebuilt from MySQL or served by a replica that never had the write, does;
+// after the last, the claim can no longer be granted. A refusal for that while is a weakening of the
+// answer, never of the money: the undo frees only a unit such a claim took, never one a client was
+// told about.
 //
 // Refusals that depend on the clock (not_started, ended), the audience or points are not modelled
 // here: Stock checks every recorded claim against the windows, and Points checks balances.
@@ -39,7 +44,8 @@ type lstate struct {
 	issued  int64
 	held    map[string]int64  // user -> units
 	bound   map[string]string // user|request -> claim id
-	// lost are the claims (by lostClaim) whose cache loss has happened: they can no longer be granted.
+	// lost are the claims (by lostClaim) whose last cache loss has happened: they can no longer be
+	// granted.
 	lost []int
 }
 
@@ -65,14 +71,19 @@ func (s lstate) grant(user, key, id string) lstate {
 	return n
 }
 
-// undo is the cache loss of claim lost (user, key): it takes back the unit the claim was granted, if
-// it was, and the claim can no longer be granted, since a claim decided after the loss began found
-// the data gone or wrote to a rebuilt cache, from which its grant would have been recorded.
-func (s lstate) undo(lost int, user, key string, granted bool) lstate {
+// lostGrant marks, in bound, a grant made by a claim a cache loss may take back.
+const lostGrant = "\x00lost"
+
+// undo is a cache loss of claim lost (user, key): it takes back the unit the claim was granted, if a
+// claim that may be lost made it (never one a client was told about), and after the last loss the
+// claim can no longer be granted: one decided later would have been durable, and recorded.
+func (s lstate) undo(lost int, user, key string, last bool) lstate {
 	n := s
-	n.lost = append(append(make([]int, 0, len(s.lost)+1), s.lost...), lost)
-	sort.Ints(n.lost)
-	if !granted {
+	if last {
+		n.lost = append(append(make([]int, 0, len(s.lost)+1), s.lost...), lost)
+		sort.Ints(n.lost)
+	}
+	if !strings.HasSuffix(s.bound[key], lostGrant) {
 		return n
 	}
 	n.issued--
@@ -119,9 +130,10 @@ type modelIn struct {
 	user  string
 	req   string
 	// lostClaim (from 1) marks a claim that a cache loss may have undone, and undo that loss, which
-	// takes back what the claim was granted, if it was.
+	// takes back what the claim was granted, if it was; lastLoss, the claim's last.
 	lostClaim int
 	undo      bool
+	lastLoss  bool
 }
 
 type modelOut struct {
@@ -152,13 +164,13 @@ func newModel(initial Rule, claimID func(user, req string) string) porcupine.Non
 			}
 			key := i.user + "|" + i.req
 			if i.undo {
-				id, ok := s.bound[key]
-				return []any{s.undo(i.lostClaim, i.user, key, ok && id == claimID(i.user, i.req))}
+				return []any{s.undo(i.lostClaim, i.user, key, i.lastLoss)}
 			}
 			if i.lostClaim > 0 && s.isLost(i.lostClaim) {
 				return []any{s}
 			}
 			if id, ok := s.bound[key]; ok {
+				id = strings.TrimSuffix(id, lostGrant)
 				// A request that has its claim gets it back whatever happened since.
 				switch o.outcome {
 				case Replayed:
@@ -180,7 +192,11 @@ func newModel(initial Rule, claimID func(user, req string) string) porcupine.Non
 				return nil
 			case Unknown:
 				if s.canGrant(i.user) {
-					return []any{s, s.grant(i.user, key, claimID(i.user, i.req))}
+					id := claimID(i.user, i.req)
+					if i.lostClaim > 0 {
+						id += lostGrant
+					}
+					return []any{s, s.grant(i.user, key, id)}
 				}
 				return []any{s}
 			}
@@ -209,7 +225,7 @@ func newModel(initial Rule, claimID func(user, req string) string) porcupine.Non
 		DescribeOperation: func(in, out any) string {
 			i, o := in.(modelIn), out.(modelOut)
 			if i.undo {
-				return fmt.Sprintf("cache loss undoes claim %s/%s", i.user, i.req)
+				return fmt.Sprintf("cache loss takes back claim %s/%s", i.user, i.req)
 			}
 			if i.patch != nil {
 				return fmt.Sprintf("patch v%d stock=%d limit=%d %s -> %s", i.patch.Version, i.patch.Stock, i.patch.PerUserLimit, i.patch.Status, o.outcome)
@@ -280,9 +296,9 @@ var stateful = map[string]bool{"sold_out": true, "limit_reached": true, "paused"
 // no claim for its (user, request_id) it issued nothing that survived, and it leaves the model as a
 // no-op; if MySQL records one, it may have been the call that was granted. Without that, every lost
 // answer doubles the states the search keeps, and a minute of faults makes the check undecidable in
-// any budget. The exception is a lost answer that overlaps a cache loss: its grant may have been
-// made, seen by other claims, and lost with the data before it was durable, so it stays in the model,
-// with an undo step within the loss.
+// any budget. The exception is a lost answer followed by a loss of its campaign's cache data: its
+// grant may have been made, seen by other claims, and lost with the data before it was durable, so
+// it stays in the model, with an undo step within each such loss.
 func Linearize(h History, s Snapshot, budget time.Duration) []Violation {
 	recorded := map[userReq]bool{}
 	for _, c := range s.Claims {
@@ -317,17 +333,25 @@ func Linearize(h History, s Snapshot, budget time.Duration) []Violation {
 		case op.Kind == OpClaim && op.Outcome == Refused && !stateful[op.Code]:
 			// A refusal for the clock, the audience, points or the rate limit neither depends on nor
 			// changes the modelled state: it fits anywhere, and leaving it out keeps the search small.
-		case op.Kind == OpClaim && op.Outcome == Unknown && !recorded[userReq{op.User, op.Request}]:
-			settled := op.Return.Add(h.Settle)
-			loss, ok := lossDuring(h.CacheLosses, op.Call, settled)
-			if !ok {
+		case op.Kind == OpClaim && op.Outcome == Unknown && (!recorded[userReq{op.User, op.Request}] || grantedLater(h.Ops, op)):
+			losses := lossesAfter(h.CacheLosses, op.Campaign, op.Call)
+			if len(losses) == 0 {
+				if !recorded[userReq{op.User, op.Request}] {
+					continue // it issued nothing that survived, and no one saw it: a no-op
+				}
+				byCampaign[op.Campaign] = append(byCampaign[op.Campaign], porcupine.Operation{
+					ClientId: op.Client, Input: modelIn{user: op.User, req: op.Request},
+					Output: modelOut{outcome: Unknown}, Call: call, Return: op.Return.Add(h.Settle).UnixNano()})
 				continue
 			}
-			byCampaign[op.Campaign] = append(byCampaign[op.Campaign],
-				porcupine.Operation{ClientId: op.Client, Input: modelIn{user: op.User, req: op.Request, lostClaim: i + 1},
-					Output: modelOut{outcome: Unknown}, Call: call, Return: settled.UnixNano()},
-				porcupine.Operation{ClientId: op.Client, Input: modelIn{user: op.User, req: op.Request, lostClaim: i + 1, undo: true},
-					Output: modelOut{outcome: Unknown}, Call: max(call, loss.From.UnixNano()), Return: loss.To.UnixNano()})
+			byCampaign[op.Campaign] = append(byCampaign[op.Campaign], porcupine.Operation{
+				ClientId: op.Client, Input: modelIn{user: op.User, req: op.Request, lostClaim: i + 1},
+				Output: modelOut{outcome: Unknown}, Call: call, Return: op.Return.Add(h.Settle).UnixNano()})
+			for k, l := range losses {
+				byCampaign[op.Campaign] = append(byCampaign[op.Campaign], porcupine.Operation{
+					ClientId: op.Client, Input: modelIn{user: op.User, req: op.Request, lostClaim: i + 1, undo: true, lastLoss: k == len(losses)-1},
+					Output: modelOut{outcome: Unknown}, Call: max(call, l.From.UnixNano()), Return: l.To.UnixNano()})
+			}
 		case op.Kind == OpClaim:
 			if op.Outcome == Unknown {
 				ret = op.Return.Add(h.Settle).UnixNano()
@@ -369,24 +393,30 @@ func Linearize(h History, s Snapshot, budget time.Duration) []Violation {
 	return out
 }
 
-// lossDuring is the span of the cache losses that could have taken back a grant made between call and
-// settled: those that had not ended before the call, nor begun after the grant could have been made.
-func lossDuring(losses []Span, call, settled time.Time) (Span, bool) {
-	var span Span
-	found := false
+// lossesAfter are the losses of campaign's cache data that had not ended when a call was made, by
+// their end: each could take back a grant the call made, whenever it made it, since a grant may stay
+// in Redis alone as long as the broker is out of reach (the timer replays it from the stream only
+// then).
+func lossesAfter(losses []Span, campaign string, call time.Time) []Span {
+	var out []Span
 	for _, l := range losses {
-		if !l.To.After(call) || !l.From.Before(settled) {
-			continue
+		if l.To.After(call) && l.hits(campaign) {
+			out = append(out, l)
 		}
-		if !found || l.From.Before(span.From) {
-			span.From = l.From
-		}
-		if !found || l.To.After(span.To) {
-			span.To = l.To
-		}
-		found = true
 	}
-	return span, found
+	sort.Slice(out, func(a, b int) bool { return out[a].To.Before(out[b].To) })
+	return out
+}
+
+// grantedLater says whether a later attempt of op's request was answered 201: then any grant op made
+// was lost, or the later attempt would have been answered 200.
+func grantedLater(ops []Op, op Op) bool {
+	for _, o := range ops {
+		if o.Kind == OpClaim && o.Outcome == Granted && o.Campaign == op.Campaign && o.User == op.User && o.Request == op.Request && o.Call.After(op.Call) {
+			return true
+		}
+	}
+	return false
 }
 
 // longestPrefix describes the longest partial linearization porcupine found, ending at the call the
