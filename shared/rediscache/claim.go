@@ -95,9 +95,6 @@ func (c *Cache) Claim(ctx context.Context, in ClaimInput) (ClaimOutcome, error) 
 	if in.By == domain.ByGrant {
 		in.RateLimit = 0
 	}
-	if in.Attempt == "" {
-		in.Attempt = newAttempt()
-	}
 	claimID := domain.ClaimID(in.UserID, in.RequestID)
 	ck, n, err := c.homeKeys(ctx, in.CampaignID, in.UserID)
 	if err != nil {
@@ -111,6 +108,9 @@ func (c *Cache) Claim(ctx context.Context, in ClaimInput) (ClaimOutcome, error) 
 		if !campaignRefuses {
 			c.refusing.Delete(in.CampaignID) // granting again (stock raised, resumed): the full path
 		}
+	}
+	if in.Attempt == "" {
+		in.Attempt = newAttempt() // only a write needs it: an early refusal writes nothing
 	}
 	b, err := c.begin(ctx, in)
 	if err != nil {
