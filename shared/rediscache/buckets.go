@@ -63,6 +63,10 @@ func keysOfBucket(id string, b int) bucketKeys {
 	}
 }
 
+// CampaignHashKey is the key of a campaign bucket's hash, for tools that must find its shard (the
+// fault suite's injector).
+func CampaignHashKey(id string, bucket int) string { return keysOfBucket(id, bucket).camp }
+
 // bucketsOf is how many buckets campaign id is split into. It never changes after creation, so it is
 // remembered once read; a campaign not in the cache is read as one bucket (its claims are answered
 // from bucket 0, which then says campaign_not_found or unavailable) and not remembered.

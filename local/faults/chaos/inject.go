@@ -4,8 +4,6 @@ import (
 	"context"
 	"errors"
 	"fmt"
-	"slices"
-	"strconv"
 	"strings"
 	"sync"
 	"time"
@@ -19,6 +17,7 @@ import (
 	"github.com/benefit-issuance/benefits/shared/domain"
 	"github.com/benefit-issuance/benefits/shared/mq"
 	"github.com/benefit-issuance/benefits/shared/mq/rmqclient"
+	"github.com/benefit-issuance/benefits/shared/rediscache"
 )
 
 // Target is what the injector acts on: the stack's processes and links. An Apache RocketMQ broker
@@ -193,32 +192,28 @@ func (in *injector) run(ctx context.Context, start time.Time, faults []Fault) {
 	wg.Wait()
 }
 
-// campaignKey is a campaign bucket's hash key (shared/rediscache's key layout).
-func campaignKey(id string, bucket int) string {
-	if bucket == 0 {
-		return "bn:{c:" + id + "}:camp"
+// bucketsBeside are the schedule's campaign buckets on the master that serves key.
+func (in *injector) bucketsBeside(ctx context.Context, ct ClusterTarget, key string) (map[string][]int, error) {
+	type bucket struct {
+		id string
+		b  int
 	}
-	return "bn:{c:" + id + "#" + strconv.Itoa(bucket) + "}:camp"
-}
-
-// campaignsWithAKeyBeside are the schedule's campaigns with a bucket on the master that serves key.
-func (in *injector) campaignsWithAKeyBeside(ctx context.Context, ct ClusterTarget, key string) ([]string, error) {
 	keys := []string{key}
-	var owners []string
+	var of []bucket
 	for _, id := range in.campaigns {
 		for b := range max(1, in.buckets[id]) {
-			keys = append(keys, campaignKey(id, b))
-			owners = append(owners, id)
+			keys = append(keys, rediscache.CampaignHashKey(id, b))
+			of = append(of, bucket{id, b})
 		}
 	}
 	masters, err := ct.MastersOfKeys(ctx, keys...)
 	if err != nil {
 		return nil, err
 	}
-	var on []string
+	on := map[string][]int{}
 	for i, m := range masters[1:] {
-		if m == masters[0] && !slices.Contains(on, owners[i]) {
-			on = append(on, owners[i])
+		if m == masters[0] {
+			on[of[i].id] = append(on[of[i].id], of[i].b)
 		}
 	}
 	return on, nil
@@ -301,13 +296,13 @@ func (in *injector) apply(ctx context.Context, i int, f Fault) error {
 		if !ok {
 			return fmt.Errorf("%s: no campaign %q (want one of %s)", f.Kind, f.Target, strings.Join(shards, ", "))
 		}
-		key := campaignKey(id, 0)
+		key := rediscache.CampaignHashKey(id, 0)
 		in.clusterMu.Lock()
 		defer in.clusterMu.Unlock()
 		if f.Kind == RedisFailover {
 			return ct.FailoverRedis(ctx, key) // coordinated, its replica in sync: it loses nothing
 		}
-		onShard, err := in.campaignsWithAKeyBeside(ctx, ct, key)
+		onShard, err := in.bucketsBeside(ctx, ct, key)
 		if err != nil {
 			return err
 		}
@@ -318,9 +313,9 @@ func (in *injector) apply(ctx context.Context, i int, f Fault) error {
 			lost, err = ct.EmptyRedisShard(ctx, key)
 		}
 		if !lost.From.IsZero() {
-			lost.Campaigns = onShard
+			lost.Buckets = onShard
 			in.lost(lost)
-			in.log("  %s lost the data of campaigns %v (%s)", f, onShard, lost.To.Sub(lost.From).Round(time.Millisecond))
+			in.log("  %s lost the data of campaign buckets %v (%s)", f, onShard, lost.To.Sub(lost.From).Round(time.Millisecond))
 		}
 		return err
 	case MySQLRestart:

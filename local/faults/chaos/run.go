@@ -474,7 +474,8 @@ func (r *runner) runOne(ctx context.Context, sched Schedule) (ScheduleResult, er
 	res.InjectErrors = r.inj.errs
 	healed := time.Now()
 
-	h := check.History{Ops: rec.ops, ClaimID: domain.ClaimID, Settle: settle, ReservationHold: reservationHold, CacheLosses: r.inj.losses}
+	h := check.History{Ops: rec.ops, ClaimID: domain.ClaimID, Settle: settle, ReservationHold: reservationHold, CacheLosses: r.inj.losses,
+		HomeBucket: domain.HomeBucket}
 	var snap check.Snapshot
 	for {
 		snap, err = r.snapshot(ctx, ids, w.prefix)
@@ -707,6 +708,7 @@ func Recheck(files []string, out io.Writer) (int, error) {
 			return total, fmt.Errorf("%s: %w", f, err)
 		}
 		d.History.ClaimID, d.History.Settle, d.History.ReservationHold = domain.ClaimID, settle, reservationHold
+		d.History.HomeBucket = domain.HomeBucket
 		v := check.Check(d.History, d.Snapshot, 20*time.Second)
 		fmt.Fprintf(out, "%s: %d violations\n", filepath.Base(f), len(v))
 		for _, x := range v {

@@ -27,6 +27,9 @@ func paid(version, stock int64) *Rule {
 
 func claimID(user, req string) string { return "c-" + user + "-" + req }
 
+// homeBucket puts user uN in bucket N mod n.
+func homeBucket(user string, n int) int { return int(user[len(user)-1]-'0') % n }
+
 func create(r *Rule) Op {
 	return Op{Kind: OpPatch, Campaign: "A", Call: at(0), Return: at(1), Status: 201, Outcome: Applied, Rule: r, InSync: true}
 }
@@ -275,7 +278,7 @@ func TestCheck(t *testing.T) {
 			name: "a loss of another campaign's data explains nothing",
 			h: []Op{create(rule(1, 1, 1, "active")), claim(1, 10, 20, "u1", "r1", Unknown, ""),
 				claim(2, 22, 25, "u2", "r1", Refused, "sold_out"), claim(3, 40, 50, "u3", "r1", Granted, "")},
-			losses: []Span{{From: at(26), To: at(35), Campaigns: []string{"B"}}},
+			losses: []Span{{From: at(26), To: at(35), Buckets: map[string][]int{"B": {0}}}},
 			s:      func() Snapshot { return consistent(rule(1, 1, 1, "active"), row(claimID("u3", "r1"), "u3", "r1", 0)) },
 			want:   Linearizable,
 		},
@@ -283,7 +286,7 @@ func TestCheck(t *testing.T) {
 			name: "a loss naming the campaign explains it",
 			h: []Op{create(rule(1, 1, 1, "active")), claim(1, 10, 20, "u1", "r1", Unknown, ""),
 				claim(2, 22, 25, "u2", "r1", Refused, "sold_out"), claim(3, 40, 50, "u3", "r1", Granted, "")},
-			losses: []Span{{From: at(26), To: at(35), Campaigns: []string{"B", "A"}}},
+			losses: []Span{{From: at(26), To: at(35), Buckets: map[string][]int{"B": {0}, "A": {0}}}},
 			s:      func() Snapshot { return consistent(rule(1, 1, 1, "active"), row(claimID("u3", "r1"), "u3", "r1", 0)) },
 			want:   "",
 		},
@@ -339,6 +342,78 @@ func TestCheck(t *testing.T) {
 			want:   Linearizable,
 		},
 		{
+			name: "a 200 makes a possibly lost grant durable: no loss frees its unit",
+			h: []Op{create(rule(1, 1, 1, "active")), claim(1, 10, 20, "u1", "r1", Unknown, ""),
+				claim(1, 21, 24, "u1", "r1", Replayed, ""), claim(2, 40, 45, "u2", "r1", Granted, "")},
+			losses: []Span{{From: at(26), To: at(35)}},
+			s:      func() Snapshot { return consistent(rule(1, 1, 1, "active"), row(claimID("u1", "r1"), "u1", "r1", 0)) },
+			want:   Linearizable,
+		},
+		{
+			name: "a loss before the last may spare the grant (a master kill keeps what its replica had)",
+			h: []Op{create(rule(1, 1, 1, "active")), claim(1, 10, 20, "u1", "r1", Unknown, ""),
+				claim(2, 40, 45, "u2", "r1", Refused, "sold_out"), claim(3, 80, 85, "u3", "r1", Granted, "")},
+			losses: []Span{{From: at(35), To: at(36)}, {From: at(60), To: at(70)}},
+			s:      func() Snapshot { return consistent(rule(1, 1, 1, "active"), row(claimID("u3", "r1"), "u3", "r1", 0)) },
+			want:   "",
+		},
+		{
+			name: "a grant made between two losses, listed out of order, is taken back by the second",
+			h: []Op{create(rule(1, 1, 1, "active")), claim(1, 10, 30, "u1", "r1", Unknown, ""),
+				claim(2, 20, 22, "u2", "r1", Refused, "sold_out"), claim(3, 60, 65, "u3", "r1", Granted, "")},
+			losses: []Span{{From: at(50), To: at(55)}, {From: at(12), To: at(14)}},
+			s:      func() Snapshot { return consistent(rule(1, 1, 1, "active"), row(claimID("u3", "r1"), "u3", "r1", 0)) },
+			want:   "",
+		},
+		{
+			name: "a grant taken back by the first of two losses frees its unit then",
+			h: []Op{create(rule(1, 1, 1, "active")), claim(1, 10, 20, "u1", "r1", Unknown, ""),
+				claim(2, 21, 22, "u2", "r1", Refused, "sold_out"), claim(3, 35, 40, "u3", "r1", Granted, "")},
+			losses: []Span{{From: at(25), To: at(30)}, {From: at(60), To: at(70)}},
+			s:      func() Snapshot { return consistent(rule(1, 1, 1, "active"), row(claimID("u3", "r1"), "u3", "r1", 0)) },
+			want:   "",
+		},
+		{
+			name: "a retry granted and recorded after its first attempt was lost with the cache",
+			h: []Op{create(rule(1, 1, 1, "active")), claim(1, 10, 20, "u1", "r1", Unknown, ""),
+				claim(2, 22, 25, "u2", "r1", Refused, "sold_out"), claim(3, 40, 45, "u3", "r1", Granted, ""),
+				patch(46, 48, rule(2, 2, 1, "active"), true), claim(1, 50, 60, "u1", "r1", Unknown, "")},
+			losses: []Span{{From: at(30), To: at(35)}},
+			s: func() Snapshot {
+				return consistent(rule(2, 2, 1, "active"), row(claimID("u3", "r1"), "u3", "r1", 0), row(claimID("u1", "r1"), "u1", "r1", 0))
+			},
+			want: "",
+		},
+		{
+			name: "a request recorded on another campaign is no grant on this one",
+			h: []Op{create(rule(1, 1, 1, "active")), claim(1, 10, 20, "u1", "r1", Unknown, ""),
+				claim(2, 5000, 5010, "u2", "r1", Refused, "sold_out")},
+			s: func() Snapshot {
+				s := consistent(rule(1, 1, 1, "active"))
+				c := row(claimID("u1", "r1"), "u1", "r1", 0)
+				c.Campaign = "B"
+				s.Claims = append(s.Claims, c)
+				return s
+			},
+			want: Linearizable,
+		},
+		{
+			name: "a loss of another bucket explains nothing of the user's home bucket",
+			h: []Op{create(bucketed(rule(1, 8, 1, "active"), 4)), claim(1, 10, 20, "u1", "r1", Unknown, ""),
+				claim(1, 22, 25, "u1", "r2", Refused, "limit_reached")},
+			losses: []Span{{From: at(26), To: at(35), Buckets: map[string][]int{"A": {0, 2, 3}}}},
+			s:      func() Snapshot { return consistent(bucketed(rule(1, 8, 1, "active"), 4)) },
+			want:   Linearizable,
+		},
+		{
+			name: "a loss of the user's home bucket explains it",
+			h: []Op{create(bucketed(rule(1, 8, 1, "active"), 4)), claim(1, 10, 20, "u1", "r1", Unknown, ""),
+				claim(1, 22, 25, "u1", "r2", Refused, "limit_reached")},
+			losses: []Span{{From: at(26), To: at(35), Buckets: map[string][]int{"A": {1}}}},
+			s:      func() Snapshot { return consistent(bucketed(rule(1, 8, 1, "active"), 4)) },
+			want:   "",
+		},
+		{
 			name: "lost answer then replay is fine",
 			h: []Op{create(r1), claim(1, 10, 20, "u1", "r1", Unknown, ""),
 				claim(1, 30, 40, "u1", "r1", Replayed, "")},
@@ -348,7 +423,7 @@ func TestCheck(t *testing.T) {
 	}
 	for _, tc := range cases {
 		t.Run(tc.name, func(t *testing.T) {
-			v := Check(History{Ops: tc.h, ClaimID: claimID, Settle: 10 * time.Millisecond, CacheLosses: tc.losses}, tc.s(), 5*time.Second)
+			v := Check(History{Ops: tc.h, ClaimID: claimID, Settle: 10 * time.Millisecond, CacheLosses: tc.losses, HomeBucket: homeBucket}, tc.s(), 5*time.Second)
 			if tc.want == "" {
 				if len(v) != 0 {
 					t.Fatalf("violations in an honest history: %v", v)

@@ -78,18 +78,39 @@ type History struct {
 	// the moment it returned. A claim decided in data lost this way, and not yet durable, is undone
 	// by the loss.
 	CacheLosses []Span `json:"cache_losses,omitempty"`
+	// HomeBucket is the bucket that decides a user's claims on a campaign of n buckets, as the
+	// product computes it: a loss takes back only claims decided in the buckets it lost.
+	HomeBucket func(user string, n int) int `json:"-"`
 }
 
-// Span is a cache loss: a stretch of time and the campaigns whose data it took.
+// Span is a cache loss: a stretch of time and the campaign buckets whose data it took.
 type Span struct {
 	From time.Time `json:"from"`
 	To   time.Time `json:"to"`
-	// Campaigns whose data (any bucket's) the loss took; none named means every campaign's.
-	Campaigns []string `json:"campaigns,omitempty"`
+	// Buckets are the buckets of each campaign whose data the loss took; nil means every bucket of
+	// every campaign (a standalone Redis restarted empty).
+	Buckets map[string][]int `json:"buckets,omitempty"`
 }
 
-func (s Span) hits(campaign string) bool {
-	return len(s.Campaigns) == 0 || slices.Contains(s.Campaigns, campaign)
+// hits says whether the loss took the data of a campaign's bucket (any bucket: -1).
+func (s Span) hits(campaign string, bucket int) bool {
+	if s.Buckets == nil {
+		return true
+	}
+	lost, ok := s.Buckets[campaign]
+	return ok && (bucket < 0 || slices.Contains(lost, bucket))
+}
+
+// homeBucket is the bucket that decides user's claims on a campaign of n buckets; -1 when History
+// cannot tell.
+func (h History) homeBucket(user string, n int) int {
+	switch {
+	case n <= 1:
+		return 0
+	case h.HomeBucket == nil:
+		return -1
+	}
+	return h.HomeBucket(user, n)
 }
 
 // CampaignRow is a campaign as MySQL holds it at the end.
