@@ -385,6 +385,17 @@ func TestCheck(t *testing.T) {
 			want: "",
 		},
 		{
+			name: "a recorded grant that no other attempt could have made again is not taken back",
+			h: []Op{create(rule(1, 1, 1, "active")), claim(1, 10, 20, "u1", "r1", Unknown, ""),
+				claim(2, 22, 25, "u2", "r1", Refused, "sold_out"), claim(3, 40, 45, "u3", "r1", Granted, ""),
+				patch(50, 55, rule(2, 2, 1, "active"), true)},
+			losses: []Span{{From: at(26), To: at(35)}},
+			s: func() Snapshot {
+				return consistent(rule(2, 2, 1, "active"), row(claimID("u1", "r1"), "u1", "r1", 0), row(claimID("u3", "r1"), "u3", "r1", 0))
+			},
+			want: Linearizable,
+		},
+		{
 			name: "a request recorded on another campaign is no grant on this one",
 			h: []Op{create(rule(1, 1, 1, "active")), claim(1, 10, 20, "u1", "r1", Unknown, ""),
 				claim(2, 5000, 5010, "u2", "r1", Refused, "sold_out")},

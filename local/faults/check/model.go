@@ -369,11 +369,14 @@ func Linearize(h History, s Snapshot, budget time.Duration) []Violation {
 					Output: modelOut{outcome: Unknown}, Call: call, Return: settled})
 				continue
 			}
-			mustLose := !isRecorded // then no loss after the last one spared it
+			mustLose := !isRecorded // then the last loss surely took it
 			byCampaign[op.Campaign] = append(byCampaign[op.Campaign], porcupine.Operation{
 				ClientId: op.Client, Input: modelIn{user: op.User, req: op.Request, lostClaim: i + 1},
 				Output: modelOut{outcome: Unknown}, Call: call, Return: settled})
 			for k, l := range losses {
+				if isRecorded && !remadeAfter(h, op, l.From) {
+					continue // MySQL has its grant, and no other attempt could have made it again after this loss
+				}
 				byCampaign[op.Campaign] = append(byCampaign[op.Campaign], porcupine.Operation{
 					ClientId: op.Client, Input: modelIn{user: op.User, req: op.Request, lostClaim: i + 1, undo: true,
 						lastLoss: k == len(losses)-1, mustLose: mustLose},
@@ -434,6 +437,20 @@ func lossesAfter(losses []Span, campaign string, bucket int, call time.Time) []S
 	}
 	sort.Slice(out, func(a, b int) bool { return out[a].To.Before(out[b].To) })
 	return out
+}
+
+// remadeAfter says whether another attempt of op's request could have made its grant again after a
+// loss that began at from: one answered 201, or whose answer was lost, still running then.
+func remadeAfter(h History, op Op, from time.Time) bool {
+	for _, o := range h.Ops {
+		if o.Kind != OpClaim || o.Campaign != op.Campaign || o.User != op.User || o.Request != op.Request || o.Call.Equal(op.Call) {
+			continue
+		}
+		if (o.Outcome == Granted && o.Return.After(from)) || (o.Outcome == Unknown && o.Return.Add(h.Settle).After(from)) {
+			return true
+		}
+	}
+	return false
 }
 
 // longestPrefix describes the longest partial linearization porcupine found, ending at the call the
