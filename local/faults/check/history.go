@@ -89,7 +89,7 @@ type Span struct {
 	To   time.Time `json:"to"`
 	// Buckets are the buckets of each campaign whose data the loss took; nil means every bucket of
 	// every campaign (a standalone Redis restarted empty).
-	Buckets map[string][]int `json:"buckets,omitempty"`
+	Buckets map[string][]int `json:"buckets"` // not omitempty: an empty map (nothing lost) must not read back as nil (everything)
 }
 
 // hits says whether the loss took the data of a campaign's bucket (any bucket: -1).
