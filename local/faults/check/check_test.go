@@ -343,8 +343,11 @@ func TestCheck(t *testing.T) {
 		},
 		{
 			name: "a 200 makes a possibly lost grant durable: no loss frees its unit",
+			// The second lost attempt, still running after the loss, could re-make the grant, so the
+			// loss may take the first attempt's back: unless the 200 made it durable.
 			h: []Op{create(rule(1, 1, 1, "active")), claim(1, 10, 20, "u1", "r1", Unknown, ""),
-				claim(1, 21, 24, "u1", "r1", Replayed, ""), claim(2, 40, 45, "u2", "r1", Granted, "")},
+				claim(3, 21, 50, "u1", "r1", Unknown, ""), claim(1, 22, 24, "u1", "r1", Replayed, ""),
+				claim(2, 40, 45, "u2", "r1", Granted, "")},
 			losses: []Span{{From: at(26), To: at(35)}},
 			s:      func() Snapshot { return consistent(rule(1, 1, 1, "active"), row(claimID("u1", "r1"), "u1", "r1", 0)) },
 			want:   Linearizable,
