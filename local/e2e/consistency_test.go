@@ -186,10 +186,16 @@ func TestPoisonMessageGoesToTheDLQWithoutBlockingLaterChanges(t *testing.T) {
 	if _, err := p.Send(context.Background(), poison); err != nil {
 		t.Fatal(err)
 	}
+	// Each later change applies: the poison does not stall the stream behind it (it would, with the
+	// trigger's errorsTolerance NONE). Not necessarily within the rules API's 2 s wait: on Apache
+	// RocketMQ a delivery now and then takes longer on a loaded machine (CI saw one), and how fast a
+	// change applies is make bench's to measure (its rule commit row), not a test's.
 	for i := range 3 {
 		later, r := h.createCampaign(map[string]any{"name": fmt.Sprint("later ", i)})
 		if !inSync(r) {
-			t.Fatalf("change %s published after the poison did not apply: %s", later, r.Raw)
+			eventually(t, 30*time.Second, "change "+later+" published after the poison applied", func() bool {
+				return cacheOf(h.do("GET", "/v1/campaigns/"+later, h.operator, nil))["version"] == float64(1)
+			})
 		}
 	}
 	dlq := h.s.Emulator.DLQTopic("cachesync", "rule-changes")
