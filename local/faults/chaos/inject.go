@@ -87,9 +87,7 @@ func (t stackTarget) KillRedisMaster(ctx context.Context, key string) (check.Spa
 	if err != nil {
 		return check.Span{}, err
 	}
-	lost := check.Span{From: time.Now()}
-	err = c.KillNode(master)
-	lost.To = time.Now()
+	lost, err := spanOf(func() error { return c.KillNode(master) })
 	if err != nil {
 		return lost, err
 	}
@@ -108,10 +106,14 @@ func (t stackTarget) EmptyRedisShard(ctx context.Context, key string) (check.Spa
 	}
 	rdb := redis.NewClient(&redis.Options{Addr: master, MaxRetries: -1})
 	defer rdb.Close()
-	lost := check.Span{From: time.Now()}
-	err = rdb.FlushAll(ctx).Err()
-	lost.To = time.Now()
-	return lost, err
+	return spanOf(func() error { return rdb.FlushAll(ctx).Err() })
+}
+
+// spanOf runs what loses cache data and returns when it did: from its start to its return.
+func spanOf(loses func() error) (check.Span, error) {
+	from := time.Now()
+	err := loses()
+	return check.Span{From: from, To: time.Now()}, err
 }
 
 func (t stackTarget) MastersOfKeys(ctx context.Context, keys ...string) ([]string, error) {
@@ -282,9 +284,7 @@ func (in *injector) apply(ctx context.Context, i int, f Fault) error {
 			return in.target.RestartRedis(ctx, true)
 		}
 		// The data is lost when the process stops, some time before the restart returns.
-		lost := check.Span{From: time.Now()}
-		err := in.target.RestartRedis(ctx, false)
-		lost.To = time.Now()
+		lost, err := spanOf(func() error { return in.target.RestartRedis(ctx, false) })
 		in.lost(lost)
 		return err
 	case RedisFailover, RedisMasterKill, RedisShardEmpty:

@@ -3,6 +3,7 @@ package check
 import (
 	"fmt"
 	"hash/fnv"
+	"maps"
 	"math"
 	"sort"
 	"strings"
@@ -57,15 +58,9 @@ func (s lstate) canGrant(user string) bool {
 func (s lstate) grant(user, key, id string) lstate {
 	n := s
 	n.issued++
-	n.held = make(map[string]int64, len(s.held)+1)
-	for k, v := range s.held {
-		n.held[k] = v
-	}
+	n.held = maps.Clone(s.held)
 	n.held[user]++
-	n.bound = make(map[string]string, len(s.bound)+1)
-	for k, v := range s.bound {
-		n.bound[k] = v
-	}
+	n.bound = maps.Clone(s.bound)
 	n.bound[key] = id
 	return n
 }
@@ -89,27 +84,17 @@ func (s lstate) undo(lost int, user, key string, seal bool) lstate {
 		return n
 	}
 	n.issued--
-	n.held = make(map[string]int64, len(s.held))
-	for k, v := range s.held {
-		n.held[k] = v
-	}
+	n.held = maps.Clone(s.held)
 	n.held[user]--
-	n.bound = make(map[string]string, len(s.bound))
-	for k, v := range s.bound {
-		if k != key {
-			n.bound[k] = v
-		}
-	}
+	n.bound = maps.Clone(s.bound)
+	delete(n.bound, key)
 	return n
 }
 
 // durable is a 200 for key's claim: answered only once the grant is durable, which no loss takes back.
 func (s lstate) durable(key string) lstate {
 	n := s
-	n.bound = make(map[string]string, len(s.bound))
-	for k, v := range s.bound {
-		n.bound[k] = v
-	}
+	n.bound = maps.Clone(s.bound)
 	n.bound[key] = strings.TrimSuffix(s.bound[key], lostGrant)
 	return n
 }
@@ -366,13 +351,13 @@ func Linearize(h History, s Snapshot, budget time.Duration) []Violation {
 				}
 				byCampaign[op.Campaign] = append(byCampaign[op.Campaign], porcupine.Operation{
 					ClientId: op.Client, Input: modelIn{user: op.User, req: op.Request},
-					Output: modelOut{outcome: Unknown}, Call: call, Return: settled})
+					Output: modelOut{outcome: Unknown, code: op.Code}, Call: call, Return: settled})
 				continue
 			}
 			mustLose := !isRecorded // then the last loss surely took it
 			byCampaign[op.Campaign] = append(byCampaign[op.Campaign], porcupine.Operation{
 				ClientId: op.Client, Input: modelIn{user: op.User, req: op.Request, lostClaim: i + 1},
-				Output: modelOut{outcome: Unknown}, Call: call, Return: settled})
+				Output: modelOut{outcome: Unknown, code: op.Code}, Call: call, Return: settled})
 			for k, l := range losses {
 				if isRecorded && !remadeAfter(h, op, l.From) {
 					continue // MySQL has its grant, and no other attempt could have made it again after this loss
@@ -383,9 +368,6 @@ func Linearize(h History, s Snapshot, budget time.Duration) []Violation {
 					Output: modelOut{outcome: Unknown}, Call: max(call, l.From.UnixNano()), Return: l.To.UnixNano()})
 			}
 		case op.Kind == OpClaim:
-			if op.Outcome == Unknown {
-				ret = op.Return.Add(h.Settle).UnixNano()
-			}
 			byCampaign[op.Campaign] = append(byCampaign[op.Campaign], porcupine.Operation{
 				ClientId: op.Client, Input: modelIn{user: op.User, req: op.Request},
 				Output: modelOut{outcome: op.Outcome, code: op.Code, claimID: op.ClaimID}, Call: call, Return: ret})
