@@ -304,6 +304,14 @@ public class Conformance {
     c.ack(got.get(0));
   }
 
+  // The real broker reports one attempt for a FIFO batch, the lowest of its messages': a redelivery that
+  // also brings a message new to the batch says 1 (local/conformance/goclient.go fifoRedeliveryAttempt
+  // has the sources).
+  static int fifoRedeliveryAttempt(List<MessageView> batch, List<MessageView> first) {
+    List<String> firsts = bodies(first);
+    return batch.stream().allMatch(m -> firsts.contains(body(m))) ? 2 : 1;
+  }
+
   static void fifoGroup(String s, List<Closeable> opened) throws Exception {
     Producer p = producer(opened, topicOf(s), null);
     SimpleConsumer c = consumer(opened, groupOf(s, ""), topicOf(s), "*");
@@ -325,8 +333,9 @@ public class Conformance {
       }
     }
     long since = System.currentTimeMillis() - firstAt;
-    check(held.isEmpty() || (held.get(0).getDeliveryAttempt() >= 2 && since >= INVISIBLE.toMillis() / 2),
-        "received " + bodies(held) + " " + since + " ms after " + bodies(first) + ", unacknowledged with invisible time " + INVISIBLE);
+    check(held.isEmpty() || (held.get(0).getDeliveryAttempt() == fifoRedeliveryAttempt(held, first) && since >= INVISIBLE.toMillis() / 2),
+        "received " + bodies(held) + " (attempt " + (held.isEmpty() ? 0 : held.get(0).getDeliveryAttempt()) + ") " + since
+            + " ms after " + bodies(first) + ", unacknowledged with invisible time " + INVISIBLE);
     // The held receive may have long-polled into the redelivery; those messages come first.
     List<String> order = new ArrayList<>();
     List<MessageView> got = held;
@@ -335,8 +344,10 @@ public class Conformance {
       if (got.isEmpty()) {
         got = receiveSome(c, 3, Duration.ofSeconds(10), Duration.ofSeconds(1));
       }
+      int want = fifoRedeliveryAttempt(got, first);
       for (MessageView m : got) {
-        check(!order.isEmpty() || m.getDeliveryAttempt() == 2, "message " + body(m) + " came back with attempt " + m.getDeliveryAttempt() + ", want 2");
+        check(!order.isEmpty() || m.getDeliveryAttempt() == want, "message " + body(m) + " came back with attempt " + m.getDeliveryAttempt()
+            + " in " + bodies(got) + " after " + bodies(first) + ", want " + want);
         check(m.getMessageGroup().orElse("").equals("order-1"), "message group " + m.getMessageGroup());
         order.add(body(m));
         c.ack(m);

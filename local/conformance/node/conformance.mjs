@@ -51,6 +51,9 @@ async function receiveSome(c, n, invisibleMs, waitMs) {
 }
 
 const bodies = (ms) => ms.map((m) => m.body.toString()).sort();
+// The real broker reports one attempt for a FIFO batch, the lowest of its messages': a redelivery that
+// also brings a message new to the batch says 1 (local/conformance/goclient.go fifoRedeliveryAttempt has the sources).
+const fifoRedeliveryAttempt = (batch, first) => (batch.every((m) => bodies(first).includes(m.body.toString())) ? 2 : 1);
 function same(got, ...want) {
   if (JSON.stringify(bodies(got)) !== JSON.stringify([...want].sort())) {
     throw new Error(`got ${JSON.stringify(bodies(got))}, want ${JSON.stringify(want)}`);
@@ -183,7 +186,7 @@ const run = {
       if (!String(e).includes('MESSAGE_NOT_FOUND') && e.code !== 40401) throw e;
     }
     const since = Date.now() - firstAt;
-    if (held.length && (held[0].deliveryAttempt < 2 || since < 1000)) {
+    if (held.length && (held[0].deliveryAttempt !== fifoRedeliveryAttempt(held, first) || since < 1000)) {
       throw new Error(`received ${bodies(held)} (attempt ${held[0].deliveryAttempt}) ${since} ms after ${bodies(first)}, unacknowledged with invisible time 2 s`);
     }
     // The held receive may have long-polled into the redelivery; those messages come first.
@@ -191,8 +194,11 @@ const run = {
     let got = held;
     for (const deadline = Date.now() + 40000; order.length < 3 && Date.now() < deadline; got = []) {
       if (!got.length) got = await receiveSome(c, 3, 10000, 1000);
+      const want = fifoRedeliveryAttempt(got, first);
       for (const m of got) {
-        if (!order.length && m.deliveryAttempt !== 2) throw new Error(`message ${m.body} came back with attempt ${m.deliveryAttempt}, want 2`);
+        if (!order.length && m.deliveryAttempt !== want) {
+          throw new Error(`message ${m.body} came back with attempt ${m.deliveryAttempt} in ${bodies(got)} after ${bodies(first)}, want ${want}`);
+        }
         if (m.messageGroup !== 'order-1') throw new Error(`message group ${m.messageGroup}`);
         order.push(m.body.toString());
         await c.ack(m);

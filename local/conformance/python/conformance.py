@@ -236,6 +236,14 @@ def delay(s, opened):
     c.ack(got[0])
 
 
+def fifo_redelivery_attempt(batch, first):
+    # The real broker reports one attempt for a FIFO batch, the lowest of its messages': a redelivery
+    # that also brings a message new to the batch says 1 (local/conformance/goclient.go
+    # fifoRedeliveryAttempt has the sources).
+    firsts = {m.body for m in first}
+    return 2 if all(m.body in firsts for m in batch) else 1
+
+
 def fifo_group(s, opened):
     p = producer(topic_of(s), opened)
     c = consumer(group_of(s), topic_of(s), "*", opened)
@@ -257,7 +265,7 @@ def fifo_group(s, opened):
             raise
         held = []
     since = time.time() - first_at
-    if held and (held[0].delivery_attempt < 2 or since < 1):
+    if held and (held[0].delivery_attempt != fifo_redelivery_attempt(held, first) or since < 1):
         raise AssertionError(f"received {bodies(held)} (attempt {held[0].delivery_attempt}) {since:.3f} s after "
                              f"{bodies(first)}, unacknowledged with invisible time 2 s")
     # The held receive may have long-polled into the redelivery; those messages come first.
@@ -266,9 +274,11 @@ def fifo_group(s, opened):
     while len(order) < 3 and time.time() < deadline:
         if not got:
             got = receive_some(c, 3, 10, 1)
+        want = fifo_redelivery_attempt(got, first)
         for m in got:
-            if not order and m.delivery_attempt != 2:
-                raise AssertionError(f"message {m.body} came back with attempt {m.delivery_attempt}, want 2")
+            if not order and m.delivery_attempt != want:
+                raise AssertionError(f"message {m.body} came back with attempt {m.delivery_attempt} in {bodies(got)} "
+                                     f"after {bodies(first)}, want {want}")
             if m.message_group != "order-1":
                 raise AssertionError(f"message group {m.message_group}")
             order.append(m.body.decode())
