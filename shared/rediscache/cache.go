@@ -91,14 +91,43 @@ type Cache struct {
 	refusing sync.Map
 	// buckets remembers campaign id → how many buckets its stock is split into (fixed at creation).
 	buckets sync.Map
+	// resendAfter is how long a command must have taken before the client may have sent it twice; 0:
+	// it never re-sends one (see resendAfterFor).
+	resendAfter time.Duration
 }
 
 // New takes a standalone client, a client on a cluster's proxy endpoint, or a cluster client: every
 // script and multi-key command names keys of one slot, and whatever spans slots (the readiness
 // markers, a claim's two steps) is sent as separate commands.
 func New(rdb redis.UniversalClient) *Cache {
-	return &Cache{rdb: rdb, scripts: loadScripts(), markers: newSlotMarkers()}
+	return &Cache{rdb: rdb, scripts: loadScripts(), markers: newSlotMarkers(), resendAfter: resendAfterFor(rdb)}
 }
+
+// resendAfterFor is how long a command of rdb must have taken before go-redis may have sent it a second
+// time: it re-sends a command whose read timed out (MaxRetries; 0 means 3 retries, -1 none), and the
+// read deadline is ReadTimeout after the write (0 means 3 s; a negative one never times out). The
+// first send may then still reach Redis after the second was answered. A client of another kind is
+// taken to have go-redis's defaults.
+func resendAfterFor(rdb redis.UniversalClient) time.Duration {
+	var read time.Duration
+	var retries int
+	switch c := rdb.(type) {
+	case *redis.Client:
+		read, retries = c.Options().ReadTimeout, c.Options().MaxRetries
+	case *redis.ClusterClient:
+		read, retries = c.Options().ReadTimeout, c.Options().MaxRetries
+	}
+	switch {
+	case retries < 0 || read < 0:
+		return 0
+	case read == 0:
+		return 3 * time.Second
+	}
+	return read
+}
+
+// mayHaveResent says whether a command that took d may have been sent twice.
+func (c *Cache) mayHaveResent(d time.Duration) bool { return c.resendAfter > 0 && d >= c.resendAfter }
 
 // classify marks Redis failures: a script error or a reply of the wrong shape is a defect (permanent);
 // everything else (timeouts, resets, LOADING, a failover) may pass.

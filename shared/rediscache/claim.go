@@ -227,12 +227,15 @@ func (c *Cache) decide(ctx context.Context, in ClaimInput, claimID string, b beg
 	}
 	var arr []any
 	var status string
+	resent := false
 	for borrows := 0; ; borrows++ {
+		sent := time.Now()
 		v, err := c.runDurable(ctx, c.scripts.claim, []string{ck.camp, ck.held, ck.claims, ck.grants, ck.pending, c.markers.of(ck.camp)},
 			in.UserID, claimID, in.RequestID, in.Now.UnixMilli(), issuance, known, b.profile.RegisteredAt.UnixMilli(), member, in.Attempt, b.balance).Result()
 		if err != nil {
 			return ClaimOutcome{}, classify(err)
 		}
+		resent = resent || c.mayHaveResent(time.Since(sent))
 		var ok bool
 		arr, ok = v.([]any)
 		if !ok || len(arr) == 0 {
@@ -248,7 +251,9 @@ func (c *Cache) decide(ctx context.Context, in ClaimInput, claimID string, b beg
 		}
 		units, dropped, err := c.borrow(ctx, in.CampaignID, n, domain.HomeBucket(in.UserID, n), in.Now)
 		if err != nil {
-			c.unbind(ctx, in.UserID, in.RequestID, b.binding)
+			if !resent {
+				c.unbind(ctx, in.UserID, in.RequestID, b.binding)
+			}
 			return ClaimOutcome{}, err
 		}
 		if units == 0 && !dropped {
@@ -256,10 +261,14 @@ func (c *Cache) decide(ctx context.Context, in ClaimInput, claimID string, b beg
 			break
 		}
 	}
-	switch status {
-	case "ok", "replay":
+	switch {
+	case status == "ok" || status == "replay":
 		raw, _ := arr[1].(string)
 		return c.finish(ctx, in, claimID, raw, status == "replay", b.binding)
+	case resent && (status == "campaign_not_found" || status == "cache_lost" || domain.Code(status).HTTPStatus() != 500):
+		return ClaimOutcome{}, undecided("claim", status)
+	}
+	switch status {
 	case "campaign_not_found":
 		c.unbind(ctx, in.UserID, in.RequestID, b.binding)
 		return ClaimOutcome{Code: domain.CodeCampaignNotFound}, nil
@@ -279,6 +288,16 @@ func (c *Cache) decide(ctx context.Context, in ClaimInput, claimID string, b beg
 	}
 }
 
+// undecided is a refusal that may not be the answer: the call took long enough for the client to have
+// sent the script twice (a read timeout, then a re-send), so the refusal may be the re-send's, while
+// the first send is still on its way and may yet be granted (or debit) when it arrives. The request
+// keeps its binding, so that a late grant cannot be joined by another under the same request id in
+// another campaign (RebindAfter frees a binding that nothing recorded); the caller answers that the
+// outcome is unknown, and a retry with the same request id learns it.
+func undecided(script, answer string) error {
+	return fault.Retryable(fmt.Errorf("rediscache: %s answered %s after a possible re-send; an earlier send may still be applied", script, answer))
+}
+
 // finish completes a claim recorded in the campaign's slot: a granted one is the answer; a pending one
 // (a points cost) needs its debit and then confirmation, or release when the debit is refused.
 // binding is the request's binding as this call found or made it (unbound on a refusal).
@@ -294,6 +313,7 @@ func (c *Cache) finish(ctx context.Context, in ClaimInput, claimID, raw string, 
 		return ClaimOutcome{Claim: claim, Replayed: replayed}, nil
 	}
 	uk := keysOfUser(claim.UserID)
+	sent := time.Now()
 	verdict, err := c.runDurable(ctx, c.scripts.debit, []string{uk.user, uk.debits}, claimID, claim.CostPoints, stored.Reservation).Text()
 	if err != nil {
 		return ClaimOutcome{}, classify(err)
@@ -302,6 +322,10 @@ func (c *Cache) finish(ctx context.Context, in ClaimInput, claimID, raw string, 
 	case "ok":
 		return c.confirm(ctx, claim, replayed)
 	case "insufficient_points", "void":
+		if c.mayHaveResent(time.Since(sent)) {
+			// The reservation stays for the sweeper, which confirms it if the earlier send debited.
+			return ClaimOutcome{}, undecided("debit", verdict)
+		}
 		if err := c.release(ctx, claim, stored.Reservation); err != nil {
 			return ClaimOutcome{}, err
 		}

@@ -16,6 +16,7 @@ import (
 
 	"github.com/benefit-issuance/benefits/local/services"
 	"github.com/benefit-issuance/benefits/shared/domain"
+	"github.com/benefit-issuance/benefits/shared/fault"
 )
 
 // go-redis re-sends a command after a read timeout (MaxRetries in shared/wiring), so every script may
@@ -456,14 +457,18 @@ func TestEveryCommandSentTwice(t *testing.T) {
 }
 
 // slowReplyProxy forwards TCP to upstream and, once armed, holds back the reply to the first request
-// that contains trigger for delay: what a latency spike on the Redis link does to one command.
+// that contains trigger for delay: what a latency spike on the Redis link does to one command. With
+// holdRequest it holds back that request itself, on its way to Redis, so a re-send on another
+// connection can overtake it.
 type slowReplyProxy struct {
-	ln       net.Listener
-	upstream string
-	trigger  []byte
-	delay    time.Duration
-	armed    atomic.Bool
-	delayed  atomic.Int32
+	ln          net.Listener
+	upstream    string
+	trigger     []byte
+	delay       time.Duration
+	holdRequest bool
+	armed       atomic.Bool
+	delayed     atomic.Int32
+	released    atomic.Int32 // held requests passed on to Redis
 }
 
 func startSlowReplyProxy(t *testing.T, upstream string, trigger []byte, delay time.Duration) *slowReplyProxy {
@@ -502,11 +507,20 @@ func (p *slowReplyProxy) serve(client net.Conn) {
 				server.Close()
 				return
 			}
+			held := false
 			if bytes.Contains(buf[:n], p.trigger) && p.armed.CompareAndSwap(true, false) {
-				holdNext.Store(true)
+				if held = p.holdRequest; held {
+					p.delayed.Add(1)
+					time.Sleep(p.delay)
+				} else {
+					holdNext.Store(true)
+				}
 			}
 			if _, err := server.Write(buf[:n]); err != nil {
 				return
+			}
+			if held {
+				p.released.Add(1)
 			}
 		}
 	}()
@@ -558,6 +572,64 @@ func TestClaimScriptResentAfterAReadTimeout(t *testing.T) {
 	}
 	if again := claim(t, c, "u", "slow", "r1"); !again.Replayed || again.Claim != out.Claim {
 		t.Fatalf("the user's retry: %+v", again)
+	}
+}
+
+// The other order, over a real connection: the claim script's request is held on its way to Redis, the
+// client re-sends it after its read timeout, and the re-send runs first and is refused (sold out). The
+// stock is raised before the held request arrives, and it is granted. The refusal was never the
+// answer: the call must say its outcome is unknown, and the request must keep its binding, so that the
+// same request id used on another campaign gets the late claim instead of a second one.
+func TestARefusalThatMayBeAReSendsIsNotTheAnswer(t *testing.T) {
+	_, universal := newCache(t)
+	direct, ok := universal.(*redis.Client)
+	if !ok {
+		t.Skip("the slow-reply proxy stands in front of one standalone server; a cluster client would be redirected past it")
+	}
+	ctx := context.Background()
+	probe := New(direct)
+	p := startSlowReplyProxy(t, direct.Options().Addr, []byte(probe.scripts.claim.Hash()), 2*time.Second)
+	p.holdRequest = true
+	rdb := redis.NewClient(&redis.Options{Addr: p.ln.Addr().String(), DB: direct.Options().DB,
+		DialTimeout: 2 * time.Second, ReadTimeout: time.Second, WriteTimeout: time.Second, MaxRetries: 1})
+	defer rdb.Close()
+	c := New(rdb)
+	apply(t, c, campaign("late", 1, 1))
+	apply(t, c, campaign("other", 10, 1))
+	claim(t, c, "warm", "late", "w1") // the last unit, and the scripts loaded
+	p.armed.Store(true)
+	out, err := c.Claim(ctx, ClaimInput{UserID: "u", CampaignID: "late", RequestID: "r1", Now: now, By: domain.ByClaim})
+	if err == nil || !fault.IsRetryable(err) {
+		t.Fatalf("a claim whose re-send was refused while its first send was held: %+v %v, want a retryable error (outcome unknown)", out, err)
+	}
+	raised := campaign("late", 2, 1)
+	raised.Version = 2
+	apply(t, c, raised)
+	deadline := time.Now().Add(5 * time.Second)
+	for p.released.Load() == 0 && time.Now().Before(deadline) {
+		time.Sleep(10 * time.Millisecond)
+	}
+	if p.delayed.Load() != 1 || p.released.Load() != 1 {
+		t.Fatalf("%d requests held, %d passed on; want the claim script's, once", p.delayed.Load(), p.released.Load())
+	}
+	var issued int64
+	for time.Now().Before(deadline) {
+		if cc, err := c.Campaign(ctx, "late"); err == nil {
+			if issued = cc.Issued; issued == 2 {
+				break
+			}
+		}
+		time.Sleep(10 * time.Millisecond)
+	}
+	if issued != 2 {
+		t.Fatalf("issued %d, want 2: the held first send, arriving after the raise, is granted", issued)
+	}
+	elsewhere := claim(t, c, "u", "other", "r1")
+	if elsewhere.Claim.CampaignID != "late" || !elsewhere.Replayed {
+		t.Fatalf("the request id on another campaign: %+v, want the late claim on %q replayed", elsewhere, "late")
+	}
+	if cc, _ := c.Campaign(ctx, "other"); cc.Issued != 0 {
+		t.Fatalf("issued %d on the other campaign under a request id that already has a claim", cc.Issued)
 	}
 }
 
