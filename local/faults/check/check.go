@@ -42,7 +42,7 @@ type userReq struct{ user, req string }
 
 // Acknowledged: every claim a client was told about (201 or 200) is in MySQL exactly once, with the
 // claim id it was told; every answer for one (user, request_id) names the same claim, and only the
-// first can be a 201; and MySQL holds no claim of a claim-mode campaign that no request asked for.
+// first can be a 201; and MySQL holds no claim of a claim-mode campaign that no request to it asked for.
 func Acknowledged(h History, s Snapshot) []Violation {
 	var out []Violation
 	byID := map[string][]ClaimRow{}
@@ -53,13 +53,13 @@ func Acknowledged(h History, s Snapshot) []Violation {
 	}
 	told := map[userReq]string{}
 	var granted = map[userReq][]Op{}
-	asked := map[userReq]bool{}
+	asked := map[campaignReq]bool{}
 	for _, op := range h.Ops {
 		if op.Kind != OpClaim {
 			continue
 		}
 		k := userReq{op.User, op.Request}
-		asked[k] = true
+		asked[campaignReq{op.Campaign, op.User, op.Request}] = true
 		if op.Outcome != Granted && op.Outcome != Replayed {
 			continue
 		}
@@ -106,8 +106,10 @@ func Acknowledged(h History, s Snapshot) []Violation {
 		claimMode[id] = c.Mode != "grant"
 	}
 	for _, c := range s.Claims {
-		if claimMode[c.Campaign] && !asked[userReq{c.User, c.Request}] {
-			out = append(out, violation(PhantomClaim, "MySQL records claim %s (user %s, request %s) that no client asked for", c.ID, c.User, c.Request))
+		// A request sent to one campaign may be answered with its claim on another (the one it was
+		// first bound to), but that claim was made by a request sent there.
+		if claimMode[c.Campaign] && !asked[campaignReq{c.Campaign, c.User, c.Request}] {
+			out = append(out, violation(PhantomClaim, "MySQL records claim %s (user %s, request %s) on campaign %s, where no client asked for it", c.ID, c.User, c.Request, c.Campaign))
 		}
 	}
 	return out

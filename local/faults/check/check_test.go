@@ -428,6 +428,70 @@ func TestCheck(t *testing.T) {
 			want:   "",
 		},
 		{
+			name: "a lost answer MySQL records took its unit: another claim granted before the stock was raised oversold",
+			h: []Op{create(rule(1, 1, 1, "active")), claim(1, 10, 20, "u1", "r1", Unknown, ""),
+				claim(2, 40, 45, "u2", "r1", Granted, ""), patch(50, 55, rule(2, 2, 1, "active"), true)},
+			s: func() Snapshot {
+				return consistent(rule(2, 2, 1, "active"), row(claimID("u1", "r1"), "u1", "r1", 0), row(claimID("u2", "r1"), "u2", "r1", 0))
+			},
+			want: Linearizable,
+		},
+		{
+			name: "the same claims with the other grant after the raise are fine",
+			h: []Op{create(rule(1, 1, 1, "active")), claim(1, 10, 20, "u1", "r1", Unknown, ""),
+				patch(30, 35, rule(2, 2, 1, "active"), true), claim(2, 40, 45, "u2", "r1", Granted, "")},
+			s: func() Snapshot {
+				return consistent(rule(2, 2, 1, "active"), row(claimID("u1", "r1"), "u1", "r1", 0), row(claimID("u2", "r1"), "u2", "r1", 0))
+			},
+			want: "",
+		},
+		{
+			name: "a lost first attempt that took nothing, its retry granted long after",
+			h: []Op{create(rule(1, 1, 1, "active")), claim(1, 10, 20, "u1", "r1", Unknown, ""),
+				claim(1, 100, 110, "u1", "r1", Granted, ""), claim(2, 120, 125, "u2", "r1", Refused, "sold_out")},
+			s:    func() Snapshot { return consistent(rule(1, 1, 1, "active"), row(claimID("u1", "r1"), "u1", "r1", 0)) },
+			want: "",
+		},
+		{
+			name: "a lost answer MySQL records, taken back by a loss and never made again, is caught",
+			h: []Op{create(rule(1, 1, 1, "active")), claim(1, 10, 20, "u1", "r1", Unknown, ""),
+				claim(1, 40, 45, "u1", "r1", Unknown, ""), claim(2, 60, 65, "u2", "r1", Granted, ""),
+				patch(70, 75, rule(2, 2, 1, "active"), true)},
+			losses: []Span{{From: at(30), To: at(35)}},
+			s: func() Snapshot {
+				return consistent(rule(2, 2, 1, "active"), row(claimID("u1", "r1"), "u1", "r1", 0), row(claimID("u2", "r1"), "u2", "r1", 0))
+			},
+			want: Linearizable,
+		},
+		{
+			name: "a request answered only with a refusal that MySQL records as granted",
+			h: []Op{create(rule(1, 1, 1, "active")), claim(1, 10, 20, "u1", "r1", Refused, "rate_limited"),
+				claim(2, 40, 45, "u2", "r1", Granted, ""), patch(50, 55, rule(2, 2, 1, "active"), true)},
+			s: func() Snapshot {
+				return consistent(rule(2, 2, 1, "active"), row(claimID("u1", "r1"), "u1", "r1", 0), row(claimID("u2", "r1"), "u2", "r1", 0))
+			},
+			want: Linearizable,
+		},
+		{
+			name: "a request answered sold_out that MySQL records as granted",
+			h: []Op{create(rule(1, 1, 1, "active")), claim(2, 5, 8, "u2", "r1", Granted, ""),
+				claim(1, 10, 20, "u1", "r1", Refused, "sold_out"), patch(50, 55, rule(2, 2, 1, "active"), true)},
+			s: func() Snapshot {
+				return consistent(rule(2, 2, 1, "active"), row(claimID("u2", "r1"), "u2", "r1", 0), row(claimID("u1", "r1"), "u1", "r1", 0))
+			},
+			want: Linearizable,
+		},
+		{
+			name: "a claim recorded on a campaign its request was never sent to",
+			h: []Op{create(rule(1, 5, 1, "active")), func() Op {
+				op := claim(1, 10, 20, "u1", "r1", Unknown, "")
+				op.Campaign = "B"
+				return op
+			}()},
+			s:    func() Snapshot { return consistent(rule(1, 5, 1, "active"), row(claimID("u1", "r1"), "u1", "r1", 0)) },
+			want: PhantomClaim,
+		},
+		{
 			name: "lost answer then replay is fine",
 			h: []Op{create(r1), claim(1, 10, 20, "u1", "r1", Unknown, ""),
 				claim(1, 30, 40, "u1", "r1", Replayed, "")},

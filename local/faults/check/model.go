@@ -33,6 +33,11 @@ import (
 // for that while is a weakening of the answer, never of the money: an undo frees only a unit such a
 // claim took, never one a client was told about (a 201 or 200 is answered only once durable).
 //
+// What MySQL recorded holds the model in the end: every request sent to the campaign that MySQL records
+// a claim for holds its unit after the last call's window (recordedInTheEnd), so a lost answer that was
+// recorded cannot be placed as having taken nothing, and a request answered only with refusals cannot
+// have been recorded.
+//
 // Refusals that depend on the clock (not_started, ended), the audience or points are not modelled
 // here: Stock checks every recorded claim against the windows, and Points checks balances.
 
@@ -134,6 +139,9 @@ type modelIn struct {
 	undo      bool
 	lastLoss  bool
 	mustLose  bool
+	// recorded, set on a last step after every claim's window, are the user|request keys MySQL records
+	// a claim for: by the end, some attempt of each must hold its unit.
+	recorded []string
 }
 
 type modelOut struct {
@@ -161,6 +169,14 @@ func newModel(initial Rule, claimID func(user, req string) string) porcupine.Non
 					return []any{s, n}
 				}
 				return []any{n}
+			}
+			if i.recorded != nil {
+				for _, k := range i.recorded {
+					if _, ok := s.bound[k]; !ok {
+						return nil
+					}
+				}
+				return []any{s}
 			}
 			key := i.user + "|" + i.req
 			if i.undo {
@@ -232,6 +248,9 @@ func newModel(initial Rule, claimID func(user, req string) string) porcupine.Non
 		},
 		DescribeOperation: func(in, out any) string {
 			i, o := in.(modelIn), out.(modelOut)
+			if i.recorded != nil {
+				return fmt.Sprintf("in the end MySQL records the claims of %s", strings.Join(i.recorded, ", "))
+			}
 			if i.undo {
 				return fmt.Sprintf("cache loss takes back claim %s/%s", i.user, i.req)
 			}
@@ -245,6 +264,46 @@ func newModel(initial Rule, claimID func(user, req string) string) porcupine.Non
 			return fmt.Sprintf("v%d stock=%d issued=%d limit=%d paused=%t", s.version, s.stock, s.issued, s.limit, s.paused)
 		},
 	}
+}
+
+// recordedInTheEnd is a last step, after every call's window, that holds the model to what MySQL
+// recorded: each request sent to the campaign that MySQL records a claim for (keys, user|request) holds
+// its unit by then. Without it, a lost answer that MySQL records could be placed as having taken
+// nothing, freeing its unit for another claim that the stock never allowed. A request answered only
+// with refusals cannot hold one: a refusal is final for its call (one that may be a re-sent script's
+// is answered 503 instead; shared/rediscache undecided).
+func recordedInTheEnd(ops []porcupine.Operation, keys []string) []porcupine.Operation {
+	if len(keys) == 0 {
+		return nil
+	}
+	var last int64
+	client := 0
+	for _, o := range ops {
+		client = max(client, o.ClientId+1)
+		if o.Return != math.MaxInt64 {
+			last = max(last, o.Return)
+		}
+	}
+	return []porcupine.Operation{{ClientId: client, Input: modelIn{recorded: keys}, Output: modelOut{}, Call: last + 1, Return: last + 2}}
+}
+
+// recordedRequests are, per campaign, the requests (user|request) sent to it that MySQL records a claim
+// of that campaign for, sorted.
+func recordedRequests(h History, recorded map[campaignReq]bool) map[string][]string {
+	out := map[string][]string{}
+	seen := map[campaignReq]bool{}
+	for _, op := range h.Ops {
+		k := campaignReq{op.Campaign, op.User, op.Request}
+		if op.Kind != OpClaim || !recorded[k] || seen[k] {
+			continue
+		}
+		seen[k] = true
+		out[op.Campaign] = append(out[op.Campaign], op.User+"|"+op.Request)
+	}
+	for _, keys := range out {
+		sort.Strings(keys)
+	}
+	return out
 }
 
 // excusedByReservation finds the sold_out and limit_reached refusals of a campaign with a points cost
@@ -302,7 +361,8 @@ var stateful = map[string]bool{"sold_out": true, "limit_reached": true, "paused"
 //
 // A call whose answer was lost is resolved against MySQL once the run has converged: if MySQL records
 // no claim for its (user, request_id) it issued nothing that survived, and it leaves the model as a
-// no-op; if MySQL records one, it may have been the call that was granted. Without that, every lost
+// no-op; if MySQL records one, it may have been the call that was granted, and some call of that
+// request must have been by the end. Without that, every lost
 // answer doubles the states the search keeps, and a minute of faults makes the check undecidable in
 // any budget. The exception is a lost answer followed by a loss of its campaign's cache data: its
 // grant may have been made, seen by other claims, and lost with the data before it was durable, so
@@ -326,6 +386,7 @@ func Linearize(h History, s Snapshot, budget time.Duration) []Violation {
 		}
 	}
 	excused := excusedByReservation(h, initial, recorded)
+	mustHold := recordedRequests(h, recorded)
 	for i, op := range h.Ops {
 		if excused[i] || bucketedSoldOut(op, initial) {
 			continue
@@ -392,14 +453,23 @@ func Linearize(h History, s Snapshot, budget time.Duration) []Violation {
 			}
 			ops = append(ops, o)
 		}
+		calls := len(ops)
+		end := recordedInTheEnd(ops, mustHold[id])
+		ops = append(ops, end...)
 		m := newModel(init, claimID)
 		res, info := porcupine.CheckOperationsVerbose(m.ToModel(), ops, budget)
 		switch res {
 		case porcupine.Illegal:
-			out = append(out, violation(Linearizable, "campaign %s: no order of its %d calls explains the answers; longest explained prefix: %s",
-				id, len(ops), longestPrefix(m, info)))
+			held := ""
+			if len(end) > 0 {
+				keys := mustHold[id]
+				held = fmt.Sprintf("; by the end, the %d requests MySQL records a claim for must each hold a unit (%s)",
+					len(keys), strings.Join(keys[:min(len(keys), 8)], ", "))
+			}
+			out = append(out, violation(Linearizable, "campaign %s: no order of its %d calls explains the answers%s; longest explained prefix: %s",
+				id, calls, held, longestPrefix(m, info)))
 		case porcupine.Unknown:
-			out = append(out, violation(LinearizableTBD, "campaign %s: %d calls not decided within %s", id, len(ops), budget))
+			out = append(out, violation(LinearizableTBD, "campaign %s: %d calls not decided within %s", id, calls, budget))
 		}
 	}
 	return out
