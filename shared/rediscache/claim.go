@@ -36,6 +36,7 @@ type beginResult struct {
 	bound       string    // the campaign the request id is bound to
 	binding     string    // the binding as stored, for compare-and-set
 	boundAt     time.Time // when it was bound (zero for bindings older than the timestamp)
+	made        bool      // this call bound the request (begin, or a rebind), rather than found it bound
 	profile     domain.Profile
 	balance     int64
 }
@@ -64,7 +65,7 @@ func (c *Cache) begin(ctx context.Context, in ClaimInput) (beginResult, error) {
 		return beginResult{}, classify(err)
 	}
 	arr, ok := v.([]any)
-	if !ok || len(arr) != 7 {
+	if !ok || len(arr) != 8 {
 		return beginResult{}, shapeError("claim_begin", v)
 	}
 	status, _ := arr[0].(string)
@@ -75,7 +76,9 @@ func (c *Cache) begin(ctx context.Context, in ClaimInput) (beginResult, error) {
 	member, _ := arr[4].(int64)
 	balance, _ := arr[5].(int64)
 	retryMS, _ := arr[6].(int64)
+	made, _ := arr[7].(int64)
 	return beginResult{
+		made:        made == 1,
 		cacheLost:   status == "cache_lost",
 		rateLimited: status == "rate_limited",
 		retryAfter:  time.Duration(retryMS) * time.Millisecond,
@@ -142,7 +145,7 @@ func (c *Cache) Claim(ctx context.Context, in ClaimInput) (ClaimOutcome, error) 
 		raw, err := rec.Result()
 		switch {
 		case err == nil:
-			return c.finish(ctx, in, claimID, raw, true, b.binding)
+			return c.finish(ctx, in, claimID, raw, true, b)
 		case err != redis.Nil:
 			return ClaimOutcome{}, classify(err)
 		}
@@ -159,7 +162,7 @@ func (c *Cache) Claim(ctx context.Context, in ClaimInput) (ClaimOutcome, error) 
 		if ok == 0 {
 			return ClaimOutcome{Code: domain.CodeUnavailable}, nil
 		}
-		b.binding = moved
+		b.binding, b.made = moved, true
 	}
 	return c.decide(ctx, in, claimID, b, ck, n)
 }
@@ -252,7 +255,7 @@ func (c *Cache) decide(ctx context.Context, in ClaimInput, claimID string, b beg
 		units, dropped, err := c.borrow(ctx, in.CampaignID, n, domain.HomeBucket(in.UserID, n), in.Now)
 		if err != nil {
 			if !resent {
-				c.unbind(ctx, in.UserID, in.RequestID, b.binding)
+				c.unbindIfSettled(ctx, in, b)
 			}
 			return ClaimOutcome{}, err
 		}
@@ -264,23 +267,23 @@ func (c *Cache) decide(ctx context.Context, in ClaimInput, claimID string, b beg
 	switch {
 	case status == "ok" || status == "replay":
 		raw, _ := arr[1].(string)
-		return c.finish(ctx, in, claimID, raw, status == "replay", b.binding)
+		return c.finish(ctx, in, claimID, raw, status == "replay", b)
 	case resent && (status == "campaign_not_found" || status == "cache_lost" || domain.Code(status).HTTPStatus() != 500):
 		return ClaimOutcome{}, undecided("claim", status)
 	}
 	switch status {
 	case "campaign_not_found":
-		c.unbind(ctx, in.UserID, in.RequestID, b.binding)
+		c.unbindIfSettled(ctx, in, b)
 		return ClaimOutcome{Code: domain.CodeCampaignNotFound}, nil
 	case "cache_lost":
-		c.unbind(ctx, in.UserID, in.RequestID, b.binding)
+		c.unbindIfSettled(ctx, in, b)
 		return ClaimOutcome{Code: domain.CodeUnavailable, CacheLost: true}, nil
 	default:
 		code := domain.Code(status)
 		if code.HTTPStatus() == 500 {
 			return ClaimOutcome{}, shapeError("claim", arr)
 		}
-		c.unbind(ctx, in.UserID, in.RequestID, b.binding)
+		c.unbindIfSettled(ctx, in, b)
 		if earlyRefusals[code] && in.By == domain.ByClaim {
 			c.refusing.Store(in.CampaignID, struct{}{})
 		}
@@ -288,20 +291,21 @@ func (c *Cache) decide(ctx context.Context, in ClaimInput, claimID string, b beg
 	}
 }
 
-// undecided is a refusal that may not be the answer: the call took long enough for the client to have
-// sent the script twice (a read timeout, then a re-send), so the refusal may be the re-send's, while
-// the first send is still on its way and may yet be granted (or debit) when it arrives. The request
-// keeps its binding, so that a late grant cannot be joined by another under the same request id in
-// another campaign (RebindAfter frees a binding that nothing recorded); the caller answers that the
-// outcome is unknown, and a retry with the same request id learns it.
+// undecided is a claim script's refusal that may not be the answer: the call took long enough for the
+// client to have sent the script twice (a read timeout, then a re-send), so the refusal may be the
+// re-send's, while the first send is still on its way and may yet be granted when it arrives. The
+// request keeps its binding, so that a late grant cannot be joined by another under the same request
+// id in another campaign (unbindIfSettled); the caller answers that the outcome is unknown, and a
+// retry with the same request id learns it. (A refused debit needs no such answer: it is voided
+// before the release, so a late debit finds it void.)
 func undecided(script, answer string) error {
 	return fault.Retryable(fmt.Errorf("rediscache: %s answered %s after a possible re-send; an earlier send may still be applied", script, answer))
 }
 
 // finish completes a claim recorded in the campaign's slot: a granted one is the answer; a pending one
 // (a points cost) needs its debit and then confirmation, or release when the debit is refused.
-// binding is the request's binding as this call found or made it (unbound on a refusal).
-func (c *Cache) finish(ctx context.Context, in ClaimInput, claimID, raw string, replayed bool, binding string) (ClaimOutcome, error) {
+// b is the request's binding as this call found or made it (unbound on a refusal, see unbindIfSettled).
+func (c *Cache) finish(ctx context.Context, in ClaimInput, claimID, raw string, replayed bool, b beginResult) (ClaimOutcome, error) {
 	stored, claim, err := decodeClaim(raw)
 	if err != nil {
 		return ClaimOutcome{}, err
@@ -313,23 +317,31 @@ func (c *Cache) finish(ctx context.Context, in ClaimInput, claimID, raw string, 
 		return ClaimOutcome{Claim: claim, Replayed: replayed}, nil
 	}
 	uk := keysOfUser(claim.UserID)
-	sent := time.Now()
 	verdict, err := c.runDurable(ctx, c.scripts.debit, []string{uk.user, uk.debits}, claimID, claim.CostPoints, stored.Reservation).Text()
 	if err != nil {
 		return ClaimOutcome{}, classify(err)
+	}
+	if verdict == "insufficient_points" {
+		// A debit of this reservation sent earlier (this call's own, re-sent after a read timeout, or
+		// an earlier call's) may still be on its way, and would debit after the release once credits
+		// came in: void the reservation's debit first, as the sweeper does. If one landed meanwhile,
+		// the claim is paid for.
+		if verdict, err = c.runDurable(ctx, c.scripts.voidDebit, []string{uk.debits}, claimID, stored.Reservation).Text(); err != nil {
+			return ClaimOutcome{}, classify(err)
+		}
+		if verdict == "debited" {
+			return c.confirm(ctx, claim, replayed)
+		}
+		verdict = "insufficient_points"
 	}
 	switch verdict {
 	case "ok":
 		return c.confirm(ctx, claim, replayed)
 	case "insufficient_points", "void":
-		if c.mayHaveResent(time.Since(sent)) {
-			// The reservation stays for the sweeper, which confirms it if the earlier send debited.
-			return ClaimOutcome{}, undecided("debit", verdict)
-		}
 		if err := c.release(ctx, claim, stored.Reservation); err != nil {
 			return ClaimOutcome{}, err
 		}
-		c.unbind(ctx, claim.UserID, claim.RequestID, binding)
+		c.unbindIfSettled(ctx, in, b)
 		if verdict == "void" {
 			// The sweeper gave up on this reservation; the request is unbound and may simply be retried.
 			return ClaimOutcome{Code: domain.CodeUnavailable}, nil
@@ -375,6 +387,18 @@ func (c *Cache) release(ctx context.Context, claim domain.Claim, reservation int
 // record, or re-decided there when none exists. match is the binding as the caller saw it
 // ("campaign|bound_ms"), so a re-sent unbind cannot remove the fresh binding of a retry that came in
 // between; or a bare campaign id when the caller never saw it (the sweeper).
+// unbindIfSettled forgets a refused request's binding, so that its id may be used on another campaign
+// at once, only when no earlier call of the request can still be deciding it: the binding is this
+// call's own (made by its begin or rebind), or as old as RebindAfter. A binding an earlier call made is
+// younger when that call ended without an answer (a timeout, a 503) and its claim script may still
+// be on its way to Redis; if that one is then granted, the binding makes it the request's only claim.
+// The binding left in place costs the request id a 503 on another campaign until RebindAfter.
+func (c *Cache) unbindIfSettled(ctx context.Context, in ClaimInput, b beginResult) {
+	if b.made || in.Now.Sub(b.boundAt) >= RebindAfter {
+		c.unbind(ctx, in.UserID, in.RequestID, b.binding)
+	}
+}
+
 func (c *Cache) unbind(ctx context.Context, userID, requestID, match string) {
 	_ = c.scripts.unbind.Run(ctx, c.rdb, []string{keysOfUser(userID).req}, requestID, match).Err()
 }

@@ -125,7 +125,12 @@ func TestRerunClaimBegin(t *testing.T) {
 	uk := keysOfUser("u")
 	keys := []string{uk.user, uk.req, uk.rate, c.markers.of(uk.user)}
 	first, second := twice(t, c, rdb, c.scripts.begin, keys, "r1", "camp", 5, now.UnixMilli())
-	sameAnswer(t, first, second)
+	// The same answer, but for whether the run bound the request: the re-sent run found the binding,
+	// which its caller then keeps on a refusal, as it would another call's (unbindIfSettled).
+	sameAnswer(t, first.([]any)[:7], second.([]any)[:7])
+	if made := []any{first.([]any)[7], second.([]any)[7]}; !reflect.DeepEqual(made, []any{int64(1), int64(0)}) {
+		t.Fatalf("made by each run: %v, want the first run's only", made)
+	}
 	if n, _ := rdb.Get(context.Background(), uk.rate).Int(); n != 1 {
 		t.Fatalf("rate counter %d after one request sent twice", n)
 	}
@@ -602,6 +607,11 @@ func TestARefusalThatMayBeAReSendsIsNotTheAnswer(t *testing.T) {
 	if err == nil || !fault.IsRetryable(err) {
 		t.Fatalf("a claim whose re-send was refused while its first send was held: %+v %v, want a retryable error (outcome unknown)", out, err)
 	}
+	// The user retries at once, as the 503 says, while the first send is still held: the retry is
+	// refused, and must leave the request's binding, which the first call made, in place.
+	if retry := claim(t, c, "u", "late", "r1"); retry.Code != domain.CodeSoldOut {
+		t.Fatalf("the user's retry while the first send is held: %+v, want sold_out", retry)
+	}
 	raised := campaign("late", 2, 1)
 	raised.Version = 2
 	apply(t, c, raised)
@@ -630,6 +640,71 @@ func TestARefusalThatMayBeAReSendsIsNotTheAnswer(t *testing.T) {
 	}
 	if cc, _ := c.Campaign(ctx, "other"); cc.Issued != 0 {
 		t.Fatalf("issued %d on the other campaign under a request id that already has a claim", cc.Issued)
+	}
+}
+
+// beforeFirstRun runs do once, just before the first command that runs the script sha.
+type beforeFirstRun struct {
+	sha  string
+	do   func()
+	done atomic.Bool
+}
+
+func (h *beforeFirstRun) runs(cmds ...redis.Cmder) bool {
+	for _, cmd := range cmds {
+		if args := cmd.Args(); len(args) > 1 && fmt.Sprint(args[1]) == h.sha {
+			return true
+		}
+	}
+	return false
+}
+
+func (h *beforeFirstRun) DialHook(next redis.DialHook) redis.DialHook { return next }
+func (h *beforeFirstRun) ProcessHook(next redis.ProcessHook) redis.ProcessHook {
+	return func(ctx context.Context, cmd redis.Cmder) error {
+		if h.runs(cmd) && h.done.CompareAndSwap(false, true) {
+			h.do()
+		}
+		return next(ctx, cmd)
+	}
+}
+func (h *beforeFirstRun) ProcessPipelineHook(next redis.ProcessPipelineHook) redis.ProcessPipelineHook {
+	return func(ctx context.Context, cmds []redis.Cmder) error {
+		if h.runs(cmds...) && h.done.CompareAndSwap(false, true) {
+			h.do()
+		}
+		return next(ctx, cmds)
+	}
+}
+
+// A paid claim whose debit is refused (the balance fell between the first step's read and the debit)
+// voids the reservation's debit before it releases the unit: a debit of the same reservation still on
+// its way (a re-send overtaken, an earlier call's) must not charge for a unit already released once
+// credits come in.
+func TestARefusedDebitIsVoidedBeforeTheRelease(t *testing.T) {
+	c, rdb := newCache(t)
+	ctx := context.Background()
+	apply(t, c, paidCampaign("pv", 30))
+	credit(t, c, "u", 50, 1)
+	rdb.AddHook(&beforeFirstRun{sha: c.scripts.debit.Hash(), do: func() { credit(t, c, "u", 10, 2) }})
+	if out := claim(t, c, "u", "pv", "r1"); out.Code != domain.CodeInsufficientPoints {
+		t.Fatalf("a claim whose balance fell before its debit: %+v, want insufficient_points", out)
+	}
+	id := domain.ClaimID("u", "r1")
+	mark, err := rdb.HGet(ctx, keysOfUser("u").debits, id).Result()
+	if err != nil || !strings.HasPrefix(mark, "void:") {
+		t.Fatalf("the refused reservation's debit record %q (%v), want it voided", mark, err)
+	}
+	credit(t, c, "u", 100, 3)
+	late, err := c.scripts.debit.Run(ctx, rdb, []string{keysOfUser("u").user, keysOfUser("u").debits}, id, 30, strings.TrimPrefix(mark, "void:")).Text()
+	if err != nil || late != "void" {
+		t.Fatalf("a late debit of the released reservation: %q %v, want void", late, err)
+	}
+	if cu, _ := c.User(ctx, "u"); cu.Balance != 100 {
+		t.Fatalf("balance %d, want 100: nothing charged for the released unit", cu.Balance)
+	}
+	if cc, _ := c.Campaign(ctx, "pv"); cc.Issued != 0 || cc.Pending != 0 {
+		t.Fatalf("campaign after the refusal: %+v, want the unit released", cc)
 	}
 }
 

@@ -113,7 +113,7 @@ func TestAStaleReleaseLeavesARetrysReservation(t *testing.T) {
 		t.Fatal(v)
 	}
 	// the original wakes up: debit says void -> release + unbind -> 503
-	if out, err := c.finish(ctx, in, id, raw, false, b.binding); err != nil || out.Code != domain.CodeUnavailable {
+	if out, err := c.finish(ctx, in, id, raw, false, b); err != nil || out.Code != domain.CodeUnavailable {
 		t.Fatal(out, err)
 	}
 	// the client retries: a fresh reservation; it stalls after step 2
@@ -125,7 +125,7 @@ func TestAStaleReleaseLeavesARetrysReservation(t *testing.T) {
 	if err := c.release(ctx, cl, stored.Reservation); err != nil {
 		t.Fatal(err)
 	}
-	out, err := c.finish(ctx, in, id, raw2, false, b.binding)
+	out, err := c.finish(ctx, in, id, raw2, false, b)
 	u, _ := c.User(ctx, "u1")
 	if err != nil || out.Code != "" || out.Claim.ID != id || u.Balance != 90 {
 		t.Fatalf("retry after a stale release: %+v %v, balance %d; want granted, 90 points left", out, err, u.Balance)
