@@ -104,24 +104,21 @@ func New(rdb redis.UniversalClient) *Cache {
 }
 
 // resendAfterFor is how long a command of rdb must have taken before go-redis may have sent it a second
-// time: it re-sends a command whose read timed out (MaxRetries; 0 means 3 retries, -1 none), and the
-// read deadline is ReadTimeout after the write (0 means 3 s; a negative one never times out). The
-// first send may then still reach Redis after the second was answered. A client of another kind is
-// taken to have go-redis's defaults.
+// time: it re-sends a command whose read timed out (MaxRetries), and the read deadline is ReadTimeout
+// after the write. The first send may then still reach Redis after the second was answered. Options()
+// returns the options as the client filled them in: no retries is 0 for a client and -1 for a cluster
+// client, no read deadline 0 or -1, and a client of another kind is taken to have the defaults (5 s, 3
+// retries in go-redis v9.23).
 func resendAfterFor(rdb redis.UniversalClient) time.Duration {
-	var read time.Duration
-	var retries int
+	read, retries := 5*time.Second, 3
 	switch c := rdb.(type) {
 	case *redis.Client:
 		read, retries = c.Options().ReadTimeout, c.Options().MaxRetries
 	case *redis.ClusterClient:
 		read, retries = c.Options().ReadTimeout, c.Options().MaxRetries
 	}
-	switch {
-	case retries < 0 || read < 0:
+	if retries <= 0 || read <= 0 {
 		return 0
-	case read == 0:
-		return 3 * time.Second
 	}
 	return read
 }

@@ -630,3 +630,28 @@ func TestGrantStreamTrim(t *testing.T) {
 		t.Fatalf("after trimming up to the third: %v", rest)
 	}
 }
+
+func TestResendAfterFollowsTheClientsOptions(t *testing.T) {
+	cases := []struct {
+		name string
+		rdb  redis.UniversalClient
+		want time.Duration
+	}{
+		{"as shared/wiring sets it", redis.NewClient(&redis.Options{ReadTimeout: time.Second, MaxRetries: 1}), time.Second},
+		{"go-redis's defaults", redis.NewClient(&redis.Options{}), 5 * time.Second},
+		{"no retries", redis.NewClient(&redis.Options{ReadTimeout: time.Second, MaxRetries: -1}), 0},
+		{"no read deadline", redis.NewClient(&redis.Options{ReadTimeout: -1, MaxRetries: 1}), 0},
+		{"no read deadline set at all", redis.NewClient(&redis.Options{ReadTimeout: -2, MaxRetries: 1}), 0},
+		{"a cluster client as shared/wiring sets it", redis.NewClusterClient(&redis.ClusterOptions{ReadTimeout: time.Second, MaxRetries: 1}), time.Second},
+		{"a cluster client's default retries (none)", redis.NewClusterClient(&redis.ClusterOptions{ReadTimeout: time.Second}), 0},
+		{"another kind of client", redis.NewRing(&redis.RingOptions{}), 5 * time.Second},
+	}
+	for _, tc := range cases {
+		t.Run(tc.name, func(t *testing.T) {
+			defer tc.rdb.Close()
+			if got := resendAfterFor(tc.rdb); got != tc.want {
+				t.Fatalf("resendAfterFor = %s, want %s", got, tc.want)
+			}
+		})
+	}
+}
