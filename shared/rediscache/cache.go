@@ -14,7 +14,7 @@
 //	bn:{c:ID#b}:...    the same keys for bucket b > 0 of a campaign whose stock is split (buckets.go)
 //	bn:{u:ID}:user     hash   version, known, registered_ms, member, credits, debits
 //	bn:{u:ID}:req      hash   request id → campaign id the request is bound to
-//	bn:{u:ID}:debits   hash   claim id → cost debited, or "void:<reservation>"
+//	bn:{u:ID}:debits   hash   claim id → cost debited; "<claim id>|void|<reservation>" → "void" for a voided reservation
 //	bn:{u:ID}:rate     string fixed one-second window counter for the per-user rate limit
 //	bn:{r<n>}:ready    string one per hash slot (slots.go): set once the cache holds everything MySQL
 //	                          has; absent in the slots of a shard that lost its data

@@ -276,7 +276,8 @@ func (c *Cache) decide(ctx context.Context, in ClaimInput, claimID string, b beg
 		c.unbindIfSettled(ctx, in, b)
 		return ClaimOutcome{Code: domain.CodeCampaignNotFound}, nil
 	case "cache_lost":
-		c.unbindIfSettled(ctx, in, b)
+		// The binding stays: the lost slot may have recorded this claim, and the rebuild restores its
+		// binding only where the request id is not bound elsewhere by then.
 		return ClaimOutcome{Code: domain.CodeUnavailable, CacheLost: true}, nil
 	default:
 		code := domain.Code(status)
@@ -343,7 +344,7 @@ func (c *Cache) finish(ctx context.Context, in ClaimInput, claimID, raw string, 
 		}
 		c.unbindIfSettled(ctx, in, b)
 		if verdict == "void" {
-			// The sweeper gave up on this reservation; the request is unbound and may simply be retried.
+			// The sweeper gave up on this reservation; the request may simply be retried.
 			return ClaimOutcome{Code: domain.CodeUnavailable}, nil
 		}
 		return ClaimOutcome{Code: domain.CodeInsufficientPoints}, nil
@@ -383,10 +384,6 @@ func (c *Cache) release(ctx context.Context, claim domain.Claim, reservation int
 	return classify(c.scripts.release.Run(ctx, c.rdb, []string{ck.camp, ck.held, ck.claims, ck.pending}, claim.ID, reservation).Err())
 }
 
-// unbind is best effort: a binding left behind only means a retry is answered from the campaign's
-// record, or re-decided there when none exists. match is the binding as the caller saw it
-// ("campaign|bound_ms"), so a re-sent unbind cannot remove the fresh binding of a retry that came in
-// between; or a bare campaign id when the caller never saw it (the sweeper).
 // unbindIfSettled forgets a refused request's binding, so that its id may be used on another campaign
 // at once, only when no earlier call of the request can still be deciding it: the binding is this
 // call's own (made by its begin or rebind), or as old as RebindAfter. A binding an earlier call made is
@@ -399,6 +396,10 @@ func (c *Cache) unbindIfSettled(ctx context.Context, in ClaimInput, b beginResul
 	}
 }
 
+// unbind is best effort: a binding left behind only means a retry is answered from the campaign's
+// record, or re-decided there when none exists. match is the binding as the caller saw it
+// ("campaign|bound_ms"), so a re-sent unbind cannot remove the fresh binding of a retry that came in
+// between.
 func (c *Cache) unbind(ctx context.Context, userID, requestID, match string) {
 	_ = c.scripts.unbind.Run(ctx, c.rdb, []string{keysOfUser(userID).req}, requestID, match).Err()
 }
@@ -467,7 +468,8 @@ func (c *Cache) sweepBucket(ctx context.Context, ck bucketKeys, olderThan time.D
 		if err := c.release(ctx, claim, stored.Reservation); err != nil {
 			return res, err
 		}
-		c.unbind(ctx, claim.UserID, claim.RequestID, claim.CampaignID)
+		// The binding stays: a retry that found it may have reserved again since the release, and
+		// needs it. It is as old as the reservation, so another campaign may already rebind it.
 		res.Released++
 	}
 	return res, nil

@@ -322,6 +322,36 @@ func TestRerunVoidDebit(t *testing.T) {
 	}
 }
 
+// Two reservations of one claim voided, the older one's void arriving last (a re-sent void_debit
+// overtaken): each keeps its own mark, so the newer one's late debit still finds its reservation void
+// and charges nothing for the released unit.
+func TestAVoidOfAnOldReservationLeavesANewerOneVoid(t *testing.T) {
+	c, rdb := newCache(t)
+	ctx := context.Background()
+	credit(t, c, "u", 100, 1)
+	uk := keysOfUser("u")
+	for _, token := range []int{2, 1} {
+		if v, err := c.scripts.voidDebit.Run(ctx, rdb, []string{uk.debits}, "cl1", token).Text(); err != nil || v != "void" {
+			t.Fatalf("void reservation %d: %q %v", token, v, err)
+		}
+	}
+	for _, token := range []int{1, 2} {
+		if v, err := c.scripts.debit.Run(ctx, rdb, []string{uk.user, uk.debits}, "cl1", 30, token).Text(); err != nil || v != "void" {
+			t.Fatalf("late debit of voided reservation %d: %q %v, want void", token, v, err)
+		}
+	}
+	if cu, _ := c.User(ctx, "u"); cu.Balance != 100 {
+		t.Fatalf("balance %d, want 100", cu.Balance)
+	}
+	// A reservation never voided is still debited once.
+	if v, err := c.scripts.debit.Run(ctx, rdb, []string{uk.user, uk.debits}, "cl1", 30, 3).Text(); err != nil || v != "ok" {
+		t.Fatalf("debit of a live reservation: %q %v", v, err)
+	}
+	if entries, _ := c.DebitEntries(ctx, "u"); len(entries) != 1 || entries["cl1"] != 30 {
+		t.Fatalf("debit entries %v, want cl1: 30 only (void marks are not debits)", entries)
+	}
+}
+
 // A fenced apply answers applied, then not applied with the version it wrote (cachesync only logs
 // the flag); a repair answers applied both times, so the reconciler reports what it did.
 func TestRerunApplyCampaign(t *testing.T) {
@@ -691,12 +721,12 @@ func TestARefusedDebitIsVoidedBeforeTheRelease(t *testing.T) {
 		t.Fatalf("a claim whose balance fell before its debit: %+v, want insufficient_points", out)
 	}
 	id := domain.ClaimID("u", "r1")
-	mark, err := rdb.HGet(ctx, keysOfUser("u").debits, id).Result()
-	if err != nil || !strings.HasPrefix(mark, "void:") {
-		t.Fatalf("the refused reservation's debit record %q (%v), want it voided", mark, err)
+	marks, err := rdb.HKeys(ctx, keysOfUser("u").debits).Result()
+	if err != nil || len(marks) != 1 || !strings.HasPrefix(marks[0], id+"|void|") {
+		t.Fatalf("the user's debit records %q (%v), want the refused reservation's void mark only", marks, err)
 	}
 	credit(t, c, "u", 100, 3)
-	late, err := c.scripts.debit.Run(ctx, rdb, []string{keysOfUser("u").user, keysOfUser("u").debits}, id, 30, strings.TrimPrefix(mark, "void:")).Text()
+	late, err := c.scripts.debit.Run(ctx, rdb, []string{keysOfUser("u").user, keysOfUser("u").debits}, id, 30, strings.TrimPrefix(marks[0], id+"|void|")).Text()
 	if err != nil || late != "void" {
 		t.Fatalf("a late debit of the released reservation: %q %v, want void", late, err)
 	}

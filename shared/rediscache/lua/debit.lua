@@ -3,7 +3,9 @@
 -- ARGV: claim_id, cost, reservation token
 -- Returns: 'ok' | 'insufficient_points' | 'void' (the sweeper abandoned this reservation)
 local done = redis.call('HGET', KEYS[2], ARGV[1])
-if done == 'void:' .. ARGV[3] then return 'void' end
+-- A reservation voided (void_debit.lua) is never debited; 'void:<token>' on the claim's own record is
+-- how voids were kept before each reservation had its own mark.
+if done == 'void:' .. ARGV[3] or redis.call('HEXISTS', KEYS[2], ARGV[1] .. '|void|' .. ARGV[3]) == 1 then return 'void' end
 if done and string.sub(done, 1, 5) ~= 'void:' then return 'ok' end
 local cost = tonumber(ARGV[2])
 local u = redis.call('HMGET', KEYS[1], 'credits', 'debits')
