@@ -327,13 +327,13 @@ func (c *Cache) finish(ctx context.Context, in ClaimInput, claimID, raw string, 
 		// an earlier call's) may still be on its way, and would debit after the release once credits
 		// came in: void the reservation's debit first, as the sweeper does. If one landed meanwhile,
 		// the claim is paid for.
-		if verdict, err = c.runDurable(ctx, c.scripts.voidDebit, []string{uk.debits}, claimID, stored.Reservation).Text(); err != nil {
+		voided, err := c.runDurable(ctx, c.scripts.voidDebit, []string{uk.debits}, claimID, stored.Reservation).Text()
+		if err != nil {
 			return ClaimOutcome{}, classify(err)
 		}
-		if verdict == "debited" {
+		if voided == "debited" {
 			return c.confirm(ctx, claim, replayed)
 		}
-		verdict = "insufficient_points"
 	}
 	switch verdict {
 	case "ok":

@@ -575,22 +575,30 @@ func (p *slowReplyProxy) serve(client net.Conn) {
 	}
 }
 
-// The observed failure, reproduced over a real connection: the claim script's reply arrives 1.5 s
-// late, the client (configured as shared/wiring configures it: 1 s read timeout, one retry) gives up
-// on it and sends the script again. The first request must still be told it was granted.
-func TestClaimScriptResentAfterAReadTimeout(t *testing.T) {
+// cacheBehindSlowProxy is a cache whose client reaches the test's standalone server through a
+// slowReplyProxy armed on the claim script, configured as shared/wiring configures it (1 s read
+// timeout, one retry). holdRequest holds the script's request rather than its reply.
+func cacheBehindSlowProxy(t *testing.T, delay time.Duration, holdRequest bool) (*Cache, *slowReplyProxy) {
+	t.Helper()
 	_, universal := newCache(t)
 	direct, ok := universal.(*redis.Client)
 	if !ok {
 		t.Skip("the slow-reply proxy stands in front of one standalone server; a cluster client would be redirected past it")
 	}
-	ctx := context.Background()
-	probe := New(direct)
-	p := startSlowReplyProxy(t, direct.Options().Addr, []byte(probe.scripts.claim.Hash()), 1500*time.Millisecond)
+	p := startSlowReplyProxy(t, direct.Options().Addr, []byte(New(direct).scripts.claim.Hash()), delay)
+	p.holdRequest = holdRequest
 	rdb := redis.NewClient(&redis.Options{Addr: p.ln.Addr().String(), DB: direct.Options().DB,
 		DialTimeout: 2 * time.Second, ReadTimeout: time.Second, WriteTimeout: time.Second, MaxRetries: 1})
-	defer rdb.Close()
-	c := New(rdb)
+	t.Cleanup(func() { rdb.Close() })
+	return New(rdb), p
+}
+
+// The observed failure, reproduced over a real connection: the claim script's reply arrives 1.5 s
+// late, the client (configured as shared/wiring configures it: 1 s read timeout, one retry) gives up
+// on it and sends the script again. The first request must still be told it was granted.
+func TestClaimScriptResentAfterAReadTimeout(t *testing.T) {
+	c, p := cacheBehindSlowProxy(t, 1500*time.Millisecond, false)
+	ctx := context.Background()
 	apply(t, c, campaign("slow", 10, 1))
 	// Load the scripts first, so the EVALSHA that is slowed is the one the claim runs.
 	claim(t, c, "warm", "slow", "w1")
@@ -616,19 +624,8 @@ func TestClaimScriptResentAfterAReadTimeout(t *testing.T) {
 // answer: the call must say its outcome is unknown, and the request must keep its binding, so that the
 // same request id used on another campaign gets the late claim instead of a second one.
 func TestARefusalThatMayBeAReSendsIsNotTheAnswer(t *testing.T) {
-	_, universal := newCache(t)
-	direct, ok := universal.(*redis.Client)
-	if !ok {
-		t.Skip("the slow-reply proxy stands in front of one standalone server; a cluster client would be redirected past it")
-	}
+	c, p := cacheBehindSlowProxy(t, 2*time.Second, true)
 	ctx := context.Background()
-	probe := New(direct)
-	p := startSlowReplyProxy(t, direct.Options().Addr, []byte(probe.scripts.claim.Hash()), 2*time.Second)
-	p.holdRequest = true
-	rdb := redis.NewClient(&redis.Options{Addr: p.ln.Addr().String(), DB: direct.Options().DB,
-		DialTimeout: 2 * time.Second, ReadTimeout: time.Second, WriteTimeout: time.Second, MaxRetries: 1})
-	defer rdb.Close()
-	c := New(rdb)
 	apply(t, c, campaign("late", 1, 1))
 	apply(t, c, campaign("other", 10, 1))
 	claim(t, c, "warm", "late", "w1") // the last unit, and the scripts loaded
